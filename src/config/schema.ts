@@ -1,0 +1,176 @@
+/**
+ * The config file's schema (zod). Paths are resolved relative to the config file by load.ts.
+ * Every field has a default and a bound, so a two-line config is a working node.
+ */
+import { z } from 'zod';
+import { parseDuration, parseSize } from './duration.js';
+
+const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const size = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const fingerprint = z
+  .string()
+  .transform((s) => s.replace(/\s+/g, '').toLowerCase())
+  .pipe(z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-hex-digit OpenPGP v4 fingerprint'));
+
+/** host:port, [v6]:port or a bare port (then 127.0.0.1). */
+const listenAddress = z.union([z.number().int().min(0).max(65535), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return { host: '127.0.0.1', port: v };
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v) ?? /^()()(\d{1,5})$/.exec(v);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not host:port (e.g. 127.0.0.1:2525)` });
+    return z.NEVER;
+  }
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+});
+
+/** Mail pattern: "example.org" (that domain), "*.example.org" (subdomains), "user@example.org", "*" . */
+export const mailPattern = z
+  .string()
+  .transform((s) => s.trim().toLowerCase())
+  .pipe(
+    z
+      .string()
+      .regex(
+        /^(\*|\*\.[a-z0-9.-]+|[a-z0-9.-]+|[^@\s]+@[a-z0-9.-]+)$/,
+        'must be a domain (example.org), *.domain (subdomains) or an address (user@example.org)',
+      ),
+  );
+
+const peer = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, . _ - (max 63)'),
+    fingerprint,
+    /** Armored public key file of the peer. */
+    key: z.string(),
+    mail: z.array(mailPattern).default([]),
+    default: z.boolean().default(false),
+  })
+  .strict();
+
+const maildirDelivery = z
+  .object({
+    method: z.literal('maildir'),
+    /** Maildir path; %u = local part, %d = domain, %a = whole address (lower-cased, sanitised). */
+    path: z.string(),
+    /** If set, only these addresses (or patterns) are delivered; others bounce with 5.1.1. */
+    recipients: z.array(mailPattern).optional(),
+    /** Add Return-Path and Delivered-To as a local delivery agent does. */
+    add_headers: z.boolean().default(true),
+  })
+  .strict();
+
+const smtpDelivery = z
+  .object({
+    method: z.enum(['smtp', 'lmtp']),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535),
+    /** Connections kept open to the MTA (messages per connection are unlimited). */
+    max_connections: z.number().int().min(1).max(64).default(4),
+    timeout: duration.prefault(120),
+    /** Name sent in EHLO/LHLO. */
+    helo_name: z.string().optional(),
+  })
+  .strict();
+
+const sendmailDelivery = z
+  .object({
+    method: z.literal('sendmail'),
+    /** argv of a sendmail-compatible command; "-i -f SENDER -- RCPT..." is appended. */
+    command: z.array(z.string()).min(1),
+    timeout: duration.prefault(300),
+    max_processes: z.number().int().min(1).max(64).default(4),
+  })
+  .strict();
+
+export const deliverySchema = z.discriminatedUnion('method', [maildirDelivery, smtpDelivery, sendmailDelivery]);
+
+const smtpListener = z
+  .object({
+    listen: z.array(listenAddress).prefault(['127.0.0.1:2525']),
+    hostname: z.string().optional(),
+    banner: z.string().default('ferrypost ESMTP'),
+    max_size: size.prefault(52_428_800),
+    max_recipients: z.number().int().min(1).max(100_000).default(1000),
+    max_clients: z.number().int().min(1).max(10_000).default(100),
+    /** Clients allowed to relay without AUTH (CIDR). Others must AUTH, over TLS. */
+    allowed_networks: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
+    /** Messages up to this size are kept in memory while packets are built; larger ones are spooled. */
+    memory_spool_limit: size.prefault(1_048_576),
+    socket_timeout: duration.prefault(300),
+    tls: z.object({ key: z.string(), cert: z.string() }).strict().optional(),
+    /** htpasswd-like file "user:{PLAIN}password" or "user:{SHA256}hex"; enables AUTH PLAIN/LOGIN after STARTTLS. */
+    auth_users_file: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    node: z
+      .object({
+        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),
+        /** The Syncthing-synced folder. */
+        tree: z.string(),
+        /** Local state: journal, quarantine, work files. Never inside the tree. */
+        state_dir: z.string(),
+        /** Armored secret key of this node (mode 0600). */
+        key: z.string(),
+        passphrase_file: z.string().optional(),
+        passphrase_env: z.string().optional(),
+      })
+      .strict(),
+    peers: z.array(peer).default([]),
+    packets: z
+      .object({
+        /** How long a packet may travel before the receiver refuses it. */
+        expiry: duration.prefault('30d'),
+        /** zlib compression level, 0 = none; incompressible payloads are stored uncompressed. */
+        compression_level: z.number().int().min(0).max(9).default(6),
+      })
+      .strict()
+      .prefault({}),
+    smtp: smtpListener.optional(),
+    receive: z
+      .object({
+        rescan_interval: duration.prefault(30),
+        concurrency: z.number().int().min(1).max(64).default(4),
+        retry_initial: duration.prefault(60),
+        retry_max: duration.prefault(3600),
+        /** After this long in temporary failure, the message bounces (Postfix maximal_queue_lifetime). */
+        queue_lifetime: duration.prefault('5d'),
+      })
+      .strict()
+      .prefault({}),
+    delivery: deliverySchema.optional(),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+        file: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z.object({ listen: listenAddress }).strict().optional(),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type PeerConfig = Config['peers'][number];
+export type DeliveryConfig = z.output<typeof deliverySchema>;
+export type SmtpListenerConfig = NonNullable<Config['smtp']>;

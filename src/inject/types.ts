@@ -1,0 +1,32 @@
+/** The narrow interface the receiver calls to hand a verified message to the next hop. */
+import type { MailEnvelope } from '../packet/header.js';
+
+export type RecipientStatus = 'ok' | 'temp' | 'perm';
+
+export interface RecipientResult {
+  rcpt: string;
+  status: RecipientStatus;
+  /** SMTP reply code if known (250, 450, 550 ...). */
+  code?: number;
+  /** RFC 3463 enhanced status, e.g. "5.1.1". */
+  enhanced?: string;
+  /** The remote's reply text or the local error, for logs and DSNs. */
+  message: string;
+}
+
+export interface InjectRequest {
+  envelope: MailEnvelope;
+  /** Path of a file holding the exact message bytes (already verified). */
+  file: string;
+  size: number;
+  /** Packet id, for logs and unique Maildir names. */
+  packetId: string;
+}
+
+export interface Injector {
+  /** Human-readable name for logs and DSNs ("smtp:127.0.0.1:25", "maildir", "sendmail"). */
+  readonly name: string;
+  /** One result per recipient in envelope.to, in the same order. Never throws for delivery failures. */
+  inject(req: InjectRequest): Promise<RecipientResult[]>;
+  close(): Promise<void>;
+}
