@@ -1,0 +1,150 @@
+/** The subcommands, each a thin wrapper over one core function. */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load.js';
+import { FerryError } from '../errors/index.js';
+import { loadKeyring } from '../keys/keyring.js';
+import { listQuarantine } from '../quarantine/quarantine.js';
+import { formatQueue, queueReport } from '../queue/report.js';
+import { openJournal } from '../store/journal.js';
+import { openOutbox } from '../queue/outbox.js';
+import { initNode } from './init.js';
+import type { DeliveryChoice } from './config-template.js';
+import { runDaemon } from './run.js';
+import type { addPeer as AddPeer, formatFingerprint as FormatFpr } from './peer.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function registerCommands(program: Command, configFile: () => string, peer: { addPeer: typeof AddPeer; formatFingerprint: typeof FormatFpr }): void {
+  program
+    .command('init')
+    .description('create a node: key pair, config, tree and state directories')
+    .option('--dir <dir>', 'where the node lives', '.')
+    .option('--name <name>', 'node name', 'node')
+    .option('--tree <dir>', 'the synced folder (default DIR/tree)')
+    .option('--listen <host:port>', 'SMTP listener', '127.0.0.1:2525')
+    .option('--maildir <path>', 'deliver to this Maildir (%u/%d/%a expand); the default: DIR/Maildir')
+    .option('--smtp <host:port>', 'deliver by SMTP to this MTA instead')
+    .option('--lmtp <host:port>', 'deliver by LMTP instead')
+    .option('--sendmail <command>', 'deliver through this sendmail-compatible command instead')
+    .option('--no-self-peer', 'do not route mail to this node itself (the embedded default does)')
+    .option('--passphrase-file <file>', 'protect the secret key with the passphrase in this file')
+    .action(async (o) => {
+      const r = await initNode({ dir: o.dir, name: o.name, tree: o.tree, listen: o.listen, delivery: deliveryChoice(o), selfPeer: o.selfPeer, passphraseFile: o.passphraseFile });
+      process.stdout.write(
+        `node created: ${r.configFile}\nfingerprint:  ${peer.formatFingerprint(r.fingerprint)}\npublic key:   ${r.publicKeyFile}\ntree:         ${r.tree}\n` +
+          `next: give the public key to the other node ("ferrypost key export"), add theirs with "ferrypost peer add", then "ferrypost run".\n`,
+      );
+    });
+
+  const key = program.command('key').description('this node\'s key');
+  key
+    .command('export')
+    .description('print this node\'s public key (armored)')
+    .action(async () => {
+      const cfg = loadConfig(configFile());
+      const ring = await loadKeyring(cfg);
+      process.stdout.write(ring.self.publicKey.armor());
+    });
+
+  const peers = program.command('peer').description('the nodes this node exchanges packets with');
+  peers
+    .command('add <keyfile>')
+    .description('add a peer from its exported public key')
+    .requiredOption('--name <name>', 'a short name for the peer')
+    .option('--mail <pattern>', 'mail routed to it: domain, *.domain or address (repeatable)', collect, [])
+    .option('--default', 'route all other mail to it', false)
+    .action(async (keyfile: string, o) => {
+      const r = await peer.addPeer(configFile(), keyfile, { name: o.name, mail: o.mail, default: o.default });
+      process.stdout.write(`peer "${o.name}" added\nfingerprint: ${peer.formatFingerprint(r.fingerprint)}\nuser ids:    ${r.userIds.join(', ')}\n` +
+        `Compare this fingerprint with the one "ferrypost init" printed on that node before you trust it.\n`);
+    });
+  peers
+    .command('list')
+    .description('list the configured peers')
+    .action(async () => {
+      const cfg = loadConfig(configFile());
+      for (const p of cfg.peers) {
+        process.stdout.write(`${p.name.padEnd(16)} ${peer.formatFingerprint(p.fingerprint)}  ${[...p.mail, p.default ? '(default)' : ''].join(' ').trim()}\n`);
+      }
+    });
+
+  program
+    .command('run')
+    .description('run the node: SMTP listener and receiver, until SIGTERM')
+    .option('--init-embedded <dir>', 'if the config does not exist, first create an embedded node (Maildir, local tree) in DIR')
+    .option('--log-level <level>', 'override log.level')
+    .action(async (o) => {
+      let file = configFile();
+      if (o.initEmbedded && !existsSync(file)) {
+        const r = await initNode({ dir: o.initEmbedded, name: 'local', delivery: { method: 'maildir', path: 'Maildir' }, selfPeer: true });
+        file = r.configFile;
+        process.stderr.write(`created an embedded node in ${path.resolve(o.initEmbedded)}: mail sent to 127.0.0.1:2525 is delivered to ${path.resolve(o.initEmbedded, 'Maildir')}/new\n`);
+      }
+      await runDaemon(file, o.logLevel ? { logLevel: o.logLevel } : {});
+    });
+
+  program
+    .command('queue')
+    .description('list packets waiting: outgoing in the tree, incoming deferred (like mailq)')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const cfg = loadConfig(configFile());
+      const ring = await loadKeyring(cfg);
+      const outbox = openOutbox(cfg.node.state_dir);
+      const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
+      try {
+        const r = await queueReport(cfg.node.tree, ring, outbox, journal);
+        process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatQueue(r));
+      } finally {
+        journal.close();
+        outbox.close();
+      }
+    });
+
+  const q = program.command('quarantine').description('packets refused by the receiver');
+  q.command('list')
+    .description('list quarantined packets with their reasons')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const cfg = loadConfig(configFile());
+      const list = await listQuarantine(cfg.node.state_dir);
+      if (o.json) {
+        process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+        return;
+      }
+      if (!list.length) process.stdout.write('quarantine is empty\n');
+      for (const e of list) {
+        process.stdout.write(`${e.name}\n  ${e.reason.code}: ${e.reason.message}\n  from ${e.reason.fromNode ?? '?'}, ${e.reason.size} bytes, at ${e.reason.quarantinedAt}, was ${e.reason.originalPath}\n`);
+      }
+    });
+
+  program
+    .command('check')
+    .description('load the config and keys and report problems')
+    .action(async () => {
+      const file = configFile();
+      const cfg = loadConfig(file);
+      const ring = await loadKeyring(cfg);
+      if (!existsSync(cfg.node.tree)) throw new FerryError('CONFIG', `node.tree ${cfg.node.tree} does not exist (create it, or share it with Syncthing first)`);
+      const st = await readFile(path.join(cfg.node.tree, '.stignore'), 'utf8').catch(() => '');
+      if (!st.includes('.ferrypost')) process.stderr.write(`warning: ${cfg.node.tree}/.stignore lacks ferrypost's lines; "ferrypost init" writes them\n`);
+      process.stdout.write(`config ok: node ${cfg.node.name} ${ring.self.fingerprint}, ${ring.peers.size} peer(s), delivery ${cfg.delivery?.method ?? 'none'}\n`);
+    });
+}
+
+function deliveryChoice(o: { maildir?: string; smtp?: string; lmtp?: string; sendmail?: string }): DeliveryChoice {
+  const given = [o.maildir, o.smtp, o.lmtp, o.sendmail].filter((v) => v !== undefined).length;
+  if (given > 1) throw new FerryError('USAGE', 'choose one of --maildir, --smtp, --lmtp, --sendmail');
+  const hp = (v: string, flag: string) => {
+    const m = /^(.+):(\d+)$/.exec(v);
+    if (!m) throw new FerryError('USAGE', `${flag} ${v}: expected host:port, e.g. 127.0.0.1:25`);
+    return { host: m[1]!, port: Number(m[2]) };
+  };
+  if (o.smtp) return { method: 'smtp', ...hp(o.smtp, '--smtp') };
+  if (o.lmtp) return { method: 'lmtp', ...hp(o.lmtp, '--lmtp') };
+  if (o.sendmail) return { method: 'sendmail', command: o.sendmail.split(/\s+/).filter(Boolean) };
+  return { method: 'maildir', path: o.maildir ?? 'Maildir' };
+}

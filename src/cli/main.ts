@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+/**
+ * The `ferrypost` command. Thin entry points over the core (NNCP style): each subcommand parses its
+ * options, calls one function, prints, and exits with a sysexits status. Errors print
+ * "ferrypost: <what is wrong> (<how to fix>)" on stderr.
+ */
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { configPathFrom } from '../config/load.js';
+import { FerryError, SYSEXIT, replyFor } from '../errors/index.js';
+import { addPeer, formatFingerprint } from './peer.js';
+import { registerCommands } from './commands.js';
+import { runSendmailCli } from './sendmail-entry.js';
+
+async function main(argv: string[]): Promise<number> {
+  // sendmail(8) syntax does not fit commander (-f addr, -oi, -- rcpts): handled on its own,
+  // also when installed as a "sendmail" symlink.
+  const invokedAs = path.basename(argv[1] ?? '');
+  if (invokedAs === 'sendmail' || argv[2] === 'sendmail') {
+    return runSendmailCli(invokedAs === 'sendmail' ? argv.slice(2) : argv.slice(3));
+  }
+  const program = new Command('ferrypost')
+    .description('delay-tolerant mail gateway over a synced folder')
+    .option('-c, --config <file>', 'config file (default: $FERRYPOST_CONFIG, else ./ferrypost.yaml)')
+    .exitOverride()
+    .showHelpAfterError('(run "ferrypost --help" for usage)');
+  const configFile = () => configPathFrom(program.opts<{ config?: string }>().config);
+  registerCommands(program, configFile, { addPeer, formatFingerprint });
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : SYSEXIT.USAGE;
+    }
+    return reportError(err);
+  }
+}
+
+export function reportError(err: unknown): number {
+  if (err instanceof FerryError) {
+    process.stderr.write(`ferrypost: ${err.message}\n`);
+    return err.code === 'CONFIG' ? SYSEXIT.CONFIG : err.code === 'USAGE' ? SYSEXIT.USAGE : replyFor(err).sysexit;
+  }
+  const e = err as NodeJS.ErrnoException;
+  process.stderr.write(`ferrypost: ${e?.message ?? String(err)}\n`);
+  if (e?.code === 'ENOENT') return SYSEXIT.NOINPUT;
+  if (e?.code === 'EACCES') return SYSEXIT.NOPERM;
+  return SYSEXIT.SOFTWARE;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = reportError(err);
+  },
+);

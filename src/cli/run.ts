@@ -1,0 +1,63 @@
+/**
+ * `ferrypost run`: the daemon. SMTP listener + receiver + injector, until SIGTERM/SIGINT, then a
+ * graceful stop: stop accepting, let transactions and packets in hand finish, close the journal.
+ */
+import path from 'node:path';
+import { createInjector } from '../inject/index.js';
+import { createReceiver } from '../receive/receiver.js';
+import { createSmtpListener } from '../smtp/server.js';
+import { openJournal } from '../store/journal.js';
+import { openNode } from './context.js';
+
+export interface RunOptions {
+  logLevel?: string;
+  /** Resolves when the daemon should stop (tests); default: SIGTERM/SIGINT. */
+  until?: Promise<void>;
+}
+
+export async function runDaemon(configFile: string, opts: RunOptions = {}): Promise<void> {
+  const node = await openNode(configFile, opts.logLevel ? { logLevel: opts.logLevel } : {});
+  const { cfg, log } = node;
+  const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
+  const injector = cfg.delivery ? createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
+  const receiver = injector
+    ? createReceiver({
+        tree: cfg.node.tree,
+        stateDir: cfg.node.state_dir,
+        keyring: node.keyring,
+        journal,
+        injector,
+        enqueue: node.enqueue,
+        hostname: node.hostname,
+        log,
+        rescanIntervalMs: cfg.receive.rescan_interval,
+        concurrency: cfg.receive.concurrency,
+        retryInitialMs: cfg.receive.retry_initial,
+        retryMaxMs: cfg.receive.retry_max,
+        queueLifetimeMs: cfg.receive.queue_lifetime,
+        now: Date.now,
+      })
+    : undefined;
+  if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
+  const smtp = cfg.smtp ? createSmtpListener({ config: cfg.smtp, enqueue: node.enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
+
+  await receiver?.start();
+  const bound = (await smtp?.listen()) ?? [];
+  log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
+
+  const stopSignal =
+    opts.until ??
+    new Promise<void>((resolve) => {
+      process.once('SIGTERM', () => resolve());
+      process.once('SIGINT', () => resolve());
+    });
+  await stopSignal;
+  log.info({ evt: 'node.stopping' }, 'stopping: no new mail accepted, finishing work in hand');
+  await smtp?.close();
+  await receiver?.stop();
+  await injector?.close();
+  journal.close();
+  node.close();
+  log.info({ evt: 'node.stopped' }, 'stopped');
+  log.flush?.();
+}

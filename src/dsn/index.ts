@@ -1,0 +1,165 @@
+/**
+ * Delivery status notifications (RFC 3464 in an RFC 3462 multipart/report): a human-readable part
+ * (7-bit), the machine-readable message/delivery-status part and the original headers
+ * (text/rfc822-headers). Pure: no I/O; CRLF line endings throughout.
+ * How it fails: buildDsn throws FerryError USAGE when asked to bounce to the null sender or with no
+ * failed recipients (callers check shouldBounce first); shouldBounce never throws.
+ */
+import { randomBytes } from 'node:crypto';
+import { FerryError } from '../errors/index.js';
+import { parseHeaderFields } from './parse.js';
+
+export { readHeaderBlock } from './headers.js';
+
+export interface DsnInput {
+  /** Hostname for "Reporting-MTA: dns; <name>". */
+  reportingMta: string;
+  originalEnvelope: { from: string; to: string[] };
+  /** The header block of the original message (up to the blank line). */
+  originalHeaders: Buffer;
+  failed: Array<{ rcpt: string; status: string; diagnostic: string; remoteMta?: string }>;
+  arrivalDate: Date;
+  now?: Date;
+  /** Generated if absent: <random@reportingMta>. */
+  messageId?: string;
+  action?: 'failed' | 'delayed';
+}
+
+const CRLF = '\r\n';
+
+/** RFC 5322 date-time in UTC: "Wed, 26 Nov 2025 12:00:00 +0000". */
+export function rfc5322Date(d: Date): string {
+  return d.toUTCString().replace(/GMT$/, '+0000');
+}
+
+/** Printable US-ASCII only (others → '?'), no line breaks. */
+function ascii(s: string): string {
+  return s.replace(/[\r\n\t]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
+}
+
+/** "Name: value" folded at spaces to lines of at most ~78 chars (hard-cut at 900 if unbreakable). */
+function field(name: string, value: string): string {
+  const words = ascii(value)
+    .split(' ')
+    .flatMap((w) => w.match(/.{1,900}/g) ?? []);
+  const lines: string[] = [];
+  let cur = `${name}:`;
+  let used = false;
+  for (const w of words) {
+    if (used && cur.length + 1 + w.length > 78) {
+      lines.push(cur);
+      cur = ` ${w}`;
+    } else cur += ` ${w}`;
+    used = true;
+  }
+  lines.push(cur);
+  return lines.join(CRLF) + CRLF;
+}
+
+function toCrlf(b: Buffer): Buffer {
+  const s = b.toString('latin1').replace(/\r?\n/g, '\r\n');
+  return Buffer.from(s.endsWith('\r\n') || s === '' ? s : s + '\r\n', 'latin1');
+}
+
+export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] }; message: Buffer } {
+  const sender = input.originalEnvelope.from.trim();
+  if (sender === '' || sender === '<>') throw new FerryError('USAGE', 'a DSN is never sent to the null sender');
+  if (input.failed.length === 0) throw new FerryError('USAGE', 'a DSN needs at least one recipient to report');
+  const action = input.action ?? 'failed';
+  const now = input.now ?? new Date();
+  const mta = ascii(input.reportingMta);
+  const messageId = input.messageId ?? `<${randomBytes(12).toString('hex')}.dsn@${mta}>`;
+  const original = toCrlf(input.originalHeaders);
+  let boundary = `=_ferrypost_dsn_${randomBytes(9).toString('base64url')}`;
+  while (original.includes(boundary)) boundary += randomBytes(3).toString('hex');
+
+  const subject = action === 'failed' ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)';
+  const head =
+    field('From', `Mail Delivery System <MAILER-DAEMON@${mta}>`) +
+    field('To', `<${sender}>`) +
+    field('Subject', subject) +
+    field('Date', rfc5322Date(now)) +
+    field('Message-ID', messageId) +
+    field('Auto-Submitted', 'auto-replied') +
+    field('MIME-Version', '1.0') +
+    `Content-Type: multipart/report; report-type=delivery-status;${CRLF} boundary="${boundary}"${CRLF}` +
+    field('Content-Transfer-Encoding', '7bit');
+
+  const human = [
+    `This is the mail system at host ${mta}.`,
+    '',
+    action === 'failed'
+      ? 'I am sorry to have to inform you that your message could not be delivered to one or more recipients. The details are below.'
+      : 'Your message could not be delivered yet to one or more recipients. Delivery will be retried; you do not need to resend it.',
+    '',
+    `The message arrived on ${rfc5322Date(input.arrivalDate)}.`,
+    '',
+    ...input.failed.map((f) => `<${ascii(f.rcpt)}>: ${ascii(f.diagnostic)}`),
+  ]
+    .flatMap((l) => (l.length > 76 ? wrap(l) : [l]))
+    .join(CRLF);
+
+  let status = field('Reporting-MTA', `dns; ${mta}`) + field('Arrival-Date', rfc5322Date(input.arrivalDate));
+  for (const f of input.failed) {
+    const diag = /^[A-Za-z0-9-]+;/.test(f.diagnostic.trim()) ? f.diagnostic.trim() : `smtp; ${f.diagnostic.trim()}`;
+    status +=
+      CRLF +
+      field('Final-Recipient', `rfc822; ${f.rcpt}`) +
+      field('Action', action) +
+      field('Status', f.status) +
+      (f.remoteMta ? field('Remote-MTA', `dns; ${f.remoteMta}`) : '') +
+      field('Diagnostic-Code', diag) +
+      field('Last-Attempt-Date', rfc5322Date(now));
+  }
+
+  const eightBit = original.some((b) => b > 0x7f);
+  const parts = [
+    Buffer.from(
+      `${head}${CRLF}This is a MIME-encapsulated message.${CRLF}${CRLF}` +
+        `--${boundary}${CRLF}Content-Description: Notification${CRLF}Content-Type: text/plain; charset=us-ascii${CRLF}${CRLF}` +
+        `${human}${CRLF}${CRLF}` +
+        `--${boundary}${CRLF}Content-Description: Delivery report${CRLF}Content-Type: message/delivery-status${CRLF}${CRLF}` +
+        `${status}${CRLF}` +
+        `--${boundary}${CRLF}Content-Description: Undelivered Message Headers${CRLF}Content-Type: text/rfc822-headers${CRLF}` +
+        (eightBit ? `Content-Transfer-Encoding: 8bit${CRLF}` : '') +
+        CRLF,
+      'latin1',
+    ),
+    original,
+    Buffer.from(`${CRLF}--${boundary}--${CRLF}`, 'latin1'),
+  ];
+  return { envelope: { from: '', to: [sender] }, message: Buffer.concat(parts) };
+}
+
+function wrap(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (const w of line.split(' ').flatMap((x) => x.match(/.{1,900}/g) ?? [])) {
+    if (cur && cur.length + 1 + w.length > 76) {
+      out.push(cur);
+      cur = `    ${w}`;
+    } else cur = cur ? `${cur} ${w}` : w;
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+
+/**
+ * False for the null sender and for messages that must never be bounced: DSNs themselves
+ * (multipart/report; report-type=delivery-status) and anything Auto-Submitted other than "no".
+ */
+export function shouldBounce(envelopeFrom: string, headers: Buffer): boolean {
+  const from = envelopeFrom.trim();
+  if (from === '' || from === '<>') return false;
+  for (const { name, value } of parseHeaderFields(headers)) {
+    if (name === 'auto-submitted') {
+      const v = value.replace(/\([^)]*\)/g, '').split(';')[0]!.trim().toLowerCase();
+      if (v !== 'no') return false;
+    }
+    if (name === 'content-type') {
+      const v = value.toLowerCase();
+      if (/^\s*multipart\/report\b/.test(v) && /report-type\s*=\s*"?delivery-status"?/.test(v)) return false;
+    }
+  }
+  return true;
+}

@@ -1,0 +1,204 @@
+/**
+ * Maildir injector: delivers each recipient's copy into a Maildir chosen by a path template
+ * (%u local part, %d domain, %a address). Per message and maildir: write tmp/<unique> (optional
+ * Return-Path/Delivered-To + the exact message bytes) → fsync → close → rename into new/ → fsync new/.
+ * How it fails: never throws for delivery problems. A recipient outside `recipients` is perm 5.1.1, an
+ * address that cannot be a safe path component is perm 5.1.3; every filesystem error is temporary
+ * (ENOSPC/EIO 4.3.0, EDQUOT 4.2.2, EACCES/EPERM 4.2.0, anything else 4.3.0), so the packet is kept.
+ */
+import * as nodeFs from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { DeliveryConfig } from '../config/schema.js';
+import type { InjectRequest, Injector, RecipientResult } from './types.js';
+
+export type MaildirDeliveryConfig = Extract<DeliveryConfig, { method: 'maildir' }>;
+
+/** The filesystem calls the injector makes; tests may wrap them to inject faults. */
+export interface MaildirFs {
+  mkdir(path: string, opts: { recursive: true; mode: number }): Promise<unknown>;
+  open(path: string, flags: string, mode?: number): Promise<nodeFs.FileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+export interface MaildirInjectorOptions {
+  hostname: string;
+  log?: Logger;
+  fs?: MaildirFs;
+}
+
+const SAFE = /^[a-z0-9._+-]+$/;
+const SAFE_ADDRESS = /^[a-z0-9._+@-]+$/;
+
+/** "example.org", "*.example.org", "user@example.org" or "*" (patterns are lower-cased by the schema). */
+export function matchesRecipientPattern(address: string, pattern: string): boolean {
+  const a = address.toLowerCase();
+  const p = pattern.toLowerCase();
+  if (p === '*') return true;
+  if (p.includes('@')) return a === p;
+  const domain = a.slice(a.lastIndexOf('@') + 1);
+  if (p.startsWith('*.')) return domain.endsWith(p.slice(1));
+  return a.includes('@') && domain === p;
+}
+
+/** Expand %u/%d/%a for one recipient, or return why the address cannot be used as a path. */
+export function maildirPathFor(template: string, rcpt: string): { path: string } | { error: string } {
+  const address = rcpt.toLowerCase();
+  const at = address.lastIndexOf('@');
+  const parts: Record<string, string> = {
+    u: at < 0 ? address : address.slice(0, at),
+    d: at < 0 ? '' : address.slice(at + 1),
+    a: address,
+  };
+  let bad: string | undefined;
+  const path = template.replace(/%([uda%])/g, (_m, k: string) => {
+    if (k === '%') return '%';
+    const v = parts[k] ?? '';
+    const ok = v !== '' && !v.startsWith('.') && !v.includes('/') && (k === 'a' ? SAFE_ADDRESS : SAFE).test(v);
+    if (!ok) bad ??= `%${k} = "${v}" is not a safe mailbox name (letters, digits, . _ + - only, no leading dot)`;
+    return v;
+  });
+  return bad ? { error: bad } : { path };
+}
+
+/** True if new/ or cur/ of this Maildir already holds a file delivered from this packet. */
+export async function maildirHasPacket(dir: string, packetId: string): Promise<boolean> {
+  const needle = `_${packetId}.`;
+  for (const sub of ['new', 'cur']) {
+    let names: string[];
+    try {
+      names = await nodeFs.readdir(join(dir, sub));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw e;
+    }
+    if (names.some((n) => n.includes(needle))) return true;
+  }
+  return false;
+}
+
+function tempResult(rcpt: string, err: unknown): RecipientResult {
+  const e = err as NodeJS.ErrnoException;
+  const code = e?.code;
+  const text = e instanceof Error ? e.message : String(err);
+  if (code === 'EDQUOT') return { rcpt, status: 'temp', code: 452, enhanced: '4.2.2', message: `mailbox over quota: ${text}` };
+  if (code === 'ENOSPC') return { rcpt, status: 'temp', code: 452, enhanced: '4.3.0', message: `disk full: ${text}` };
+  if (code === 'EACCES' || code === 'EPERM')
+    return { rcpt, status: 'temp', code: 450, enhanced: '4.2.0', message: `cannot write to mailbox: ${text}` };
+  return { rcpt, status: 'temp', code: 451, enhanced: '4.3.0', message: `maildir delivery failed: ${text}` };
+}
+
+/** "\r\n" if the message's first line ends in CRLF, else "\n". */
+async function firstLineEnding(file: string): Promise<string> {
+  const fh = await nodeFs.open(file, 'r');
+  try {
+    const buf = Buffer.alloc(65536);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+    return nl > 0 && buf[nl - 1] === 0x0d ? '\r\n' : nl >= 0 ? '\n' : '\r\n';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Maildir name components must not contain '/' or ':' (the info separator). */
+function safeHostname(h: string): string {
+  return h.replace(/\//g, '\\057').replace(/:/g, '\\072');
+}
+
+export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirInjectorOptions): Injector {
+  const fs: MaildirFs = opts.fs ?? nodeFs;
+  const host = safeHostname(opts.hostname);
+  let counter = 0;
+
+  function uniqueName(packetId: string, size: number): string {
+    const now = process.hrtime.bigint();
+    const wall = Date.now();
+    const sec = Math.floor(wall / 1000);
+    const usec = (wall % 1000) * 1000 + Number((now / 1000n) % 1000n);
+    counter += 1;
+    return `${sec}.M${usec}P${process.pid}Q${counter}_${packetId}.${host},S=${size}`;
+  }
+
+  async function deliverOne(dir: string, req: InjectRequest, rcpt: string, prefix: Buffer): Promise<string> {
+    for (const sub of ['tmp', 'new', 'cur']) await fs.mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+    const name = uniqueName(req.packetId, prefix.length + req.size);
+    const tmp = join(dir, 'tmp', name);
+    const fh = await fs.open(tmp, 'wx', 0o600);
+    let renamed = false;
+    try {
+      try {
+        if (prefix.length) await fh.write(prefix);
+        for await (const chunk of createReadStream(req.file)) await fh.write(chunk as Buffer);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.rename(tmp, join(dir, 'new', name));
+      renamed = true;
+      const d = await fs.open(join(dir, 'new'), 'r');
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+    } catch (e) {
+      if (!renamed) await fs.unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    opts.log?.info({ event: 'inject.maildir', packetId: req.packetId, rcpt, file: join(dir, 'new', name) }, 'delivered');
+    return name;
+  }
+
+  return {
+    name: 'maildir',
+    async inject(req: InjectRequest): Promise<RecipientResult[]> {
+      const results = new Array<RecipientResult | undefined>(req.envelope.to.length);
+      const groups = new Map<string, number[]>();
+      req.envelope.to.forEach((rcpt, i) => {
+        if (cfg.recipients && !cfg.recipients.some((p) => matchesRecipientPattern(rcpt, p))) {
+          results[i] = { rcpt, status: 'perm', code: 550, enhanced: '5.1.1', message: `<${rcpt}>: user unknown` };
+          return;
+        }
+        const p = maildirPathFor(cfg.path, rcpt);
+        if ('error' in p) {
+          results[i] = { rcpt, status: 'perm', code: 553, enhanced: '5.1.3', message: `<${rcpt}>: ${p.error}` };
+          return;
+        }
+        const g = groups.get(p.path);
+        if (g) g.push(i);
+        else groups.set(p.path, [i]);
+      });
+
+      let eol = '\r\n';
+      if (cfg.add_headers && groups.size) {
+        try {
+          eol = await firstLineEnding(req.file);
+        } catch (e) {
+          for (const idxs of groups.values()) for (const i of idxs) results[i] = tempResult(req.envelope.to[i]!, e);
+          groups.clear();
+        }
+      }
+
+      for (const [dir, idxs] of groups) {
+        const rcpt = req.envelope.to[idxs[0]!]!;
+        const prefix = cfg.add_headers
+          ? Buffer.from(`Return-Path: <${req.envelope.from}>${eol}Delivered-To: ${rcpt}${eol}`, 'utf8')
+          : Buffer.alloc(0);
+        let r: Omit<RecipientResult, 'rcpt'>;
+        try {
+          const name = await deliverOne(dir, req, rcpt, prefix);
+          r = { status: 'ok', code: 250, enhanced: '2.0.0', message: `delivered to maildir as ${name}` };
+        } catch (e) {
+          r = tempResult(rcpt, e);
+          opts.log?.warn({ event: 'inject.tempfail', packetId: req.packetId, rcpt, dir, err: String(e) }, 'maildir delivery failed');
+        }
+        for (const i of idxs) results[i] = { ...r, rcpt: req.envelope.to[i]! };
+      }
+      return results.map((r, i) => r ?? tempResult(req.envelope.to[i]!, new Error('not attempted')));
+    },
+    async close(): Promise<void> {},
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * sendmail injector: runs `command... -i -f SENDER -- RCPT...` with the exact message bytes on stdin
+ * (null sender as `-f '<>'`, which Postfix, Exim and Sendmail all read as the null sender), at most
+ * max_processes at a time.
+ * How it fails: never throws. Exit 0 → every recipient ok. Exit 75, a signal, a timeout (the child is
+ * killed), a spawn failure or any exit status not in the sysexits table → every recipient temp, so the
+ * packet is kept. The sysexits table (as Postfix's sys_exits.c) gives perm with an enhanced code,
+ * except 71 OSERR which is temp. The command's stderr (first 4 KiB) is in the message.
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { DeliveryConfig } from '../config/schema.js';
+import type { InjectRequest, Injector, RecipientResult, RecipientStatus } from './types.js';
+
+export type SendmailDeliveryConfig = Extract<DeliveryConfig, { method: 'sendmail' }>;
+
+export interface SendmailInjectorOptions {
+  log?: Logger;
+}
+
+const STDERR_MAX = 4096;
+
+/** sysexits.h status → name, enhanced status, temporary? (Postfix global/sys_exits.c). */
+const SYS_EXITS: Record<number, { name: string; enhanced: string; temp: boolean }> = {
+  64: { name: 'USAGE', enhanced: '5.3.0', temp: false },
+  65: { name: 'DATAERR', enhanced: '5.6.0', temp: false },
+  66: { name: 'NOINPUT', enhanced: '5.3.0', temp: false },
+  67: { name: 'NOUSER', enhanced: '5.1.1', temp: false },
+  68: { name: 'NOHOST', enhanced: '5.1.2', temp: false },
+  69: { name: 'UNAVAILABLE', enhanced: '5.3.0', temp: false },
+  70: { name: 'SOFTWARE', enhanced: '5.3.0', temp: false },
+  71: { name: 'OSERR', enhanced: '4.3.0', temp: true },
+  72: { name: 'OSFILE', enhanced: '5.3.0', temp: false },
+  73: { name: 'CANTCREAT', enhanced: '5.2.0', temp: false },
+  74: { name: 'IOERR', enhanced: '5.3.0', temp: false },
+  75: { name: 'TEMPFAIL', enhanced: '4.3.0', temp: true },
+  76: { name: 'PROTOCOL', enhanced: '5.5.0', temp: false },
+  77: { name: 'NOPERM', enhanced: '5.7.0', temp: false },
+  78: { name: 'CONFIG', enhanced: '5.3.5', temp: false },
+};
+
+interface RunResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  spawnError?: Error;
+  stderr: string;
+}
+
+/** The argv the injector runs for an envelope (exported for tests and logs). */
+export function sendmailArgv(command: readonly string[], from: string, to: readonly string[]): string[] {
+  return [...command, '-i', '-f', from === '' || from === '<>' ? '<>' : from, '--', ...to];
+}
+
+function run(argv: string[], file: string, timeoutMs: number): Promise<RunResult> {
+  return new Promise((resolve) => {
+    let stderr = Buffer.alloc(0);
+    let timedOut = false;
+    let done = false;
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+    const finish = (r: Omit<RunResult, 'stderr' | 'timedOut'>): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({ ...r, timedOut, stderr: stderr.toString('utf8').trim() });
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e) => finish({ exitCode: null, signal: null, spawnError: e }));
+    child.on('close', (exitCode, signal) => finish({ exitCode, signal }));
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < STDERR_MAX) stderr = Buffer.concat([stderr, d]).subarray(0, STDERR_MAX);
+    });
+    // The child may exit before reading all input (EPIPE): its exit status decides, not the pipe.
+    child.stdin.on('error', () => undefined);
+    const input = createReadStream(file);
+    input.on('error', (e) => {
+      child.kill('SIGKILL');
+      finish({ exitCode: null, signal: null, spawnError: e });
+    });
+    input.pipe(child.stdin);
+  });
+}
+
+function classify(r: RunResult, argv0: string): { status: RecipientStatus; code: number; enhanced: string; message: string } {
+  const tail = r.stderr ? `: ${r.stderr}` : '';
+  if (r.spawnError)
+    return { status: 'temp', code: 451, enhanced: '4.3.0', message: `cannot run ${argv0}: ${r.spawnError.message}` };
+  if (r.timedOut) return { status: 'temp', code: 451, enhanced: '4.4.2', message: `${argv0} timed out and was killed${tail}` };
+  if (r.signal) return { status: 'temp', code: 451, enhanced: '4.3.0', message: `${argv0} killed by ${r.signal}${tail}` };
+  if (r.exitCode === 0) return { status: 'ok', code: 250, enhanced: '2.0.0', message: `${argv0} accepted the message${tail}` };
+  const e = r.exitCode === null ? undefined : SYS_EXITS[r.exitCode];
+  if (!e) return { status: 'temp', code: 451, enhanced: '4.3.0', message: `${argv0} exited with unknown status ${r.exitCode}${tail}` };
+  return {
+    status: e.temp ? 'temp' : 'perm',
+    code: e.temp ? 451 : 550,
+    enhanced: e.enhanced,
+    message: `${argv0} exited with status ${r.exitCode} (EX_${e.name})${tail}`,
+  };
+}
+
+export function createSendmailInjector(cfg: SendmailDeliveryConfig, opts: SendmailInjectorOptions = {}): Injector {
+  const queue = new PQueue({ concurrency: cfg.max_processes });
+  const argv0 = cfg.command[0]!;
+  return {
+    name: `sendmail:${argv0}`,
+    async inject(req: InjectRequest): Promise<RecipientResult[]> {
+      const argv = sendmailArgv(cfg.command, req.envelope.from, req.envelope.to);
+      const r = await queue.add(() => run(argv, req.file, cfg.timeout));
+      const c = classify(r, argv0);
+      if (c.status !== 'ok')
+        opts.log?.warn({ event: `inject.${c.status}fail`, packetId: req.packetId, exit: r.exitCode, signal: r.signal }, c.message);
+      return req.envelope.to.map((rcpt) => ({ rcpt, ...c }));
+    },
+    async close(): Promise<void> {
+      await queue.onIdle();
+    },
+  };
+}

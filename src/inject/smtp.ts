@@ -1,0 +1,132 @@
+/**
+ * SMTP/LMTP injector: hands the exact message bytes to the next-hop MTA over one pooled nodemailer
+ * transport (many messages per connection). SMTP needs CRLF on the wire, so nodemailer turns bare LF
+ * into CRLF (and dot-stuffs); the receiving MTA stores lines, not our line endings — every other byte
+ * arrives unchanged (asserted in test/unit/inject-smtp.test.ts).
+ * How it fails: never throws. Per-recipient 4xx → temp, 5xx → perm (enhanced code from the reply);
+ * a whole-transaction 4xx, a connection error or a timeout → every recipient temp; a whole-transaction
+ * 5xx (MAIL FROM or DATA refused) → every recipient perm. A recipient without any reply → temp.
+ */
+import { createReadStream } from 'node:fs';
+import { domainToASCII } from 'node:url';
+import nodemailer from 'nodemailer';
+import type { Logger } from 'pino';
+import type { DeliveryConfig } from '../config/schema.js';
+import type { InjectRequest, Injector, RecipientResult, RecipientStatus } from './types.js';
+
+export type SmtpDeliveryConfig = Extract<DeliveryConfig, { method: 'smtp' | 'lmtp' }>;
+
+export interface SmtpInjectorOptions {
+  log?: Logger;
+}
+
+interface SmtpError extends Error {
+  code?: string;
+  response?: string;
+  responseCode?: number;
+  command?: string;
+  recipient?: string;
+  rejected?: string[];
+  rejectedErrors?: SmtpError[];
+}
+
+interface SendInfo {
+  accepted?: Array<string | { address: string }>;
+  rejected?: Array<string | { address: string }>;
+  rejectedErrors?: SmtpError[];
+  response?: string;
+}
+
+/** "550 5.1.1 <x>: user unknown" → "5.1.1"; undefined if the reply has no enhanced code. */
+export function enhancedFromReply(reply: string | undefined): string | undefined {
+  const m = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/.exec(reply ?? '');
+  return m?.[1];
+}
+
+/** How nodemailer normalises an envelope address (domain lower-cased, IDNA), so replies map back. */
+function addressKey(a: string): string {
+  const at = a.lastIndexOf('@');
+  if (at < 0) return a.trim();
+  const domain = a.slice(at + 1).trim().toLowerCase();
+  return `${a.slice(0, at).trim()}@${domainToASCII(domain) || domain}`;
+}
+
+function statusOf(code: number | undefined): RecipientStatus {
+  return code !== undefined && code >= 500 && code < 600 ? 'perm' : 'temp';
+}
+
+function fromReply(rcpt: string, err: SmtpError): RecipientResult {
+  const code = err.responseCode;
+  const reply = err.response ?? err.message;
+  return {
+    rcpt,
+    status: statusOf(code),
+    ...(code !== undefined ? { code } : {}),
+    enhanced: enhancedFromReply(err.response) ?? (statusOf(code) === 'perm' ? '5.0.0' : '4.0.0'),
+    message: reply,
+  };
+}
+
+export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOptions = {}): Injector {
+  const transport = nodemailer.createTransport({
+    host: cfg.host,
+    port: cfg.port,
+    lmtp: cfg.method === 'lmtp',
+    pool: true,
+    maxConnections: cfg.max_connections,
+    maxMessages: Infinity,
+    secure: false,
+    ignoreTLS: true,
+    ...(cfg.helo_name ? { name: cfg.helo_name } : {}),
+    connectionTimeout: cfg.timeout,
+    greetingTimeout: cfg.timeout,
+    socketTimeout: cfg.timeout,
+  });
+  const name = `${cfg.method}:${cfg.host}:${cfg.port}`;
+
+  return {
+    name,
+    async inject(req: InjectRequest): Promise<RecipientResult[]> {
+      // nodemailer de-duplicates recipients; send each key once and copy the result to duplicates.
+      const keys = req.envelope.to.map(addressKey);
+      const unique = [...new Set(keys)];
+      const byKey = new Map<string, RecipientResult>();
+      const record = (addr: string | { address: string }, r: Omit<RecipientResult, 'rcpt'>): void => {
+        const k = addressKey(typeof addr === 'string' ? addr : addr.address);
+        if (!byKey.has(k)) byKey.set(k, { ...r, rcpt: k });
+      };
+      let fallback: Omit<RecipientResult, 'rcpt'>;
+      try {
+        const info = (await transport.sendMail({
+          envelope: { from: req.envelope.from, to: unique },
+          raw: createReadStream(req.file),
+        })) as SendInfo;
+        for (const e of info.rejectedErrors ?? []) if (e.recipient) record(e.recipient, fromReply(e.recipient, e));
+        const reply = info.response ?? '250 ok';
+        for (const a of info.accepted ?? [])
+          record(a, { status: 'ok', code: Number(reply.slice(0, 3)) || 250, enhanced: enhancedFromReply(reply) ?? '2.0.0', message: reply });
+        fallback = { status: 'temp', code: 451, enhanced: '4.4.0', message: `${name}: no reply for this recipient` };
+      } catch (e) {
+        const err = e as SmtpError;
+        for (const re of err.rejectedErrors ?? []) if (re.recipient) record(re.recipient, fromReply(re.recipient, re));
+        // A transaction-level failure (connection, MAIL FROM, DATA): applies to every other recipient.
+        const code = err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
+        const status = statusOf(code);
+        fallback = {
+          status,
+          ...(code !== undefined ? { code } : {}),
+          enhanced: enhancedFromReply(err.response) ?? (status === 'perm' ? '5.0.0' : '4.4.1'),
+          message: `${name}: ${err.message}`,
+        };
+        opts.log?.warn(
+          { event: 'inject.tempfail', packetId: req.packetId, injector: name, err: err.message, command: err.command },
+          'smtp transaction failed',
+        );
+      }
+      return req.envelope.to.map((rcpt, i) => ({ ...(byKey.get(keys[i]!) ?? fallback), rcpt }));
+    },
+    async close(): Promise<void> {
+      transport.close();
+    },
+  };
+}

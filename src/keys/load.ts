@@ -1,0 +1,99 @@
+/**
+ * Reading node keys from files: the node's own secret key (armored or binary, optionally
+ * passphrase-protected) and peers' public keys. Every failure is FerryError('CONFIG') naming the file
+ * and what to do: missing/unreadable, not an OpenPGP key, not a secret key, passphrase needed,
+ * wrong passphrase, no usable signing or encryption key.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import * as openpgp from 'openpgp';
+import { FerryError } from '../errors/index.js';
+
+/** Lowercase hex fingerprint of the key's primary key. */
+export function fingerprintOf(key: openpgp.Key): string {
+  return key.getFingerprint().toLowerCase();
+}
+
+export async function readPrivateKeyFile(file: string, passphrase?: string): Promise<openpgp.PrivateKey> {
+  const key = await readKeyFile(file, 'node key');
+  if (!key.isPrivate()) {
+    throw new FerryError('CONFIG', `node key ${file} is a public key; node.key must be this node's secret key`);
+  }
+  let priv: openpgp.PrivateKey = key;
+  if (!priv.isDecrypted()) {
+    if (passphrase === undefined) {
+      throw new FerryError(
+        'CONFIG',
+        `node key ${file} is protected by a passphrase: set node.passphrase_file or node.passphrase_env`,
+      );
+    }
+    try {
+      priv = await openpgp.decryptKey({ privateKey: priv, passphrase });
+    } catch (e) {
+      throw new FerryError('CONFIG', `cannot unlock node key ${file}: wrong passphrase (${(e as Error).message})`);
+    }
+  }
+  await requireUsable(priv, file, 'node key', true);
+  return priv;
+}
+
+/** A peer's key: armored or binary; a secret key file is accepted and reduced to its public part. */
+export async function readPublicKeyFile(file: string): Promise<openpgp.PublicKey> {
+  const key = await readKeyFile(file, 'key file');
+  return key.isPrivate() ? key.toPublic() : key;
+}
+
+/**
+ * The node key passphrase from node.passphrase_file (first line, trailing newline stripped) or the
+ * environment variable named by node.passphrase_env; undefined if neither is set.
+ */
+export function resolvePassphrase(
+  node: { passphrase_file?: string; passphrase_env?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
+  if (node.passphrase_file !== undefined && node.passphrase_env !== undefined) {
+    throw new FerryError('CONFIG', 'set only one of node.passphrase_file and node.passphrase_env');
+  }
+  if (node.passphrase_file !== undefined) {
+    try {
+      return readFileSync(node.passphrase_file, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new FerryError('CONFIG', `cannot read node.passphrase_file ${node.passphrase_file}: ${(e as Error).message}`);
+    }
+  }
+  if (node.passphrase_env !== undefined) {
+    const value = env[node.passphrase_env];
+    if (value === undefined) {
+      throw new FerryError('CONFIG', `environment variable ${node.passphrase_env} (node.passphrase_env) is not set`);
+    }
+    return value;
+  }
+  return undefined;
+}
+
+async function readKeyFile(file: string, what: string): Promise<openpgp.Key> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    throw new FerryError('CONFIG', `cannot read ${what} ${file}: ${(e as Error).message}`);
+  }
+  const armored = bytes.subarray(0, 64).toString('latin1').trimStart().startsWith('-----BEGIN PGP');
+  try {
+    return armored
+      ? await openpgp.readKey({ armoredKey: bytes.toString('utf8') })
+      : await openpgp.readKey({ binaryKey: new Uint8Array(bytes) });
+  } catch (e) {
+    throw new FerryError('CONFIG', `${what} ${file} is not an OpenPGP key: ${(e as Error).message}`);
+  }
+}
+
+/** A node key must be able to sign (packets) and to be encrypted to (by peers). */
+export async function requireUsable(key: openpgp.Key, file: string, what: string, sign: boolean): Promise<void> {
+  try {
+    if (sign) await key.getSigningKey();
+    await key.getEncryptionKey();
+  } catch (e) {
+    throw new FerryError('CONFIG', `${what} ${file} has no usable ${sign ? 'signing or ' : ''}encryption key (expired or revoked?): ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * Packet decoder: decrypts and verifies a packet stream, checks the magic line and header, and streams
+ * the payload (only) into a sink while hashing it. Memory stays bounded for any payload size: openpgp
+ * runs with allowUnauthenticatedStream, so bytes reach the sink BEFORE the MDC and the signature are
+ * known good. The promise resolves only once everything checked out and the sink has finished; on
+ * rejection the sink is destroyed and its contents must be treated as garbage.
+ * Fails with FerryError: PACKET_DECRYPT (not for us, corrupt, truncated, MDC, trailing bytes),
+ * PACKET_UNKNOWN_SIGNER, PACKET_BAD_SIGNATURE (no, several or a failing signature), PACKET_VERSION,
+ * PACKET_MALFORMED (magic, header, length, digest). A failing sink rejects with the sink's own error
+ * (e.g. ENOSPC): that is a local problem, not a bad packet.
+ */
+import { createHash } from 'node:crypto';
+import { Readable, type Writable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import * as openpgp from 'openpgp';
+import { FerryError, isFerryError } from '../errors/index.js';
+import { PayloadFramer } from './framer.js';
+import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
+
+export interface DecodeOptions {
+  input: Readable; // the packet file bytes
+  decryptionKey: openpgp.PrivateKey;
+  verificationKeys: openpgp.PublicKey[]; // the configured peers' keys
+  payloadSink: Writable; // e.g. fs.createWriteStream(tmp): receives payload bytes only
+  maxHeaderBytes?: number; // default 65536
+}
+
+export interface DecodedPacket {
+  header: PacketHeader;
+  /** Lowercase hex fingerprint of the PRIMARY key that signed. */
+  signer: string;
+}
+
+/** Raised inside the read loop when the sink fails; passed through unchanged. */
+class SinkFailure {
+  constructor(readonly error: unknown) {}
+}
+
+export async function decodePacket(opts: DecodeOptions): Promise<DecodedPacket> {
+  const { payloadSink: sink } = opts;
+  const sinkState = watchSink(sink);
+  try {
+    const result = await decodeInto(opts, sinkState);
+    await finishSink(sink, sinkState);
+    return result;
+  } catch (e) {
+    sink.destroy();
+    if (e instanceof SinkFailure) throw e.error;
+    throw e;
+  } finally {
+    sinkState.dispose();
+  }
+}
+
+async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<DecodedPacket> {
+  let decrypted: Awaited<ReturnType<typeof openpgp.decrypt<Uint8Array>>>;
+  try {
+    const message = await openpgp.readMessage({
+      binaryMessage: Readable.toWeb(opts.input) as unknown as ReadableStream<Uint8Array>,
+    });
+    decrypted = await openpgp.decrypt({
+      message,
+      decryptionKeys: opts.decryptionKey,
+      verificationKeys: opts.verificationKeys,
+      format: 'binary',
+      expectSigned: false, // checked below, after the data has been read to the end
+      config: { allowUnauthenticatedStream: true },
+    });
+  } catch (e) {
+    opts.input.destroy();
+    throw decryptError(e);
+  }
+  // The verification promises settle only after the data is read; never leave them unhandled.
+  for (const s of decrypted.signatures) {
+    s.verified.catch(() => undefined);
+    s.signature.catch(() => undefined);
+  }
+
+  const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
+  const reader = (decrypted.data as unknown as NodeReadableStream<Uint8Array>).getReader();
+  const hash = createHash('sha256');
+  let contentError: FerryError | undefined;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (contentError) continue; // drain: the MDC and the signature still decide the error code
+      try {
+        for (const part of framer.push(value)) {
+          hash.update(part);
+          await sinkState.write(part);
+        }
+      } catch (e) {
+        if (e instanceof SinkFailure) throw e;
+        if (!isFerryError(e)) throw e;
+        contentError = e;
+      }
+    }
+  } catch (e) {
+    await reader.cancel().catch(() => undefined);
+    opts.input.destroy();
+    if (e instanceof SinkFailure) throw e;
+    throw decryptError(e);
+  }
+
+  const signer = await checkSignature(decrypted.signatures, opts.verificationKeys);
+  if (contentError) throw contentError;
+  const header = framer.finish(); // PACKET_MALFORMED if the stream ended inside the magic or header
+  if (framer.payloadBytes !== header.size) {
+    throw new FerryError('PACKET_MALFORMED', `payload is ${framer.payloadBytes} bytes, header says ${header.size}`);
+  }
+  const digest = hash.digest('hex');
+  if (digest !== header.sha256) {
+    throw new FerryError('PACKET_MALFORMED', `payload sha256 is ${digest}, header says ${header.sha256}`);
+  }
+  return { header, signer };
+}
+
+type VerificationResult = Awaited<ReturnType<typeof openpgp.decrypt>>['signatures'][number];
+
+/** Exactly one signature, by a key among verificationKeys, that verifies. Returns the primary fingerprint. */
+async function checkSignature(signatures: VerificationResult[], keys: openpgp.PublicKey[]): Promise<string> {
+  if (signatures.length !== 1) {
+    const what = signatures.length === 0 ? 'the packet is not signed' : `the packet has ${signatures.length} signatures`;
+    throw new FerryError('PACKET_BAD_SIGNATURE', `${what}; exactly one signature by a peer node key is required`);
+  }
+  const sig = signatures[0]!;
+  const keyId = sig.keyID.toHex();
+  const key = keys.find((k) => k.getKeys(sig.keyID).length > 0);
+  if (!key) {
+    throw new FerryError('PACKET_UNKNOWN_SIGNER', `packet is signed by key id ${keyId}, which is not a configured peer key`, {
+      detail: { keyId },
+    });
+  }
+  const signer = key.getFingerprint().toLowerCase();
+  try {
+    if ((await sig.verified) !== true) throw new Error('verification did not return true');
+  } catch (e) {
+    throw new FerryError('PACKET_BAD_SIGNATURE', `signature by ${signer} (key id ${keyId}) does not verify: ${messageOf(e)}`, {
+      cause: e,
+      detail: { keyId, signer },
+    });
+  }
+  return signer;
+}
+
+function decryptError(e: unknown): FerryError {
+  if (isFerryError(e)) return e;
+  return new FerryError('PACKET_DECRYPT', `cannot decrypt packet: ${messageOf(e)}`, { cause: e });
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+interface SinkState {
+  write(chunk: Uint8Array): Promise<void>;
+  failure(): unknown;
+  dispose(): void;
+}
+
+/** Tracks the sink's 'error' from the start (an unlistened 'error' would crash the process). */
+function watchSink(sink: Writable): SinkState {
+  let error: unknown;
+  let failed = false;
+  const onError = (e: unknown): void => {
+    if (!failed) {
+      failed = true;
+      error = e;
+    }
+  };
+  sink.on('error', onError);
+  return {
+    failure: () => (failed ? error : undefined),
+    async write(chunk) {
+      if (failed) throw new SinkFailure(error);
+      if (sink.write(chunk)) return;
+      await new Promise<void>((resolve, reject) => {
+        const done = (e?: unknown): void => {
+          sink.off('drain', onDrain);
+          sink.off('error', onErr);
+          sink.off('close', onClose);
+          if (e === undefined) resolve();
+          else reject(new SinkFailure(e));
+        };
+        const onDrain = (): void => done();
+        const onErr = (e: unknown): void => done(e);
+        const onClose = (): void => done(error ?? new Error('payload sink closed before the payload was written'));
+        sink.on('drain', onDrain);
+        sink.on('error', onErr);
+        sink.on('close', onClose);
+      });
+    },
+    // Keep a no-op listener so a late 'error' (e.g. from destroy) cannot crash the process.
+    dispose: () => {
+      sink.off('error', onError);
+      sink.on('error', () => undefined);
+    },
+  };
+}
+
+async function finishSink(sink: Writable, state: SinkState): Promise<void> {
+  if (state.failure() !== undefined) throw new SinkFailure(state.failure());
+  await new Promise<void>((resolve, reject) => {
+    sink.once('finish', () => resolve());
+    sink.once('error', (e) => reject(new SinkFailure(e)));
+    sink.end();
+  });
+}

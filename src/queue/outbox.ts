@@ -1,0 +1,83 @@
+/**
+ * The sender's index of the packets it wrote: the tree holds them encrypted to their recipient, so
+ * the sender cannot read its own packets back. `ferrypost queue` joins this index with what is still
+ * in the tree. Informational only: losing it loses no mail (the packets themselves are the queue).
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { MailEnvelope } from '../packet/header.js';
+import type { Enqueue, QueuedPacket } from '../send/types.js';
+
+export interface OutboxRecord {
+  name: string;
+  id: string;
+  peer: string;
+  toNode: string;
+  from: string;
+  recipients: string[];
+  created: number;
+}
+
+export interface Outbox {
+  record(rows: OutboxRecord[]): void;
+  byNames(names: readonly string[]): Map<string, OutboxRecord>;
+  /** Forget entries whose packets are gone from the tree (delivered). */
+  forgetExcept(names: ReadonlySet<string>): number;
+  close(): void;
+}
+
+export function openOutbox(stateDir: string): Outbox {
+  mkdirSync(stateDir, { recursive: true });
+  const db = new Database(path.join(stateDir, 'outbox.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(`CREATE TABLE IF NOT EXISTS outbox (
+    name TEXT PRIMARY KEY, id TEXT NOT NULL, peer TEXT NOT NULL, to_node TEXT NOT NULL,
+    mail_from TEXT NOT NULL, recipients TEXT NOT NULL, created INTEGER NOT NULL)`);
+  const insert = db.prepare(`INSERT OR REPLACE INTO outbox VALUES (@name, @id, @peer, @toNode, @from, @recipients, @created)`);
+  const insertMany = db.transaction((rows: OutboxRecord[]) => {
+    for (const r of rows) insert.run({ ...r, recipients: JSON.stringify(r.recipients) });
+  });
+  const all = db.prepare(`SELECT name FROM outbox`);
+  const del = db.prepare(`DELETE FROM outbox WHERE name = ?`);
+  const one = db.prepare(`SELECT * FROM outbox WHERE name = ?`);
+  return {
+    record: (rows) => insertMany(rows),
+    byNames(names) {
+      const out = new Map<string, OutboxRecord>();
+      for (const n of names) {
+        const r = one.get(n) as Record<string, unknown> | undefined;
+        if (r) {
+          out.set(n, {
+            name: String(r.name), id: String(r.id), peer: String(r.peer), toNode: String(r.to_node), from: String(r.mail_from),
+            recipients: JSON.parse(String(r.recipients)) as string[], created: Number(r.created),
+          });
+        }
+      }
+      return out;
+    },
+    forgetExcept(keep) {
+      const gone = (all.all() as Array<{ name: string }>).filter((r) => !keep.has(r.name));
+      db.transaction(() => gone.forEach((r) => del.run(r.name)))();
+      return gone.length;
+    },
+    close: () => db.close(),
+  };
+}
+
+/** Wraps an Enqueue so that every packet it writes is indexed; an index failure never fails the mail. */
+export function recordingEnqueue(inner: Enqueue, outbox: Outbox, onError: (err: unknown) => void, now: () => number = Date.now): Enqueue {
+  return {
+    async submit(envelope: MailEnvelope, message) {
+      const queued: QueuedPacket[] = await inner.submit(envelope, message);
+      try {
+        outbox.record(queued.map((q) => ({ name: q.name, id: q.id, peer: q.peer, toNode: q.toNode, from: envelope.from, recipients: q.recipients, created: now() })));
+      } catch (err) {
+        onError(err);
+      }
+      return queued;
+    },
+  };
+}

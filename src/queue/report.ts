@@ -1,0 +1,72 @@
+/**
+ * `ferrypost queue`: what mailq shows for Postfix. Outgoing: packets this node wrote that are still in
+ * the tree (not yet delivered and deleted by the peer), per peer. Incoming: packets for this node that
+ * wait for a retry, with the last error.
+ */
+import type { Keyring } from '../keys/keyring.js';
+import type { Journal } from '../store/journal.js';
+import { scanInbox, scanOutgoing } from '../tree/scan.js';
+import type { Outbox } from './outbox.js';
+
+export interface OutgoingRow { peer: string; toNode: string; name: string; id?: string; ageMs: number; size: number; from?: string; recipients?: string[] }
+export interface IncomingRow { fromPeer: string; name: string; id: string; ageMs: number; size: number; attempts: number; nextAttempt: number | null; lastError: string | null; recipients: string[]; state: string }
+export interface QueueReport { outgoing: OutgoingRow[]; incoming: IncomingRow[]; waiting: number }
+
+export async function queueReport(tree: string, keyring: Keyring, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
+  const self = keyring.self.fingerprint;
+  const peerName = (fpr: string) => [...keyring.peers.values()].find((p) => p.fingerprint === fpr)?.name ?? fpr.slice(0, 16);
+  const out = await scanOutgoing(tree, self);
+  const index = outbox.byNames(out.map((e) => e.name));
+  outbox.forgetExcept(new Set(out.map((e) => e.name)));
+  const outgoing = out
+    .map((e): OutgoingRow => {
+      const r = index.get(e.name);
+      return { peer: peerName(e.to), toNode: e.to, name: e.name, ageMs: now - e.mtimeMs, size: e.size,
+        ...(r ? { id: r.id, from: r.from, recipients: r.recipients } : {}) };
+    })
+    .sort((a, b) => a.peer.localeCompare(b.peer) || b.ageMs - a.ageMs);
+  const inbox = await scanInbox(tree, self);
+  const byHash = new Map(inbox.map((e) => [e.hash.toString('hex'), e]));
+  const incoming: IncomingRow[] = [];
+  for (const j of [...journal.inState('deferred'), ...journal.inState('injecting')]) {
+    const e = byHash.get(j.hash);
+    if (!e) continue;
+    incoming.push({ fromPeer: peerName(j.fromNode), name: e.name, id: j.id, ageMs: now - j.firstSeen, size: e.size, attempts: j.attempts,
+      nextAttempt: j.nextAttempt, lastError: j.lastError, recipients: j.recipients.filter((r) => !j.doneRecipients.includes(r)), state: j.state });
+  }
+  const waiting = inbox.length - incoming.length;
+  return { outgoing, incoming, waiting };
+}
+
+export function formatQueue(r: QueueReport): string {
+  const lines: string[] = [];
+  if (!r.outgoing.length && !r.incoming.length && !r.waiting) return 'ferrypost queue is empty\n';
+  if (r.outgoing.length) {
+    lines.push(`Outgoing: ${r.outgoing.length} packet(s) in the tree, not yet taken by their node`);
+    let peer = '';
+    for (const o of r.outgoing) {
+      if (o.peer !== peer) lines.push(`-- to ${(peer = o.peer)} (${o.toNode})`);
+      lines.push(`${(o.id ?? o.name.slice(0, 26)).padEnd(27)} ${String(o.size).padStart(10)} ${age(o.ageMs).padStart(8)}  <${o.from ?? '?'}>`);
+      for (const rc of o.recipients ?? []) lines.push(`${' '.repeat(48)}${rc}`);
+    }
+  }
+  if (r.incoming.length) {
+    lines.push(`Incoming: ${r.incoming.length} packet(s) deferred`);
+    for (const i of r.incoming) {
+      const next = i.nextAttempt ? `next try ${new Date(i.nextAttempt).toISOString()}` : 'in progress';
+      lines.push(`${i.id.padEnd(27)} ${String(i.size).padStart(10)} ${age(i.ageMs).padStart(8)}  from ${i.fromPeer}, ${i.attempts} attempt(s), ${next}`);
+      if (i.lastError) lines.push(`${' '.repeat(48)}(${i.lastError})`);
+      for (const rc of i.recipients) lines.push(`${' '.repeat(48)}${rc}`);
+    }
+  }
+  if (r.waiting > 0) lines.push(`Incoming: ${r.waiting} packet(s) not yet processed`);
+  return lines.join('\n') + '\n';
+}
+
+function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86400)}d`;
+}

@@ -1,0 +1,135 @@
+/**
+ * Handles one inbound packet end to end: journal state → outer checks → decrypt + verify → replay
+ * check → inject → record → delete. Every refusal is a quarantine with a reason; every temporary
+ * failure leaves the packet in the tree and schedules a retry. The packet is deleted only after the
+ * journal durably says delivered.
+ *
+ * The one window (documented in docs/delivery.md): if the process dies after the next hop accepted
+ * but before the journal committed "delivered", the message is injected again on restart, the same
+ * duplicate-over-loss choice SMTP itself makes.
+ */
+import { mkdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { FerryError, errorCodeOf, isFerryError } from '../errors/index.js';
+import type { Injector, RecipientResult } from '../inject/types.js';
+import type { Keyring } from '../keys/keyring.js';
+import { quarantinePacket } from '../quarantine/quarantine.js';
+import type { Enqueue } from '../send/types.js';
+import type { Journal, JournalEntry } from '../store/journal.js';
+import { removeDurable } from '../tree/durable.js';
+import type { TreeEntry } from '../tree/scan.js';
+import { bounce } from './bounce.js';
+import { checkExpiry, checkOuter, decryptAndVerify } from './verify.js';
+
+export interface ProcessDeps {
+  stateDir: string;
+  keyring: Keyring;
+  journal: Journal;
+  injector: Injector;
+  enqueue: Enqueue;
+  hostname: string;
+  log: Logger;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  queueLifetimeMs: number;
+  now: () => number;
+}
+
+export type Outcome = 'delivered' | 'deferred' | 'quarantined' | 'skipped' | 'cleaned' | 'error';
+
+export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promise<Outcome> {
+  const hash = entry.hash.toString('hex');
+  const known = deps.journal.byHash(hash);
+  if (known?.state === 'removed') {
+    return refuse(deps, entry, new FerryError('PACKET_REPLAY', `packet ${known.id} was already delivered and removed at ${new Date(known.updated).toISOString()}`), known.id);
+  }
+  if (known?.state === 'delivered') {
+    // A crash between "delivered" and the unlink: finish the job, do not inject again.
+    await removeDurable(entry.path);
+    deps.journal.removed(hash, deps.now());
+    deps.log.info({ evt: 'rx.cleanup', packet: known.id, file: entry.name }, 'removed packet delivered before a restart');
+    return 'cleaned';
+  }
+  if (known?.state === 'deferred' && known.nextAttempt !== null && known.nextAttempt > deps.now()) return 'skipped';
+
+  const workDir = path.join(deps.stateDir, 'work');
+  await mkdir(workDir, { recursive: true });
+  const workFile = path.join(workDir, `${hash}.msg`);
+  try {
+    let verified;
+    try {
+      await checkOuter(entry, deps.keyring);
+      verified = await decryptAndVerify(entry, deps.keyring, workFile);
+      if (!known) checkExpiry(verified.header, deps.now());
+      const sameId = deps.journal.byId(verified.header.id);
+      if (sameId && sameId.hash !== hash) {
+        throw new FerryError('PACKET_REPLAY', `duplicate of packet ${sameId.id} (state ${sameId.state}) under another file name`);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'skipped'; // gone meanwhile (synced deletion)
+      if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);
+      throw err;
+    }
+    return await deliver(deps, entry, hash, verified.header, workFile);
+  } finally {
+    await unlink(workFile).catch(() => undefined);
+  }
+}
+
+async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header: import('../packet/header.js').PacketHeader, workFile: string): Promise<Outcome> {
+  const now = deps.now();
+  const j = deps.journal.begin(
+    { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
+    now,
+  );
+  const done = new Set(j.doneRecipients);
+  const remaining = header.envelope.to.filter((r) => !done.has(r));
+  const log = deps.log.child({ packet: header.id });
+
+  const results = remaining.length
+    ? await deps.injector.inject({ envelope: { from: header.envelope.from, to: remaining }, file: workFile, size: header.size, packetId: header.id })
+    : [];
+  const ok = results.filter((r) => r.status === 'ok');
+  const perm = results.filter((r) => r.status === 'perm');
+  let temp = results.filter((r) => r.status === 'temp');
+  if (ok.length) deps.journal.recipientsDone(hash, ok.map((r) => r.rcpt));
+  for (const r of ok) log.info({ evt: 'rx.injected', rcpt: r.rcpt, via: deps.injector.name, reply: r.message }, 'delivered');
+
+  if (temp.length && now - j.firstSeen > deps.queueLifetimeMs) {
+    // Postfix's maximal_queue_lifetime: give up and tell the sender.
+    perm.push(...temp.map((r): RecipientResult => ({ ...r, status: 'perm', enhanced: '4.4.7', message: `delivery time expired; last error: ${r.message}` })));
+    temp = [];
+  }
+  if (perm.length) {
+    for (const r of perm) log.warn({ evt: 'rx.bounce', rcpt: r.rcpt, code: r.code, reply: r.message }, 'permanent failure');
+    await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injectorName: deps.injector.name, log }, header, workFile, perm);
+    deps.journal.recipientsDone(hash, perm.map((r) => r.rcpt));
+  }
+  if (temp.length) {
+    const delay = Math.min(deps.retryMaxMs, deps.retryInitialMs * 2 ** Math.max(0, j.attempts - 1));
+    const error = temp.map((r) => `${r.rcpt}: ${r.message}`).join('; ');
+    deps.journal.defer(hash, error, now + delay, now);
+    log.warn({ evt: 'inject.tempfail', rcpts: temp.map((r) => r.rcpt), error, retryInMs: delay, attempts: j.attempts }, 'deferred');
+    return 'deferred';
+  }
+  deps.journal.delivered(hash, deps.now());
+  await removeDurable(entry.path);
+  deps.journal.removed(hash, deps.now());
+  log.info({ evt: 'rx.delivered', from: entry.from, rcpts: header.envelope.to.length, size: header.size }, 'packet delivered and removed');
+  return 'delivered';
+}
+
+async function refuse(deps: ProcessDeps, entry: TreeEntry, err: FerryError, packetId?: string): Promise<Outcome> {
+  const q = await quarantinePacket(deps.stateDir, entry.path, {
+    code: err.code,
+    message: err.message,
+    fromNode: entry.from,
+    ...(packetId ? { packetId } : {}),
+    ...(err.detail ? { detail: err.detail } : {}),
+  });
+  deps.log.warn({ evt: 'rx.quarantined', code: errorCodeOf(err), reason: err.message, file: entry.name, from: entry.from, to: q.path, packet: packetId }, 'packet quarantined');
+  return 'quarantined';
+}
+
+export type { JournalEntry };

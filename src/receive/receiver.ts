@@ -1,0 +1,148 @@
+/**
+ * The receiver loop: finds packets addressed to this node (fs events for latency, a periodic rescan
+ * for certainty, a timer for the next due retry) and runs processPacket on each with bounded
+ * concurrency. A packet is never handled twice at once. Errors that are not the packet's fault
+ * (I/O, a bug) are logged and the packet is retried at the next scan; they never stop the loop.
+ */
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import PQueue from 'p-queue';
+import { inboxDir } from '../tree/layout.js';
+import { removeStaleTemps, scanInbox, type TreeEntry } from '../tree/scan.js';
+import { watchInbox } from '../tree/watch.js';
+import { processPacket, type Outcome, type ProcessDeps } from './process.js';
+import { existsSync } from 'node:fs';
+import { packetDir, packetNameForHash } from '../tree/layout.js';
+import { removeDurable } from '../tree/durable.js';
+
+export interface ReceiverDeps extends ProcessDeps {
+  tree: string;
+  rescanIntervalMs: number;
+  concurrency: number;
+  /** Called after each packet, for tests and metrics. */
+  onOutcome?: (entry: TreeEntry, outcome: Outcome) => void;
+}
+
+export interface Receiver {
+  /** Recovery, then watch + rescan until stop(). */
+  start(): Promise<void>;
+  /** One full scan, waiting until every packet found has been handled. */
+  scanOnce(): Promise<void>;
+  /** Stops watching and waits for packets in hand to finish. */
+  stop(): Promise<void>;
+}
+
+export function createReceiver(deps: ReceiverDeps): Receiver {
+  const queue = new PQueue({ concurrency: deps.concurrency });
+  const inFlight = new Set<string>();
+  const self = deps.keyring.self.fingerprint;
+  let watcher: { close(): void } | undefined;
+  let rescanTimer: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let scanning: Promise<void> | undefined;
+  let rescanRequested = false;
+  let stopped = false;
+
+  function handle(entry: TreeEntry): Promise<void> | undefined {
+    if (inFlight.has(entry.path)) return undefined;
+    inFlight.add(entry.path);
+    return queue.add(async () => {
+      let outcome: Outcome;
+      try {
+        outcome = await processPacket(deps, entry);
+      } catch (err) {
+        outcome = 'error';
+        deps.log.error({ evt: 'rx.error', file: entry.name, from: entry.from, err }, 'packet handling failed; will retry at the next scan');
+      } finally {
+        inFlight.delete(entry.path);
+      }
+      deps.onOutcome?.(entry, outcome);
+    });
+  }
+
+  async function scanAndWait(): Promise<void> {
+    const entries = await scanInbox(deps.tree, self);
+    // Oldest first: mail should leave roughly in the order it came.
+    entries.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    await Promise.all(entries.map(handle));
+    scheduleRetry();
+  }
+
+  /** Coalesces triggers: at most one scan running and one queued behind it. */
+  function trigger(): void {
+    if (stopped) return;
+    if (scanning) {
+      rescanRequested = true;
+      return;
+    }
+    scanning = scanAndWait()
+      .catch((err) => deps.log.error({ evt: 'rx.scan-error', err }, 'scanning the tree failed'))
+      .finally(() => {
+        scanning = undefined;
+        if (rescanRequested) {
+          rescanRequested = false;
+          trigger();
+        }
+      });
+  }
+
+  function scheduleRetry(): void {
+    if (stopped) return;
+    const due = deps.journal
+      .inState('deferred')
+      .map((e) => e.nextAttempt ?? 0)
+      .reduce((a, b) => Math.min(a, b), Infinity);
+    if (retryTimer) clearTimeout(retryTimer);
+    retryTimer = undefined;
+    if (due === Infinity) return;
+    const wait = Math.max(0, due - deps.now()) + 5;
+    retryTimer = setTimeout(trigger, Math.min(wait, 2 ** 31 - 1));
+    retryTimer.unref?.();
+  }
+
+  async function recover(): Promise<void> {
+    const removed = await removeStaleTemps(deps.tree, 0);
+    for (const p of removed) deps.log.info({ evt: 'rx.recover-temp', file: p }, 'removed a temp file left by a crash');
+    for (const dir of ['work', 'spool']) {
+      await rm(path.join(deps.stateDir, dir), { recursive: true, force: true });
+    }
+    // Delivered but not yet unlinked when we stopped: unlink now (never inject again).
+    for (const e of deps.journal.inState('delivered')) {
+      const file = path.join(packetDir(deps.tree, self, e.fromNode), packetNameForHash(Buffer.from(e.hash, 'hex')));
+      if (existsSync(file)) await removeDurable(file);
+      deps.journal.removed(e.hash, deps.now());
+      deps.log.info({ evt: 'rx.recover-delivered', packet: e.id }, 'finished removal of a delivered packet');
+    }
+    const stale = deps.journal.inState('injecting');
+    if (stale.length) {
+      deps.log.warn({ evt: 'rx.recover-injecting', packets: stale.map((e) => e.id) },
+        'packets were being injected when the receiver stopped; they will be injected again (possible duplicate)');
+    }
+  }
+
+  return {
+    async start() {
+      await recover();
+      deps.journal.prune(deps.now());
+      watcher = watchInbox(deps.tree, self, trigger);
+      rescanTimer = setInterval(trigger, deps.rescanIntervalMs);
+      rescanTimer.unref?.();
+      trigger();
+      const inbox = inboxDir(deps.tree, self);
+      const senders = await readdir(inbox).catch(() => [] as string[]);
+      deps.log.info({ evt: 'rx.started', inbox, senders: senders.length }, 'receiver started');
+    },
+    async scanOnce() {
+      await scanAndWait();
+      await queue.onIdle();
+    },
+    async stop() {
+      stopped = true;
+      watcher?.close();
+      if (rescanTimer) clearInterval(rescanTimer);
+      if (retryTimer) clearTimeout(retryTimer);
+      await scanning;
+      await queue.onIdle();
+    },
+  };
+}

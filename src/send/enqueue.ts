@@ -1,0 +1,163 @@
+/**
+ * Enqueue: route the recipients, read the message once (memory or spool), build one signed+encrypted
+ * packet per destination node and write them with a two-phase commit: every packet is prepared (temp,
+ * fsync'd) before any is committed (link/rename + fsync dir), so the caller's success reply means all
+ * of them are durable, and a failure leaves none visible.
+ * Fails with FerryError: NO_ROUTE / BAD_ADDRESS / NO_RECIPIENTS (nothing written), DISK_FULL (ENOSPC,
+ * EDQUOT), STORE_FAILED (other write failures, with cause), CONFIG (a routed peer has no key);
+ * a FerryError from the message source (e.g. TOO_BIG from the SMTP size limit) is passed through.
+ */
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { FerryError, isFerryError } from '../errors/index.js';
+import type { Keyring } from '../keys/keyring.js';
+import { encodePacket } from '../packet/codec.js';
+import { newPacketId, type MailEnvelope, type PacketHeader } from '../packet/header.js';
+import type { Router } from '../route/router.js';
+import { prepareDurable, removeDurable, type PreparedFile } from '../tree/durable.js';
+import { errnoOf, type TreeFs } from '../tree/fs.js';
+import { packetDir, packetNameForHash } from '../tree/layout.js';
+import { spoolMessage } from './spool.js';
+import type { Enqueue, QueuedPacket } from './types.js';
+
+export interface EnqueueDeps {
+  keyring: Keyring;
+  router: Router;
+  tree: string;
+  /** STATE/spool: temporary copies of messages larger than memorySpoolLimit. */
+  spoolDir: string;
+  expiryMs: number;
+  compressionLevel: number;
+  memorySpoolLimit: number;
+  log?: Logger;
+  now?: () => Date;
+  fs?: TreeFs;
+}
+
+interface Destination {
+  name: string;
+  fingerprint: string;
+  recipients: string[];
+}
+
+/** Groups recipients by node, in first-seen order; duplicates (case-insensitive) dropped. */
+function planDestinations(router: Router, rcpts: readonly string[]): Destination[] {
+  if (rcpts.length === 0) throw new FerryError('NO_RECIPIENTS', 'no recipients');
+  const seen = new Set<string>();
+  const byNode = new Map<string, Destination>();
+  for (const rcpt of rcpts) {
+    const key = rcpt.toLowerCase();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const target = router.route(rcpt);
+    if (!target) throw new FerryError('NO_ROUTE', `<${rcpt}>: no route to a node`, { detail: { rcpt } });
+    let d = byNode.get(target.fingerprint);
+    if (!d) {
+      d = { name: target.name, fingerprint: target.fingerprint, recipients: [] };
+      byNode.set(target.fingerprint, d);
+    }
+    d.recipients.push(rcpt);
+  }
+  return [...byNode.values()];
+}
+
+function storeError(err: unknown, what: string): FerryError {
+  if (isFerryError(err)) return err;
+  const errno = errnoOf(err);
+  const why = err instanceof Error ? err.message : String(err);
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') return new FerryError('DISK_FULL', `${what}: disk full (${why})`, { cause: err });
+  return new FerryError('STORE_FAILED', `${what}: ${why}`, { cause: err });
+}
+
+export function createEnqueue(deps: EnqueueDeps): Enqueue {
+  const now = deps.now ?? (() => new Date());
+  const self = deps.keyring.self.fingerprint;
+
+  async function submit(envelope: MailEnvelope, message: Readable | Uint8Array): Promise<QueuedPacket[]> {
+    let destinations: Destination[];
+    try {
+      destinations = planDestinations(deps.router, envelope.to);
+    } catch (err) {
+      if (!(message instanceof Uint8Array)) message.resume(); // do not leave the source hanging
+      throw err;
+    }
+    const keys = destinations.map((d) => {
+      const peer = deps.keyring.peers.get(d.fingerprint) ?? deps.keyring.peerByName(d.name);
+      if (!peer) throw new FerryError('CONFIG', `peer ${d.name} (${d.fingerprint}): no public key loaded`);
+      return peer.key;
+    });
+
+    let spooled;
+    try {
+      spooled = await spoolMessage(message, deps.memorySpoolLimit, deps.spoolDir);
+    } catch (err) {
+      throw storeError(err, 'reading the message');
+    }
+    const prepared: Array<{ file: PreparedFile; header: PacketHeader; dest: Destination; dir: string }> = [];
+    try {
+      // Phase 1: every packet encoded and fsync'd under a temp name; one node after another.
+      for (const [i, dest] of destinations.entries()) {
+        const created = now();
+        const header: PacketHeader = {
+          v: 1,
+          type: 'mail',
+          id: newPacketId(),
+          from_node: self,
+          to_node: dest.fingerprint,
+          created: created.toISOString(),
+          expires: new Date(created.getTime() + deps.expiryMs).toISOString(),
+          envelope: { from: envelope.from, to: [...dest.recipients] },
+          size: spooled.size,
+          sha256: spooled.sha256,
+        };
+        const dir = packetDir(deps.tree, dest.fingerprint, self);
+        let file: PreparedFile;
+        const encoded = await encodePacket({
+          header,
+          payload: spooled.open(),
+          signingKey: deps.keyring.self.privateKey,
+          encryptionKey: keys[i]!,
+          compressionLevel: deps.compressionLevel,
+        }).catch((err: unknown) => {
+          throw new FerryError('STORE_FAILED', `encoding the packet for ${dest.name}: ${(err as Error).message}`, { cause: err });
+        });
+        try {
+          file = await prepareDurable(dir, encoded, deps.fs ? { fs: deps.fs } : {});
+        } catch (err) {
+          encoded.destroy();
+          throw storeError(err, `writing the packet for ${dest.name}`);
+        }
+        prepared.push({ file, header, dest, dir });
+      }
+    } catch (err) {
+      await Promise.all(prepared.map((p) => p.file.abort()));
+      await spooled.dispose();
+      throw err;
+    }
+    await spooled.dispose();
+
+    // Phase 2: commit all; on a failure take back what was already committed.
+    const done: QueuedPacket[] = [];
+    try {
+      for (const p of prepared) {
+        const name = packetNameForHash(p.file.sha256);
+        const path = await p.file.commit(name);
+        done.push({ id: p.header.id, peer: p.dest.name, toNode: p.dest.fingerprint, name, path, recipients: p.dest.recipients });
+      }
+    } catch (err) {
+      await Promise.all(prepared.map((p) => p.file.abort()));
+      for (const q of done) await removeDurable(q.path, deps.fs).catch(() => undefined);
+      const why = err instanceof Error ? err.message : String(err);
+      throw new FerryError('STORE_FAILED', `committing packets: ${why}`, { cause: err });
+    }
+    for (const [i, q] of done.entries()) {
+      deps.log?.info(
+        { evt: 'enqueue.written', packet: q.id, peer: q.peer, to_node: q.toNode, file: q.name, size: prepared[i]!.file.size, msg_size: spooled.size, rcpts: q.recipients.length },
+        'packet written',
+      );
+    }
+    return done;
+  }
+
+  return Object.freeze({ submit });
+}

@@ -1,0 +1,183 @@
+/**
+ * THE durable-write helper (STYLE.md §4); nothing else in ferrypost writes durable files.
+ * prepareDurable: mkdir -p (fsyncing the parents of new directories) → exclusive temp file
+ * `.ferrypost.<hex>.tmp` → stream the data in while hashing → fsync → close. commit: link to the final
+ * name (never overwrites: EEXIST) → unlink the temp → fsync the directory (rename after an existence check
+ * where the filesystem has no hard links). Any failure removes the temp (and a final name this call
+ * created) and rethrows the errno error unchanged: ENOSPC stays ENOSPC, for the caller to map (452 4.3.1).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { errnoError, errnoOf, nodeTreeFs, type TreeFileHandle, type TreeFs } from './fs.js';
+
+export interface PreparedFile {
+  readonly tmpPath: string;
+  readonly size: number;
+  readonly sha256: Buffer;
+  /** Move the temp file to dir/finalName (which must not exist), fsync the directory; the final path. */
+  commit(finalName: string): Promise<string>;
+  /** Remove the temp file (ENOENT ignored). No-op after a successful commit. */
+  abort(): Promise<void>;
+}
+
+export interface DurableOptions {
+  fs?: TreeFs;
+  /** File mode of the new file (default 0o640). */
+  mode?: number;
+}
+
+export const TEMP_PREFIX = '.ferrypost.';
+export const TEMP_SUFFIX = '.tmp';
+
+/** errnos meaning "this filesystem cannot hard-link": fall back to check + rename. */
+const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK', 'EXDEV']);
+
+export async function fsyncDir(dir: string, fs: TreeFs = nodeTreeFs): Promise<void> {
+  const h = await fs.open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/** mkdir -p, then fsync the parent of every directory it created so the new entries survive a crash. */
+export async function ensureDir(dir: string, fs: TreeFs = nodeTreeFs): Promise<void> {
+  const first = await fs.mkdirp(dir);
+  if (first === undefined) return;
+  const parents: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    parents.push(dirname(d));
+    if (d === first || dirname(d) === d) break;
+  }
+  for (const p of parents.reverse()) await fsyncDir(p, fs);
+}
+
+async function writeAll(h: TreeFileHandle, buf: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await h.write(buf, off, buf.length - off);
+    if (bytesWritten <= 0) throw errnoError('EIO', 'write returned no progress');
+    off += bytesWritten;
+  }
+}
+
+async function unlinkQuiet(fs: TreeFs, path: string): Promise<void> {
+  try {
+    await fs.unlink(path);
+  } catch {
+    // Best effort during cleanup: ENOENT means already gone; anything else is left for removeStaleTemps.
+  }
+}
+
+function checkName(finalName: string): void {
+  if (finalName === '' || finalName === '.' || finalName === '..' || basename(finalName) !== finalName || finalName.includes('/')) {
+    throw errnoError('EINVAL', `not a plain file name: ${JSON.stringify(finalName)}`);
+  }
+}
+
+export async function prepareDurable(dir: string, data: Readable | Uint8Array, opts: DurableOptions = {}): Promise<PreparedFile> {
+  const fs = opts.fs ?? nodeTreeFs;
+  await ensureDir(dir, fs);
+  const tmpPath = join(dir, `${TEMP_PREFIX}${randomBytes(12).toString('hex')}${TEMP_SUFFIX}`);
+  const h = await fs.open(tmpPath, 'wx', opts.mode ?? 0o640);
+  const hash = createHash('sha256');
+  let size = 0;
+  let open = true;
+  try {
+    if (data instanceof Uint8Array) {
+      hash.update(data);
+      await writeAll(h, data);
+      size = data.length;
+    } else {
+      for await (const chunk of data) {
+        const buf: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array);
+        hash.update(buf);
+        await writeAll(h, buf);
+        size += buf.length;
+      }
+    }
+    await h.sync();
+    open = false;
+    await h.close();
+  } catch (err) {
+    if (open) await h.close().catch(() => undefined);
+    await unlinkQuiet(fs, tmpPath);
+    throw err;
+  }
+  const sha256 = hash.digest();
+  let state: 'prepared' | 'committing' | 'done' = 'prepared';
+
+  return {
+    tmpPath,
+    size,
+    sha256,
+    async commit(finalName: string): Promise<string> {
+      if (state !== 'prepared') throw errnoError('EINVAL', `temp file ${tmpPath} already ${state === 'done' ? 'committed or aborted' : 'committing'}`);
+      checkName(finalName);
+      state = 'committing';
+      const finalPath = join(dir, finalName);
+      let created = false;
+      try {
+        try {
+          await fs.link(tmpPath, finalPath);
+          created = true;
+          await fs.unlink(tmpPath);
+        } catch (err) {
+          if (created || !NO_LINK.has(errnoOf(err) ?? '')) throw err;
+          // No hard links here (e.g. FAT): check, then rename. Only ferrypost writes these names.
+          const exists = await fs.lstat(finalPath).then(() => true, (e: unknown) => {
+            if (errnoOf(e) === 'ENOENT') return false;
+            throw e;
+          });
+          if (exists) throw errnoError('EEXIST', `refusing to overwrite ${finalPath}`, finalPath);
+          await fs.rename(tmpPath, finalPath);
+          created = true;
+        }
+        await fsyncDir(dir, fs);
+      } catch (err) {
+        // Leave nothing behind: the caller reports a failure, so the file must not appear later either.
+        await unlinkQuiet(fs, tmpPath);
+        if (created) await unlinkQuiet(fs, finalPath);
+        state = 'done';
+        throw err;
+      }
+      state = 'done';
+      return finalPath;
+    },
+    async abort(): Promise<void> {
+      if (state === 'done') return;
+      state = 'done';
+      await unlinkQuiet(fs, tmpPath);
+    },
+  };
+}
+
+/** prepareDurable + commit under nameFor(sha256); the temp is removed if anything fails. */
+export async function writeDurable(
+  dir: string,
+  data: Readable | Uint8Array,
+  nameFor: (sha256: Buffer) => string,
+  opts: DurableOptions = {},
+): Promise<{ path: string; name: string; size: number; sha256: Buffer }> {
+  const prepared = await prepareDurable(dir, data, opts);
+  try {
+    const name = nameFor(prepared.sha256);
+    const path = await prepared.commit(name);
+    return { path, name, size: prepared.size, sha256: prepared.sha256 };
+  } catch (err) {
+    await prepared.abort();
+    throw err;
+  }
+}
+
+/** unlink (ENOENT is fine: already gone) + fsync the parent directory so the removal is durable. */
+export async function removeDurable(file: string, fs: TreeFs = nodeTreeFs): Promise<void> {
+  try {
+    await fs.unlink(file);
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+  }
+  await fsyncDir(dirname(file), fs);
+}

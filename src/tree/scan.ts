@@ -1,0 +1,137 @@
+/**
+ * Scanning the synced tree: packets waiting in our inbox (TREE/<self>/<from>/), packets we wrote that
+ * the peers have not consumed yet (TREE/<to>/<self>/), streaming file hashes, and removal of stale
+ * ferrypost temp files at start. Missing directories and files vanishing mid-scan are normal (Syncthing
+ * and the receiver delete concurrently) and are skipped; other errors (EACCES, EIO) are thrown.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fsp, type Dirent } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { TEMP_PREFIX, TEMP_SUFFIX } from './durable.js';
+import { errnoOf } from './fs.js';
+import { hashFromPacketName, inboxDir, isIgnoredName, isNodeId } from './layout.js';
+
+export interface TreeEntry {
+  to: string;
+  from: string;
+  name: string;
+  path: string;
+  size: number;
+  mtimeMs: number;
+  /** The SHA-256 the name claims; the file content is checked against it by the receiver. */
+  hash: Buffer;
+}
+
+const STAT_PARALLEL = 64;
+
+async function readdirOrEmpty(dir: string): Promise<Dirent[]> {
+  try {
+    return await fsp.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+/** Run fn over items with at most `limit` in flight; results in input order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+interface Candidate {
+  to: string;
+  from: string;
+  name: string;
+  hash: Buffer;
+}
+
+async function packetsIn(tree: string, to: string, from: string): Promise<Candidate[]> {
+  const dir = join(tree, to, from);
+  const out: Candidate[] = [];
+  for (const d of await readdirOrEmpty(dir)) {
+    if (!d.isFile() || isIgnoredName(d.name)) continue;
+    const hash = hashFromPacketName(d.name);
+    if (hash !== undefined) out.push({ to, from, name: d.name, hash });
+  }
+  return out;
+}
+
+async function statAll(tree: string, cands: Candidate[]): Promise<TreeEntry[]> {
+  const entries = await mapLimit(cands, STAT_PARALLEL, async (c): Promise<TreeEntry | undefined> => {
+    const path = join(tree, c.to, c.from, c.name);
+    try {
+      const st = await fsp.stat(path);
+      return st.isFile() ? { ...c, path, size: st.size, mtimeMs: st.mtimeMs } : undefined;
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return undefined; // consumed or removed meanwhile
+      throw err;
+    }
+  });
+  const found = entries.filter((e): e is TreeEntry => e !== undefined);
+  // Oldest first, so a backlog is delivered roughly in the order it was written.
+  found.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return found;
+}
+
+/** Packets addressed to us: TREE/<self>/<from>/<packet name>, for every sender directory. */
+export async function scanInbox(tree: string, self: string): Promise<TreeEntry[]> {
+  const senders = (await readdirOrEmpty(inboxDir(tree, self))).filter((d) => d.isDirectory() && isNodeId(d.name));
+  const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name)));
+  return statAll(tree, lists.flat());
+}
+
+/** Packets we wrote that are still in the tree: TREE/<to>/<self>/<packet name>, for every `to` (incl. self). */
+export async function scanOutgoing(tree: string, self: string): Promise<TreeEntry[]> {
+  const recipients = (await readdirOrEmpty(tree)).filter((d) => d.isDirectory() && isNodeId(d.name));
+  const lists = await Promise.all(recipients.map((d) => packetsIn(tree, d.name, self)));
+  return statAll(tree, lists.flat());
+}
+
+/** Streaming SHA-256 of a file. */
+export async function hashFile(file: string): Promise<Buffer> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
+  return h.digest();
+}
+
+function isOurTemp(name: string): boolean {
+  return name.startsWith(TEMP_PREFIX) && name.endsWith(TEMP_SUFFIX);
+}
+
+/**
+ * Recovery: delete `.ferrypost.*.tmp` files whose mtime is older than `olderThanMs` in TREE, TREE/<x>
+ * and TREE/<x>/<y> (any directory names). Returns the removed paths.
+ */
+export async function removeStaleTemps(tree: string, olderThanMs: number, now: number = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  const visit = async (dir: string, depth: number): Promise<void> => {
+    for (const d of await readdirOrEmpty(dir)) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) {
+        if (depth < 2 && !isIgnoredName(d.name)) await visit(p, depth + 1); // not .stversions etc.
+      } else if (d.isFile() && isOurTemp(d.name)) {
+        try {
+          const st = await fsp.stat(p);
+          if (now - st.mtimeMs <= olderThanMs) continue;
+          await fsp.unlink(p);
+          removed.push(p);
+        } catch (err) {
+          if (errnoOf(err) !== 'ENOENT') throw err;
+        }
+      }
+    }
+  };
+  await visit(tree, 0);
+  return removed;
+}

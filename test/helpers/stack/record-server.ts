@@ -1,0 +1,66 @@
+// A recording SMTP server (smtp-server) on 127.0.0.1: stands in for ferrypost's listener in
+// harness tests. Keeps every message with its envelope and exact bytes. STARTTLS/AUTH are off.
+// Rejects a recipient with 550 if it matches rejectRcpt; listen errors reject the start promise.
+import { SMTPServer } from 'smtp-server';
+import { waitFor } from './proc.js';
+
+export interface RecordedMessage {
+  from: string;
+  to: string[];
+  raw: Buffer;
+  /** Name the client gave in EHLO/HELO. */
+  helo: string;
+}
+
+export interface RecordServer {
+  port: number;
+  messages: RecordedMessage[];
+  waitForMessages(count: number, timeoutMs?: number): Promise<RecordedMessage[]>;
+  stop(): Promise<void>;
+}
+
+export async function startRecordServer(port: number, opts: { rejectRcpt?: RegExp } = {}): Promise<RecordServer> {
+  const messages: RecordedMessage[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    logger: false,
+    banner: 'record-server',
+    onRcptTo(addr, _session, cb) {
+      if (opts.rejectRcpt?.test(addr.address)) {
+        const err = Object.assign(new Error('no such user'), { responseCode: 550 });
+        cb(err);
+        return;
+      }
+      cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const mailFrom = session.envelope.mailFrom;
+        messages.push({
+          from: mailFrom ? mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          raw: Buffer.concat(chunks),
+          helo: session.hostNameAppearsAs,
+        });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port,
+    messages,
+    waitForMessages: (count, timeoutMs = 15_000) =>
+      waitFor(`${count} message(s) at record server :${port}`, timeoutMs, () => (messages.length >= count ? messages.slice() : undefined)),
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
