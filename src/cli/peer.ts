@@ -9,7 +9,7 @@ import { parseConfig } from '../config/load.js';
 import { mailPattern } from '../config/schema.js';
 import { FerryError } from '../errors/index.js';
 import { fingerprintOf, readPublicKeyFile } from '../keys/load.js';
-import { writeDurable } from '../tree/durable.js';
+import { replaceDurable } from '../tree/durable.js';
 
 export interface PeerAddOptions { name: string; mail: string[]; default: boolean }
 
@@ -41,7 +41,7 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
   else doc.set('peers', doc.createNode([entry]));
   const out = doc.toString();
   parseConfig(out, configFile); // never write a config that would not load
-  await writeDurable(dir, Buffer.from(out), () => path.basename(configFile), { replace: true });
+  await replaceDurable(configFile, Buffer.from(out), { mode: 0o640 });
   return { fingerprint, userIds: key.getUserIDs() };
 }
 

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
 import { createReceiver } from '../receive/receiver.js';
+import type { CrashPoint } from '../receive/process.js';
 import { createSmtpListener } from '../smtp/server.js';
 import { openJournal } from '../store/journal.js';
 import { openNode } from './context.js';
@@ -36,6 +37,8 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
         retryMaxMs: cfg.receive.retry_max,
         queueLifetimeMs: cfg.receive.queue_lifetime,
         now: Date.now,
+        // Crash tests only: see test/stack/crash.test.ts.
+        crashAt: crashPointFromEnv(process.env.FERRYPOST_TEST_CRASH_AT),
       })
     : undefined;
   if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
@@ -60,4 +63,8 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   node.close();
   log.info({ evt: 'node.stopped' }, 'stopped');
   log.flush?.();
+}
+
+function crashPointFromEnv(v: string | undefined): CrashPoint | undefined {
+  return v === 'after-inject' || v === 'after-delivered' ? v : undefined;
 }

@@ -70,6 +70,7 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
   const mta = ascii(input.reportingMta);
   const messageId = input.messageId ?? `<${randomBytes(12).toString('hex')}.dsn@${mta}>`;
   const original = toCrlf(input.originalHeaders);
+  const eightBit = original.some((b) => b > 0x7f);
   let boundary = `=_ferrypost_dsn_${randomBytes(9).toString('base64url')}`;
   while (original.includes(boundary)) boundary += randomBytes(3).toString('hex');
 
@@ -83,7 +84,7 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
     field('Auto-Submitted', 'auto-replied') +
     field('MIME-Version', '1.0') +
     `Content-Type: multipart/report; report-type=delivery-status;${CRLF} boundary="${boundary}"${CRLF}` +
-    field('Content-Transfer-Encoding', '7bit');
+    field('Content-Transfer-Encoding', eightBit ? '8bit' : '7bit');
 
   const human = [
     `This is the mail system at host ${mta}.`,
@@ -94,9 +95,9 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
     '',
     `The message arrived on ${rfc5322Date(input.arrivalDate)}.`,
     '',
-    ...input.failed.map((f) => `<${ascii(f.rcpt)}>: ${ascii(f.diagnostic)}`),
   ]
-    .flatMap((l) => (l.length > 76 ? wrap(l) : [l]))
+    .flatMap((l) => wrap(l, ''))
+    .concat(input.failed.flatMap((f) => wrap(`<${ascii(f.rcpt)}>: ${ascii(f.diagnostic)}`, '    ')))
     .join(CRLF);
 
   let status = field('Reporting-MTA', `dns; ${mta}`) + field('Arrival-Date', rfc5322Date(input.arrivalDate));
@@ -112,7 +113,6 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
       field('Last-Attempt-Date', rfc5322Date(now));
   }
 
-  const eightBit = original.some((b) => b > 0x7f);
   const parts = [
     Buffer.from(
       `${head}${CRLF}This is a MIME-encapsulated message.${CRLF}${CRLF}` +
@@ -131,13 +131,15 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
   return { envelope: { from: '', to: [sender] }, message: Buffer.concat(parts) };
 }
 
-function wrap(line: string): string[] {
+/** Word-wrap at 76 columns; continuation lines start with `indent`. */
+function wrap(line: string, indent: string): string[] {
+  if (line === '') return [''];
   const out: string[] = [];
   let cur = '';
   for (const w of line.split(' ').flatMap((x) => x.match(/.{1,900}/g) ?? [])) {
     if (cur && cur.length + 1 + w.length > 76) {
       out.push(cur);
-      cur = `    ${w}`;
+      cur = `${indent}${w}`;
     } else cur = cur ? `${cur} ${w}` : w;
   }
   if (cur) out.push(cur);

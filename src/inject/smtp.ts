@@ -83,6 +83,15 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
     socketTimeout: cfg.timeout,
   });
   const name = `${cfg.method}:${cfg.host}:${cfg.port}`;
+  // nodemailer reports RCPT-stage refusals only on success; when DATA then fails they are still on
+  // the envelope object it built (mail.message.getEnvelope(), filled in place by SMTPConnection).
+  // Keep a handle on it per send so such recipients keep their own reply.
+  transport.use('stream', (mail, done) => {
+    const data = mail.data as { ferryEnvelope?: { get?: () => SendInfo } };
+    const message = (mail as unknown as { message?: { getEnvelope(): SendInfo } }).message;
+    if (data.ferryEnvelope && message) data.ferryEnvelope.get = () => message.getEnvelope();
+    done();
+  });
 
   return {
     name,
@@ -96,19 +105,24 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
         if (!byKey.has(k)) byKey.set(k, { ...r, rcpt: k });
       };
       let fallback: Omit<RecipientResult, 'rcpt'>;
+      const handle: { get?: () => SendInfo } = {};
       try {
         const info = (await transport.sendMail({
           envelope: { from: req.envelope.from, to: unique },
           raw: createReadStream(req.file),
-        })) as SendInfo;
+          ferryEnvelope: handle,
+        } as Parameters<typeof transport.sendMail>[0])) as SendInfo;
         for (const e of info.rejectedErrors ?? []) if (e.recipient) record(e.recipient, fromReply(e.recipient, e));
-        const reply = info.response ?? '250 ok';
+        // LMTP: info.response is the last recipient's reply, so a 2xx is only trusted as such.
+        const reply = /^2\d\d/.test(info.response ?? '') ? info.response! : '250 ok';
         for (const a of info.accepted ?? [])
-          record(a, { status: 'ok', code: Number(reply.slice(0, 3)) || 250, enhanced: enhancedFromReply(reply) ?? '2.0.0', message: reply });
+          record(a, { status: 'ok', code: Number(reply.slice(0, 3)), enhanced: enhancedFromReply(reply) ?? '2.0.0', message: reply });
         fallback = { status: 'temp', code: 451, enhanced: '4.4.0', message: `${name}: no reply for this recipient` };
       } catch (e) {
         const err = e as SmtpError;
-        for (const re of err.rejectedErrors ?? []) if (re.recipient) record(re.recipient, fromReply(re.recipient, re));
+        // After a refused MAIL FROM the (pipelined) RCPT replies are only "503 bad sequence".
+        const seen = err.command === 'MAIL FROM' ? [] : (err.rejectedErrors ?? handle.get?.().rejectedErrors ?? []);
+        for (const re of seen) if (re.recipient) record(re.recipient, fromReply(re.recipient, re));
         // A transaction-level failure (connection, MAIL FROM, DATA): applies to every other recipient.
         const code = err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
         const status = statusOf(code);

@@ -1,7 +1,7 @@
 /**
  * Node key generation: a v4 Ed25519 primary key (sign, certify) with a Curve25519 encryption subkey,
- * no expiry, readable by GnuPG 2.2. Fails only if openpgp fails (bad name/email → INTERNAL-free
- * plain Error from openpgp; the CLI validates the name first).
+ * no expiry, readable by GnuPG 2.2. Fails only with openpgp's own Error (e.g. an email openpgp
+ * refuses); the CLI validates the node name first.
  */
 import * as openpgp from 'openpgp';
 

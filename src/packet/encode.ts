@@ -3,11 +3,12 @@
  * file name) → zlib (node:zlib at the configured level; none at level 0) → encrypted to the
  * recipient (SEIPDv1 + MDC for v4 keys). Streams end to end; memory does not grow with the payload.
  * Fails: invalid header (PACKET_MALFORMED), bad level or header too big (INTERNAL) before any output;
- * a payload whose length or SHA-256 differs from the header errors the returned stream (INTERNAL),
- * so a caller writing it to a temp file never renames it into place.
+ * a payload whose length or SHA-256 differs from the header, or a payload stream that errors, makes
+ * the returned stream emit 'error' (INTERNAL) instead of 'end', so a caller writing it to a temp file
+ * never renames it into place.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { createDeflate } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import { FerryError } from '../errors/index.js';
@@ -40,9 +41,9 @@ export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
     throw new FerryError('INTERNAL', `packet header is ${headerBytes} bytes, the limit is ${MAX_HEADER_BYTES} (too many recipients?)`);
   }
   const prefix = Buffer.from(`${magicLine()}${headerJson}\n`, 'utf8');
-  const plaintext = plaintextStream(prefix, opts.payload, header);
+  const plaintext = plaintextSource(prefix, opts.payload, header);
 
-  const literal = await openpgp.createMessage({ binary: plaintext, format: 'binary', filename: '' });
+  const literal = await openpgp.createMessage({ binary: plaintext.stream, format: 'binary', filename: '' });
   const signed = await openpgp.sign({ message: literal, signingKeys: opts.signingKey, format: 'object' });
   const inner = level === 0 ? signed : compressWithNodeZlib(signed, level);
   const encrypted = await openpgp.encrypt({
@@ -52,7 +53,7 @@ export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
     // Compression (if any) is already done above, at the caller's level.
     config: { preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed },
   });
-  return Readable.fromWeb(encrypted as import('node:stream/web').ReadableStream<Uint8Array>);
+  return guarded(Readable.fromWeb(encrypted as import('node:stream/web').ReadableStream<Uint8Array>), plaintext.failure);
 }
 
 /**
@@ -72,14 +73,25 @@ function compressWithNodeZlib(signed: openpgp.Message<ReadableStream<Uint8Array>
   return new openpgp.Message(list);
 }
 
-/** prefix, then the payload, checking its length and SHA-256 against the header as it goes. */
-function plaintextStream(prefix: Uint8Array, payload: Readable | Uint8Array, header: PacketHeader): ReadableStream<Uint8Array> {
+/**
+ * prefix, then the payload, checking its length and SHA-256 against the header as it goes. A problem
+ * (mismatch, payload stream error) ENDS the stream early and is reported through failure(): openpgp
+ * does not propagate an errored source to its output (it surfaces as an uncaught exception), so the
+ * caller's guard turns it into an error on the output stream instead.
+ */
+function plaintextSource(prefix: Uint8Array, payload: Readable | Uint8Array, header: PacketHeader) {
   const source: AsyncIterator<unknown> =
-    payload instanceof Uint8Array ? [payload][Symbol.iterator]() as unknown as AsyncIterator<unknown> : payload[Symbol.asyncIterator]();
+    payload instanceof Uint8Array ? ([payload][Symbol.iterator]() as unknown as AsyncIterator<unknown>) : payload[Symbol.asyncIterator]();
   const hash = createHash('sha256');
   let count = 0;
   let sentPrefix = false;
-  return new ReadableStream<Uint8Array>(
+  let failure: Error | undefined;
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, e: Error): void => {
+    failure ??= e;
+    controller.close();
+    source.return?.().catch(() => undefined);
+  };
+  const stream = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         if (!sentPrefix) {
@@ -88,27 +100,30 @@ function plaintextStream(prefix: Uint8Array, payload: Readable | Uint8Array, hea
           return;
         }
         for (;;) {
-          const { value, done } = await source.next();
+          let next: IteratorResult<unknown>;
+          try {
+            next = await source.next();
+          } catch (e) {
+            fail(controller, new FerryError('INTERNAL', `reading the payload failed: ${(e as Error).message}`, { cause: e }));
+            return;
+          }
+          const { value, done } = next;
           if (done) {
             const digest = hash.digest('hex');
             if (count !== header.size || digest !== header.sha256) {
-              controller.error(
-                new FerryError(
-                  'INTERNAL',
-                  `payload does not match its header: ${count} bytes sha256 ${digest}, header says ${header.size} bytes sha256 ${header.sha256}`,
-                ),
-              );
+              const msg = `payload does not match its header: ${count} bytes sha256 ${digest}, header says ${header.size} bytes sha256 ${header.sha256}`;
+              fail(controller, new FerryError('INTERNAL', msg));
             } else controller.close();
             return;
           }
           if (!(value instanceof Uint8Array)) {
-            controller.error(new FerryError('INTERNAL', 'payload stream must yield bytes (Buffer/Uint8Array), not strings'));
+            fail(controller, new FerryError('INTERNAL', 'payload stream must yield bytes (Buffer/Uint8Array), not strings'));
             return;
           }
           if (value.length === 0) continue;
           count += value.length;
           if (count > header.size) {
-            controller.error(new FerryError('INTERNAL', `payload is longer than header.size ${header.size}`));
+            fail(controller, new FerryError('INTERNAL', `payload is longer than header.size ${header.size}`));
             return;
           }
           hash.update(value);
@@ -122,4 +137,19 @@ function plaintextStream(prefix: Uint8Array, payload: Readable | Uint8Array, hea
     },
     { highWaterMark: 0 },
   );
+  return { stream, failure: () => failure };
+}
+
+/** Passes the encrypted bytes through and errors at the end (instead of ending) if the source failed. */
+function guarded(encrypted: Readable, failure: () => Error | undefined): Readable {
+  const guard = new Transform({
+    transform(chunk, _enc, cb) {
+      cb(null, chunk);
+    },
+    flush(cb) {
+      cb(failure() ?? null);
+    },
+  });
+  pipeline(encrypted, guard, () => undefined); // errors reach the consumer through guard
+  return guard;
 }

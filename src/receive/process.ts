@@ -34,6 +34,14 @@ export interface ProcessDeps {
   retryMaxMs: number;
   queueLifetimeMs: number;
   now: () => number;
+  /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
+  crashAt?: CrashPoint | undefined;
+}
+
+export type CrashPoint = 'after-inject' | 'after-delivered';
+
+function crashPoint(deps: ProcessDeps, at: CrashPoint): void {
+  if (deps.crashAt === at) process.kill(process.pid, 'SIGKILL');
 }
 
 export type Outcome = 'delivered' | 'deferred' | 'quarantined' | 'skipped' | 'cleaned' | 'error';
@@ -90,6 +98,7 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
   const results = remaining.length
     ? await deps.injector.inject({ envelope: { from: header.envelope.from, to: remaining }, file: workFile, size: header.size, packetId: header.id })
     : [];
+  if (results.some((r) => r.status === 'ok')) crashPoint(deps, 'after-inject');
   const ok = results.filter((r) => r.status === 'ok');
   const perm = results.filter((r) => r.status === 'perm');
   let temp = results.filter((r) => r.status === 'temp');
@@ -114,6 +123,7 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
     return 'deferred';
   }
   deps.journal.delivered(hash, deps.now());
+  crashPoint(deps, 'after-delivered');
   await removeDurable(entry.path);
   deps.journal.removed(hash, deps.now());
   log.info({ evt: 'rx.delivered', from: entry.from, rcpts: header.envelope.to.length, size: header.size }, 'packet delivered and removed');

@@ -15,6 +15,9 @@ import { existsSync } from 'node:fs';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
 
+/** Temp files older than this are crash leftovers; younger ones may belong to a sender writing now. */
+const STALE_TEMP_AGE_MS = 3_600_000;
+
 export interface ReceiverDeps extends ProcessDeps {
   tree: string;
   rescanIntervalMs: number;
@@ -101,7 +104,7 @@ export function createReceiver(deps: ReceiverDeps): Receiver {
   }
 
   async function recover(): Promise<void> {
-    const removed = await removeStaleTemps(deps.tree, 0);
+    const removed = await removeStaleTemps(deps.tree, STALE_TEMP_AGE_MS);
     for (const p of removed) deps.log.info({ evt: 'rx.recover-temp', file: p }, 'removed a temp file left by a crash');
     for (const dir of ['work', 'spool']) {
       await rm(path.join(deps.stateDir, dir), { recursive: true, force: true });

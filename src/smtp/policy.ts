@@ -25,8 +25,10 @@ export function createNetworkList(cidrs: readonly string[]): NetworkList {
     const addr = unmap(rawAddr);
     const family = isIP(addr);
     const max = family === 4 ? 32 : 128;
-    const prefix = prefixText === undefined ? max : Number(prefixText);
-    if (family === 0 || extra !== undefined || !/^\d{1,3}$/.test(prefixText ?? String(max)) || prefix > max) {
+    // A v4-mapped network (::ffff:10.0.0.0/104) is the IPv4 network 10.0.0.0/8.
+    const shift = addr !== rawAddr ? 96 : 0;
+    const prefix = prefixText === undefined ? max : Number(prefixText) - shift;
+    if (family === 0 || extra !== undefined || !/^\d{1,3}$/.test(prefixText ?? '0') || prefix < 0 || prefix > max) {
       throw new FerryError('CONFIG', `smtp.allowed_networks: "${cidr}" is not an address or CIDR (e.g. 192.168.0.0/16, ::1/128)`);
     }
     list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');

@@ -181,3 +181,20 @@ export async function removeDurable(file: string, fs: TreeFs = nodeTreeFs): Prom
   }
   await fsyncDir(dirname(file), fs);
 }
+
+/**
+ * Atomically replaces a whole file (config edits; never packets, whose names are never reused):
+ * temp + fsync, rename over the old file, fsync the directory. Readers see the old or the new file.
+ */
+export async function replaceDurable(file: string, data: Readable | Uint8Array, opts: DurableOptions = {}): Promise<void> {
+  const fs = opts.fs ?? nodeTreeFs;
+  const dir = dirname(file);
+  const prepared = await prepareDurable(dir, data, opts);
+  try {
+    await fs.rename(prepared.tmpPath, file);
+  } catch (err) {
+    await prepared.abort();
+    throw err;
+  }
+  await fsyncDir(dir, fs);
+}

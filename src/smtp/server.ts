@@ -1,0 +1,203 @@
+/**
+ * The SMTP listener (smtp-server) over Enqueue. Relay is allowed from allowed_networks, otherwise only
+ * after AUTH (offered only over STARTTLS, and only with an auth_users_file). Every recipient is routed
+ * at RCPT time; the 250 after DATA is sent only once Enqueue.submit resolved, i.e. every packet is
+ * durable in the tree (Postfix: 250 after fsync).
+ * Fails per command with Postfix-style replies; a store failure after DATA is a 4xx (452 4.3.1 disk full,
+ * 451 4.3.0 otherwise) and nothing is left in the tree. listen() rejects if a port cannot be bound.
+ */
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import type { SmtpListenerConfig } from '../config/schema.js';
+import { errorCodeOf, FerryError, isFerryError, replyFor, smtpText } from '../errors/index.js';
+import { validateAddress, type Router } from '../route/router.js';
+import type { Enqueue } from '../send/types.js';
+import { createNetworkList, limitSize, parseUsersFile, type UserTable } from './policy.js';
+
+/** smtp-server honours a per-session disabledCommands list (not in its type declarations). */
+type SessionWithDisabled = SMTPServerSession & { disabledCommands?: string[] };
+
+export interface SmtpListenerDeps {
+  config: SmtpListenerConfig;
+  enqueue: Enqueue;
+  router: Router;
+  log?: Logger;
+  hostname: string;
+}
+
+export interface SmtpListener {
+  /** Binds every configured address; the actual host/port of each (port 0 → the chosen port). */
+  listen(): Promise<Array<{ host: string; port: number }>>;
+  close(): Promise<void>;
+}
+
+/** An smtp-server reply error: the text already carries the enhanced status code. */
+function reply(code: number, text: string): Error {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+/** Client-facing text for a failed DATA: permanent errors say why; temporary ones stay generic. */
+function dataError(err: unknown): Error {
+  const { responseCode, message } = smtpText(err);
+  const r = replyFor(err);
+  if (!r.temporary || isFerryError(err, 'TOO_MANY_RECIPIENTS')) return reply(responseCode, message);
+  const generic = errorCodeOf(err) === 'DISK_FULL' ? 'Error: insufficient system storage' : 'Error: queue file write error';
+  return reply(responseCode, `${r.enhanced} ${generic}`);
+}
+
+export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
+  const { config, enqueue, router, log } = deps;
+  const relayNets = createNetworkList(config.allowed_networks);
+  const servers: SMTPServer[] = [];
+
+  const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
+
+  async function buildOptions(): Promise<SMTPServerOptions> {
+    const tls = config.tls ? { key: await readFile(config.tls.key), cert: await readFile(config.tls.cert) } : undefined;
+    let users: UserTable | undefined;
+    if (tls && config.auth_users_file) {
+      users = parseUsersFile(await readFile(config.auth_users_file, 'utf8'), config.auth_users_file);
+    }
+    const disabled = [...(tls ? [] : ['STARTTLS']), ...(users ? [] : ['AUTH'])];
+    return {
+      name: deps.hostname,
+      banner: config.banner,
+      size: config.max_size,
+      maxClients: config.max_clients,
+      socketTimeout: config.socket_timeout,
+      disabledCommands: disabled,
+      authOptional: true,
+      allowInsecureAuth: false,
+      authMethods: ['PLAIN', 'LOGIN'],
+      hideSTARTTLS: !tls,
+      useXClient: false,
+      useXForward: false,
+      lmtp: false,
+      disableReverseLookup: true,
+      logger: false,
+      ...(tls ?? {}),
+
+      // AUTH is offered only once the connection is secure (not even advertised before STARTTLS).
+      onConnect(session, callback) {
+        if (users) (session as SessionWithDisabled).disabledCommands = ['AUTH'];
+        callback();
+      },
+
+      onSecure(_socket, session, callback) {
+        if (users) (session as SessionWithDisabled).disabledCommands = [];
+        callback();
+      },
+
+      onAuth(auth, session, callback) {
+        const ok = users !== undefined && typeof auth.password === 'string' && users.verify(auth.username ?? '', auth.password);
+        if (!ok) {
+          log?.warn({ evt: 'smtp.auth_failed', ...client(session), username: auth.username }, 'authentication failed');
+          return callback(reply(535, '5.7.8 Error: authentication failed'));
+        }
+        log?.info({ evt: 'smtp.auth', ...client(session), username: auth.username }, 'authenticated');
+        callback(null, { user: auth.username });
+      },
+
+      onMailFrom(address, session, callback) {
+        const from = address.address;
+        if (from !== '') {
+          try {
+            validateAddress(from);
+          } catch (err) {
+            log?.info({ evt: 'smtp.rejected', stage: 'mail', from, ...client(session) }, (err as Error).message);
+            return callback(reply(553, `5.1.7 <${from}>: Sender address rejected: ${(err as Error).message.replace(/^<[^>]*>: /, '')}`));
+          }
+        }
+        const declared = Number((address.args ? address.args['SIZE'] : undefined) ?? 0);
+        if (declared > config.max_size) {
+          return callback(reply(552, `5.3.4 Error: message size ${declared} exceeds fixed maximum message size ${config.max_size}`));
+        }
+        callback();
+      },
+
+      onRcptTo(address, session, callback) {
+        const rcpt = address.address;
+        const reject = (code: number, text: string) => {
+          log?.info({ evt: 'smtp.rejected', stage: 'rcpt', rcpt, code, ...client(session) }, text);
+          callback(reply(code, text));
+        };
+        if (!session.user && !relayNets.contains(session.remoteAddress)) {
+          return reject(554, `5.7.1 <${rcpt}>: Relay access denied`);
+        }
+        try {
+          validateAddress(rcpt);
+        } catch (err) {
+          return reject(501, `5.1.3 ${(err as Error).message}`);
+        }
+        if (!router.route(rcpt)) {
+          return reject(550, `5.1.2 <${rcpt}>: Recipient address rejected: no route to a ferrypost node`);
+        }
+        if (session.envelope.rcptTo.length >= config.max_recipients) {
+          return reject(452, '4.5.3 Error: too many recipients');
+        }
+        callback();
+      },
+
+      onData(stream, session, callback) {
+        const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
+        const to = session.envelope.rcptTo.map((a) => a.address);
+        const limited = limitSize(stream, config.max_size);
+        enqueue.submit({ from, to }, limited).then(
+          (packets) => {
+            if (stream.sizeExceeded) {
+              // Defensive: the limiter stops at max_size, so submit cannot have succeeded past it.
+              log?.error({ evt: 'smtp.internal', ...client(session) }, 'size exceeded after submit');
+            }
+            const ids = packets.map((p) => p.id);
+            log?.info(
+              { evt: 'smtp.accepted', packets: ids, from, rcpts: to.length, size: stream.byteLength, ...client(session) },
+              'message accepted',
+            );
+            callback(null, `2.0.0 Ok: queued as ${ids.join(' ')}`);
+          },
+          (err: unknown) => {
+            const tooBig = stream.sizeExceeded || isFerryError(err, 'TOO_BIG');
+            const e = tooBig
+              ? reply(552, `5.3.4 Error: message exceeds fixed maximum message size ${config.max_size}`)
+              : dataError(err);
+            const temporary = !tooBig && replyFor(err).temporary;
+            const fields = { from, rcpts: to.length, code: (e as Error & { responseCode: number }).responseCode, err: (err as Error).message, ...client(session) };
+            if (temporary) log?.warn({ evt: 'smtp.tempfail', ...fields }, 'message not accepted (temporary)');
+            else log?.info({ evt: 'smtp.rejected', stage: 'data', ...fields }, 'message rejected');
+            callback(e);
+          },
+        );
+      },
+    };
+  }
+
+  return {
+    async listen() {
+      const options = await buildOptions();
+      const bound: Array<{ host: string; port: number }> = [];
+      for (const addr of config.listen) {
+        const server = new SMTPServer({ ...options });
+        server.on('error', (err) => log?.error({ evt: 'smtp.error', err: err.message }, 'smtp server error'));
+        await new Promise<void>((resolve, reject) => {
+          const onError = (err: Error) => reject(new FerryError('CONFIG', `smtp: cannot listen on ${addr.host}:${addr.port}: ${err.message}`, { cause: err }));
+          server.server.once('error', onError);
+          server.listen(addr.port, addr.host, () => {
+            server.server.off('error', onError);
+            resolve();
+          });
+        });
+        servers.push(server);
+        const a = server.server.address() as AddressInfo;
+        bound.push({ host: a.address, port: a.port });
+        log?.info({ evt: 'smtp.listening', host: a.address, port: a.port }, 'SMTP listener ready');
+      }
+      return bound;
+    },
+    async close() {
+      const all = servers.splice(0);
+      await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    },
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * Test helper: two nodes A and B in one process around one tree directory, with the real codec,
+ * enqueue, journal, receiver and a real Maildir injector at B. For refusal and recovery tests that
+ * need to craft or alter packets; the cross-process and real-MTA proofs live in test/stack/.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import * as openpgp from 'openpgp';
+import { generateNodeKey } from '../../src/keys/generate.js';
+import type { Keyring, PeerKey } from '../../src/keys/keyring.js';
+import { createMaildirInjector } from '../../src/inject/maildir.js';
+import type { Injector } from '../../src/inject/types.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { createReceiver, type Receiver } from '../../src/receive/receiver.js';
+import type { Outcome } from '../../src/receive/process.js';
+import { createRouter } from '../../src/route/router.js';
+import { createEnqueue } from '../../src/send/enqueue.js';
+import type { Enqueue } from '../../src/send/types.js';
+import { openJournal, type Journal } from '../../src/store/journal.js';
+import type { TreeEntry } from '../../src/tree/scan.js';
+
+export interface NodeKeys { name: string; fingerprint: string; privateKey: openpgp.PrivateKey; publicKey: openpgp.PublicKey }
+
+export async function makeKeys(name: string): Promise<NodeKeys> {
+  const k = await generateNodeKey({ name });
+  const privateKey = await openpgp.readPrivateKey({ armoredKey: k.privateArmored });
+  return { name, fingerprint: k.fingerprint, privateKey, publicKey: privateKey.toPublic() };
+}
+
+export function keyringOf(self: NodeKeys, peers: NodeKeys[]): Keyring {
+  const map = new Map<string, PeerKey>(peers.map((p) => [p.fingerprint, { name: p.name, fingerprint: p.fingerprint, key: p.publicKey }]));
+  return {
+    self: { fingerprint: self.fingerprint, privateKey: self.privateKey, publicKey: self.publicKey },
+    peers: map,
+    peerByName: (n) => [...map.values()].find((p) => p.name === n),
+  };
+}
+
+export function enqueueFor(self: NodeKeys, to: NodeKeys, tree: string, stateDir: string, opts: { now?: () => Date; expiryMs?: number } = {}): Enqueue {
+  const peers = [{ name: to.name, fingerprint: to.fingerprint, mail: [] as string[], default: true }];
+  return createEnqueue({
+    keyring: keyringOf(self, [to]),
+    router: createRouter(peers),
+    tree,
+    spoolDir: path.join(stateDir, 'spool'),
+    expiryMs: opts.expiryMs ?? 86_400_000,
+    compressionLevel: 6,
+    memorySpoolLimit: 1 << 20,
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+}
+
+export interface ReceivingNode {
+  receiver: Receiver;
+  journal: Journal;
+  injector: Injector;
+  maildir: string;
+  stateDir: string;
+  outcomes: Array<{ entry: TreeEntry; outcome: Outcome }>;
+  close(): Promise<void>;
+}
+
+export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number } = {}): ReceivingNode {
+  const stateDir = path.join(dir, 'state');
+  mkdirSync(stateDir, { recursive: true });
+  const maildir = path.join(dir, 'Maildir');
+  const journal = openJournal(path.join(stateDir, 'journal.sqlite'));
+  const injector = opts.injector ?? createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
+  const outcomes: ReceivingNode['outcomes'] = [];
+  const noEnqueue: Enqueue = { submit: async () => { throw new Error('no enqueue in this test'); } };
+  const receiver = createReceiver({
+    tree,
+    stateDir,
+    keyring: keyringOf(self, peers),
+    journal,
+    injector,
+    enqueue: opts.enqueue ?? noEnqueue,
+    hostname: 'test.invalid',
+    log: silentLogger(),
+    rescanIntervalMs: 60_000,
+    concurrency: 2,
+    retryInitialMs: opts.retryInitialMs ?? 60_000,
+    retryMaxMs: 3_600_000,
+    queueLifetimeMs: 5 * 86_400_000,
+    now: Date.now,
+    onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
+  });
+  return {
+    receiver, journal, injector, maildir, stateDir, outcomes,
+    async close() {
+      await receiver.stop();
+      await injector.close();
+      journal.close();
+    },
+  };
+}

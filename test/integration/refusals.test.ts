@@ -1,0 +1,187 @@
+/**
+ * Every way a packet can be wrong ends in quarantine with its reason, and nothing is injected.
+ * Real codec, real files, real journal and Maildir injector; packets are altered on disk as a
+ * hostile or broken carrier would.
+ */
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { listQuarantine } from '../../src/quarantine/quarantine.js';
+import { packetDir, packetNameForHash } from '../../src/tree/layout.js';
+import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
+import { tmpdir } from '../helpers/node.js';
+
+const MSG = Buffer.from('From: a@offline.test\r\nTo: b@home.test\r\nSubject: t\r\n\r\nhello\r\n');
+
+let A: NodeKeys, B: NodeKeys, C: NodeKeys, X: NodeKeys;
+beforeAll(async () => {
+  [A, B, C, X] = await Promise.all([makeKeys('a'), makeKeys('b'), makeKeys('c'), makeKeys('x')]);
+});
+
+let base: string;
+let tree: string;
+let rx: ReceivingNode | undefined;
+afterEach(async () => {
+  await rx?.close();
+  rx = undefined;
+});
+
+function setup(): ReceivingNode {
+  base = tmpdir('fp-refuse-');
+  tree = path.join(base, 'tree');
+  rx = receivingNode(B, [A, C], tree, path.join(base, 'b'));
+  return rx;
+}
+
+async function send(from: NodeKeys, opts: { now?: () => Date; expiryMs?: number } = {}): Promise<string> {
+  const q = await enqueueFor(from, B, tree, path.join(base, from.name), opts).submit({ from: 'a@offline.test', to: ['b@home.test'] }, MSG);
+  return q[0]!.path;
+}
+
+function delivered(r: ReceivingNode): string[] {
+  const dir = path.join(r.maildir, 'new');
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+/** Rewrites a file under the name its new bytes hash to, as a careful attacker would. */
+function renameToHash(file: string): string {
+  const name = packetNameForHash(createHash('sha256').update(readFileSync(file)).digest());
+  const to = path.join(path.dirname(file), name);
+  renameSync(file, to);
+  return to;
+}
+
+async function expectQuarantined(r: ReceivingNode, code: string | RegExp): Promise<void> {
+  await r.receiver.scanOnce();
+  const q = await listQuarantine(r.stateDir);
+  expect(q).toHaveLength(1);
+  expect(q[0]!.reason.code).toMatch(code);
+  expect(q[0]!.reason.message.length).toBeGreaterThan(5);
+  expect(existsSync(q[0]!.path)).toBe(true);
+  expect(delivered(r)).toHaveLength(0);
+  // nothing left in the inbox either
+  const inbox = path.join(tree, B.fingerprint);
+  const left = existsSync(inbox) ? readdirSync(inbox, { recursive: true }).filter((n) => String(n).endsWith('.pgp')) : [];
+  expect(left).toEqual([]);
+}
+
+describe('receiver refusals', () => {
+  it('delivers a good packet byte-exact and removes it (baseline)', async () => {
+    const r = setup();
+    const p = await send(A);
+    await r.receiver.scanOnce();
+    expect(existsSync(p)).toBe(false);
+    const files = delivered(r);
+    expect(files).toHaveLength(1);
+    expect(readFileSync(path.join(r.maildir, 'new', files[0]!))).toEqual(MSG);
+    expect(await listQuarantine(r.stateDir)).toHaveLength(0);
+  });
+
+  it('unknown sender directory', async () => {
+    const r = setup();
+    await send(X);
+    await expectQuarantined(r, 'PACKET_UNKNOWN_SIGNER');
+  });
+
+  it('unknown signer inside a known peer directory', async () => {
+    const r = setup();
+    const p = await send(X);
+    const dest = path.join(packetDir(tree, B.fingerprint, A.fingerprint), path.basename(p));
+    rmSync(path.dirname(dest), { recursive: true, force: true });
+    (await import('node:fs')).mkdirSync(path.dirname(dest), { recursive: true });
+    renameSync(p, dest);
+    rmSync(path.dirname(p), { recursive: true });
+    await expectQuarantined(r, 'PACKET_UNKNOWN_SIGNER');
+  });
+
+  it('packet signed by one peer in another peer\'s directory', async () => {
+    const r = setup();
+    const p = await send(A);
+    const dest = path.join(packetDir(tree, B.fingerprint, C.fingerprint), path.basename(p));
+    (await import('node:fs')).mkdirSync(path.dirname(dest), { recursive: true });
+    renameSync(p, dest);
+    await expectQuarantined(r, 'PACKET_WRONG_SENDER');
+  });
+
+  it('tampered bytes under the original name', async () => {
+    const r = setup();
+    const p = await send(A);
+    const b = readFileSync(p);
+    b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
+    writeFileSync(p, b);
+    await expectQuarantined(r, 'PACKET_HASH');
+  });
+
+  it('tampered bytes renamed to match their hash', async () => {
+    const r = setup();
+    const p = await send(A);
+    const b = readFileSync(p);
+    b.writeUInt8(b[b.length - 40]! ^ 0x80, b.length - 40);
+    writeFileSync(p, b);
+    renameToHash(p);
+    await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
+  });
+
+  it('truncated file', async () => {
+    const r = setup();
+    const p = await send(A);
+    const b = readFileSync(p);
+    writeFileSync(p, b.subarray(0, b.length - 30));
+    await expectQuarantined(r, 'PACKET_HASH');
+  });
+
+  it('truncated file renamed to match its hash', async () => {
+    const r = setup();
+    const p = await send(A);
+    const b = readFileSync(p);
+    writeFileSync(p, b.subarray(0, b.length - 30));
+    renameToHash(p);
+    await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
+  });
+
+  it('random bytes under a valid name', async () => {
+    const r = setup();
+    const dir = packetDir(tree, B.fingerprint, A.fingerprint);
+    (await import('node:fs')).mkdirSync(dir, { recursive: true });
+    const junk = path.join(dir, 'junk');
+    writeFileSync(junk, randomBytes(2000));
+    renameToHash(junk);
+    await expectQuarantined(r, /^PACKET_(DECRYPT|MALFORMED)$/);
+  });
+
+  it('replayed packet after delivery', async () => {
+    const r = setup();
+    const p = await send(A);
+    const copy = path.join(base, 'copy.pgp');
+    copyFileSync(p, copy);
+    await r.receiver.scanOnce();
+    expect(delivered(r)).toHaveLength(1);
+    copyFileSync(copy, p);
+    await r.receiver.scanOnce();
+    const q = await listQuarantine(r.stateDir);
+    expect(q.map((e) => e.reason.code)).toEqual(['PACKET_REPLAY']);
+    expect(delivered(r)).toHaveLength(1);
+  });
+
+  it('expired packet', async () => {
+    const r = setup();
+    await send(A, { now: () => new Date(Date.now() - 2 * 86_400_000), expiryMs: 86_400_000 });
+    await expectQuarantined(r, 'PACKET_EXPIRED');
+  });
+
+  it('ignores Syncthing temp files and conflict copies without touching them', async () => {
+    const r = setup();
+    const p = await send(A);
+    const dir = path.dirname(p);
+    const tmp = path.join(dir, `.syncthing.${path.basename(p)}.tmp`);
+    const conflict = path.join(dir, `${path.basename(p, '.pgp')}.sync-conflict-20260101-120000-ABCDEFG.pgp`);
+    writeFileSync(tmp, 'partial');
+    writeFileSync(conflict, 'other');
+    await r.receiver.scanOnce();
+    expect(delivered(r)).toHaveLength(1);
+    expect(existsSync(tmp)).toBe(true);
+    expect(existsSync(conflict)).toBe(true);
+    expect(await listQuarantine(r.stateDir)).toHaveLength(0);
+  });
+});

@@ -1,0 +1,179 @@
+// DSN builder (RFC 3464/3462) parsed back by a minimal MIME splitter; bounce rules; header block reader.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildDsn, readHeaderBlock, shouldBounce, type DsnInput } from '../../src/dsn/index.js';
+import { isFerryError } from '../../src/errors/index.js';
+
+const FIX = join(import.meta.dirname, '../../fixtures/mail');
+
+interface Part {
+  headers: Map<string, string>;
+  body: string;
+}
+
+/** Minimal parser: unfolded header map (last wins) + body, split at the first CRLF CRLF. */
+function parseEntity(text: string): Part {
+  const i = text.indexOf('\r\n\r\n');
+  const head = text.slice(0, i).replace(/\r\n[ \t]+/g, ' ');
+  const headers = new Map<string, string>();
+  for (const line of head.split('\r\n')) {
+    const c = line.indexOf(':');
+    headers.set(line.slice(0, c).toLowerCase(), line.slice(c + 1).trim());
+  }
+  return { headers, body: text.slice(i + 4) };
+}
+
+function parseDsn(msg: Buffer): { top: Part; parts: Part[] } {
+  const text = msg.toString('latin1');
+  const top = parseEntity(text);
+  const boundary = /boundary="([^"]+)"/.exec(top.headers.get('content-type') ?? '')![1]!;
+  const chunks = top.body.split(`\r\n--${boundary}`);
+  expect(chunks.at(-1)).toBe('--\r\n');
+  const parts = chunks.slice(1, -1).map((c) => parseEntity(c.replace(/^\r\n/, '')));
+  return { top, parts };
+}
+
+/** message/delivery-status body → groups of fields (per-message first, then per-recipient). */
+function statusGroups(body: string): Array<Map<string, string>> {
+  return body
+    .trim()
+    .split('\r\n\r\n')
+    .map((g) => {
+      const m = new Map<string, string>();
+      for (const line of g.replace(/\r\n[ \t]+/g, ' ').split('\r\n')) {
+        const c = line.indexOf(':');
+        m.set(line.slice(0, c).toLowerCase(), line.slice(c + 1).trim());
+      }
+      return m;
+    });
+}
+
+const originalHeaders = Buffer.from(
+  'From: Alice <alice@a.example>\nTo: bob@b.example\nSubject: caf\xe9\nMessage-ID: <m1@a.example>\n',
+  'latin1',
+);
+const input: DsnInput = {
+  reportingMta: 'node1.ferry.example',
+  originalEnvelope: { from: 'alice@a.example', to: ['bob@b.example', 'carol@b.example'] },
+  originalHeaders,
+  failed: [
+    { rcpt: 'bob@b.example', status: '5.1.1', diagnostic: 'smtp; 550 5.1.1 <bob@b.example>: user unknown', remoteMta: 'mx.b.example' },
+    { rcpt: 'carol@b.example', status: '5.2.2', diagnostic: `552 5.2.2 mailbox full ${'x'.repeat(200)} caf\u00e9` },
+  ],
+  arrivalDate: new Date('2025-11-20T10:00:00Z'),
+  now: new Date('2025-11-26T12:00:00Z'),
+  messageId: '<dsn1@node1.ferry.example>',
+};
+
+describe('buildDsn', () => {
+  it('builds a multipart/report with the three parts and the required fields', () => {
+    const { envelope, message } = buildDsn(input);
+    expect(envelope).toEqual({ from: '', to: ['alice@a.example'] });
+    // CRLF only, lines within 998, and 7-bit except the original headers part
+    expect(/(^|[^\r])\n/.test(message.toString('latin1'))).toBe(false);
+    expect(message.toString('latin1').split('\r\n').every((l) => l.length <= 998)).toBe(true);
+
+    const { top, parts } = parseDsn(message);
+    expect(top.headers.get('to')).toBe('<alice@a.example>');
+    expect(top.headers.get('from')).toMatch(/MAILER-DAEMON@node1\.ferry\.example/);
+    expect(top.headers.get('auto-submitted')).toBe('auto-replied');
+    expect(top.headers.get('message-id')).toBe('<dsn1@node1.ferry.example>');
+    expect(top.headers.get('date')).toBe('Wed, 26 Nov 2025 12:00:00 +0000');
+    expect(top.headers.get('content-type')).toMatch(/^multipart\/report; report-type=delivery-status;/);
+    expect(parts).toHaveLength(3);
+
+    const [human, status, headers] = parts as [Part, Part, Part];
+    expect(human.headers.get('content-type')).toBe('text/plain; charset=us-ascii');
+    expect([...Buffer.from(human.body, 'latin1')].every((b) => b < 0x80)).toBe(true);
+    expect(human.body).toContain('<bob@b.example>: smtp; 550 5.1.1');
+
+    expect(status.headers.get('content-type')).toBe('message/delivery-status');
+    const [perMsg, r1, r2] = statusGroups(status.body) as [Map<string, string>, Map<string, string>, Map<string, string>];
+    expect(perMsg.get('reporting-mta')).toBe('dns; node1.ferry.example');
+    expect(perMsg.get('arrival-date')).toBe('Thu, 20 Nov 2025 10:00:00 +0000');
+    expect(r1.get('final-recipient')).toBe('rfc822; bob@b.example');
+    expect(r1.get('action')).toBe('failed');
+    expect(r1.get('status')).toBe('5.1.1');
+    expect(r1.get('remote-mta')).toBe('dns; mx.b.example');
+    expect(r1.get('diagnostic-code')).toBe('smtp; 550 5.1.1 <bob@b.example>: user unknown');
+    expect(r2.get('final-recipient')).toBe('rfc822; carol@b.example');
+    expect(r2.get('status')).toBe('5.2.2');
+    expect(r2.get('diagnostic-code')).toMatch(/^smtp; 552 5\.2\.2 mailbox full x+ caf\?$/);
+    expect(r2.has('remote-mta')).toBe(false);
+
+    expect(headers.headers.get('content-type')).toBe('text/rfc822-headers');
+    expect(headers.headers.get('content-transfer-encoding')).toBe('8bit');
+    expect(headers.body).toBe('From: Alice <alice@a.example>\r\nTo: bob@b.example\r\nSubject: caf\xe9\r\nMessage-ID: <m1@a.example>\r\n');
+  });
+
+  it('delayed notifications say so', () => {
+    const { message } = buildDsn({ ...input, action: 'delayed', failed: [{ rcpt: 'bob@b.example', status: '4.4.1', diagnostic: 'x-ferrypost; no answer' }] });
+    const { top, parts } = parseDsn(message);
+    expect(top.headers.get('subject')).toMatch(/Delayed/);
+    const groups = statusGroups(parts[1]!.body);
+    expect(groups[1]!.get('action')).toBe('delayed');
+    expect(groups[1]!.get('diagnostic-code')).toBe('x-ferrypost; no answer');
+  });
+
+  it('generates a Message-ID when none is given and never bounces to <>', () => {
+    const { top } = parseDsn(buildDsn({ ...input, messageId: undefined }).message);
+    expect(top.headers.get('message-id')).toMatch(/^<[0-9a-f]+\.dsn@node1\.ferry\.example>$/);
+    for (const from of ['', '<>']) {
+      expect(() => buildDsn({ ...input, originalEnvelope: { from, to: ['x@y'] } })).toThrow();
+    }
+    let err: unknown;
+    try {
+      buildDsn({ ...input, failed: [] });
+    } catch (e) {
+      err = e;
+    }
+    expect(isFerryError(err, 'USAGE')).toBe(true);
+  });
+
+  it('a DSN is itself never bounced', () => {
+    const { message } = buildDsn(input);
+    expect(shouldBounce('postmaster@x.example', message)).toBe(false);
+  });
+});
+
+describe('shouldBounce', () => {
+  const h = (s: string): Buffer => Buffer.from(s.replace(/\n/g, '\r\n'));
+  it('applies the null-sender, DSN and Auto-Submitted rules', () => {
+    const plain = h('From: a@a.example\nSubject: hi\n\nbody Auto-Submitted: auto-replied\n');
+    expect(shouldBounce('a@a.example', plain)).toBe(true);
+    expect(shouldBounce('', plain)).toBe(false);
+    expect(shouldBounce('<>', plain)).toBe(false);
+    expect(shouldBounce('a@a.example', h('Content-Type: multipart/report;\n report-type="delivery-status"; boundary=x\n'))).toBe(false);
+    expect(shouldBounce('a@a.example', h('Content-Type: multipart/report; report-type=disposition-notification\n'))).toBe(true);
+    expect(shouldBounce('a@a.example', h('Auto-Submitted: auto-generated\n'))).toBe(false);
+    expect(shouldBounce('a@a.example', h('Auto-Submitted: No (comment)\n'))).toBe(true);
+    expect(shouldBounce('a@a.example', h('auto-submitted: auto-replied; owner-email="x@y"\n'))).toBe(false);
+  });
+});
+
+describe('readHeaderBlock', () => {
+  it('stops at the first empty line, for CRLF and bare LF, and honours max', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-dsn-'));
+    try {
+      const crlf = await readHeaderBlock(join(FIX, 'crlf-plain.eml'));
+      const full = readFileSync(join(FIX, 'crlf-plain.eml'));
+      expect(full.subarray(0, crlf.length + 2).toString('latin1').endsWith('\r\n\r\n')).toBe(true);
+      expect(crlf.toString('latin1')).not.toContain('Hello Bob');
+      const lf = await readHeaderBlock(join(FIX, 'bare-lf.eml'));
+      expect(lf.toString('latin1').endsWith('MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n')).toBe(true);
+
+      const big = join(dir, 'big.eml');
+      writeFileSync(big, `Subject: x\r\n${'X-Long: yyyyyyyy\r\n'.repeat(100)}\r\nbody\r\n`);
+      const cut = await readHeaderBlock(big, 100);
+      expect(cut.length).toBeLessThanOrEqual(100);
+      expect(cut.toString('latin1').endsWith('\r\n')).toBe(true);
+      const headersOnly = join(dir, 'noblank.eml');
+      writeFileSync(headersOnly, 'Subject: only headers\r\n');
+      expect((await readHeaderBlock(headersOnly)).toString()).toBe('Subject: only headers\r\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,161 @@
+// Maildir injector in real temp dirs: byte-exact delivery, prepended headers (matching line endings),
+// unique names, recipient filter, unsafe addresses, de-duplication, fs faults → temp, maildirHasPacket.
+import * as fsp from 'node:fs/promises';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  createMaildirInjector,
+  maildirHasPacket,
+  maildirPathFor,
+  type MaildirDeliveryConfig,
+  type MaildirFs,
+} from '../../src/inject/maildir.js';
+import { createInjector } from '../../src/inject/index.js';
+import type { InjectRequest } from '../../src/inject/types.js';
+
+const FIX = join(import.meta.dirname, '../../fixtures/mail');
+const fixtures = readdirSync(FIX).filter((f) => f.endsWith('.eml'));
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'ferry-maildir-'));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+function cfg(extra: Partial<MaildirDeliveryConfig> = {}): MaildirDeliveryConfig {
+  return { method: 'maildir', path: join(root, '%d', '%u', 'Maildir'), add_headers: false, ...extra };
+}
+function req(file: string, from: string, to: string[], packetId = 'pkt1'): InjectRequest {
+  return { envelope: { from, to }, file, size: statSync(file).size, packetId };
+}
+function newFiles(dir: string): string[] {
+  return readdirSync(join(dir, 'new'));
+}
+
+describe('maildir injector', () => {
+  it.each(fixtures)('delivers %s byte-exact', async (name) => {
+    const inj = createMaildirInjector(cfg(), { hostname: 'node1' });
+    const res = await inj.inject(req(join(FIX, name), 'alice@a.example', ['Bob@B.Example']));
+    expect(res).toEqual([expect.objectContaining({ rcpt: 'Bob@B.Example', status: 'ok' })]);
+    const dir = join(root, 'b.example', 'bob', 'Maildir');
+    const files = newFiles(dir);
+    expect(files).toHaveLength(1);
+    expect(readFileSync(join(dir, 'new', files[0]!)).equals(readFileSync(join(FIX, name)))).toBe(true);
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(dir, 'cur'))).toEqual([]);
+    expect(statSync(join(dir, 'tmp')).mode & 0o777).toBe(0o700);
+    expect(files[0]).toMatch(new RegExp(`^\\d+\\.M\\d+P${process.pid}Q\\d+_pkt1\\.node1,S=${statSync(join(FIX, name)).size}$`));
+  });
+
+  it('prepends Return-Path and Delivered-To with the message line ending', async () => {
+    const inj = createMaildirInjector(cfg({ add_headers: true }), { hostname: 'node1' });
+    for (const [name, eol] of [
+      ['crlf-plain.eml', '\r\n'],
+      ['bare-lf.eml', '\n'],
+    ] as const) {
+      const res = await inj.inject(req(join(FIX, name), '', ['carol@c.example'], name.replace(/\W/g, '')));
+      expect(res[0]!.status).toBe('ok');
+      const dir = join(root, 'c.example', 'carol', 'Maildir');
+      const file = newFiles(dir).find((f) => f.includes(name.replace(/\W/g, '')))!;
+      const got = readFileSync(join(dir, 'new', file));
+      const prefix = Buffer.from(`Return-Path: <>${eol}Delivered-To: carol@c.example${eol}`);
+      expect(got.subarray(0, prefix.length).equals(prefix)).toBe(true);
+      expect(got.subarray(prefix.length).equals(readFileSync(join(FIX, name)))).toBe(true);
+      expect(file.endsWith(`,S=${got.length}`)).toBe(true);
+    }
+  });
+
+  it('gives every delivery a unique name and writes one copy per maildir', async () => {
+    const inj = createMaildirInjector(cfg({ path: join(root, 'shared') }), { hostname: 'h/o:st' });
+    const file = join(FIX, 'crlf-plain.eml');
+    const res = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => inj.inject(req(file, 'a@a.example', [`x${i}@b.example`, `y${i}@b.example`], `p${i}`))),
+    );
+    expect(res.flat().every((r) => r.status === 'ok')).toBe(true);
+    const names = newFiles(join(root, 'shared'));
+    expect(names).toHaveLength(20); // two recipients, one maildir → one file per message
+    expect(new Set(names).size).toBe(20);
+    expect(names.every((n) => n.includes('.h\\057o\\072st,'))).toBe(true);
+  });
+
+  it('refuses recipients outside the allowed patterns with 5.1.1, others still delivered', async () => {
+    const inj = createMaildirInjector(cfg({ recipients: ['b.example', '*.c.example', 'eve@e.example'] }), { hostname: 'n' });
+    const to = ['bob@b.example', 'x@sub.c.example', 'eve@e.example', 'mallory@e.example', 'x@c.example', 'bob@bb.example'];
+    const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', to));
+    expect(res.map((r) => [r.rcpt, r.status, r.enhanced])).toEqual([
+      ['bob@b.example', 'ok', '2.0.0'],
+      ['x@sub.c.example', 'ok', '2.0.0'],
+      ['eve@e.example', 'ok', '2.0.0'],
+      ['mallory@e.example', 'perm', '5.1.1'],
+      ['x@c.example', 'perm', '5.1.1'],
+      ['bob@bb.example', 'perm', '5.1.1'],
+    ]);
+    expect(res[3]!.message).toMatch(/user unknown/);
+  });
+
+  it('refuses addresses that are not safe path components with 5.1.3', async () => {
+    const inj = createMaildirInjector(cfg(), { hostname: 'n' });
+    const to = ['../etc@b.example', '.hidden@b.example', 'a/b@b.example', 'ok+tag@b.example', 'sp ace@b.example', 'nodomain'];
+    const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', to));
+    expect(res.map((r) => r.status)).toEqual(['perm', 'perm', 'perm', 'ok', 'perm', 'perm']);
+    expect(res.filter((r) => r.status === 'perm').every((r) => r.enhanced === '5.1.3')).toBe(true);
+    expect(readdirSync(root)).toEqual(['b.example']);
+    expect(maildirPathFor('/m/%a', 'X@Y.org')).toEqual({ path: '/m/x@y.org' });
+  });
+
+  it('a maildir path under a regular file → temp, the other recipient is still delivered', async () => {
+    writeFileSync(join(root, 'blocked.example'), 'not a directory');
+    const inj = createMaildirInjector(cfg(), { hostname: 'n' });
+    const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@blocked.example', 'y@b.example']));
+    expect(res.map((r) => [r.status, r.enhanced])).toEqual([
+      ['temp', '4.3.0'],
+      ['ok', '2.0.0'],
+    ]);
+    expect(res[0]!.message).toMatch(/ENOTDIR/);
+  });
+
+  it.each([
+    ['ENOSPC', '4.3.0'],
+    ['EDQUOT', '4.2.2'],
+    ['EIO', '4.3.0'],
+    ['EACCES', '4.2.0'],
+  ])('fsync failing with %s → temp %s, no file left in tmp/ or new/', async (code, enhanced) => {
+    const faulty: MaildirFs = {
+      mkdir: fsp.mkdir,
+      rename: fsp.rename,
+      unlink: fsp.unlink,
+      async open(path, flags, mode) {
+        const fh = await fsp.open(path, flags, mode);
+        if (flags === 'wx') fh.sync = () => Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
+        return fh;
+      },
+    };
+    const inj = createMaildirInjector(cfg({ path: join(root, 'md') }), { hostname: 'n', fs: faulty });
+    const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@b.example']));
+    expect(res[0]).toMatchObject({ status: 'temp', enhanced });
+    expect(readdirSync(join(root, 'md', 'tmp'))).toEqual([]);
+    expect(readdirSync(join(root, 'md', 'new'))).toEqual([]);
+  });
+
+  it('createInjector picks the maildir injector from the delivery config', async () => {
+    const inj = createInjector(cfg({ path: join(root, 'via-index') }), { hostname: 'n' });
+    expect(inj.name).toBe('maildir');
+    const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@b.example']));
+    expect(res[0]!.status).toBe('ok');
+    expect(newFiles(join(root, 'via-index'))).toHaveLength(1);
+  });
+
+  it('maildirHasPacket finds deliveries in new/ and cur/', async () => {
+    const dir = join(root, 'md');
+    expect(await maildirHasPacket(dir, 'abc')).toBe(false);
+    const inj = createMaildirInjector(cfg({ path: dir }), { hostname: 'n' });
+    await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@b.example'], 'abc'));
+    expect(await maildirHasPacket(dir, 'abc')).toBe(true);
+    expect(await maildirHasPacket(dir, 'ab')).toBe(false);
+    const [f] = newFiles(dir);
+    await fsp.rename(join(dir, 'new', f!), join(dir, 'cur', `${f}:2,S`));
+    expect(await maildirHasPacket(dir, 'abc')).toBe(true);
+  });
+});

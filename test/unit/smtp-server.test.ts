@@ -1,0 +1,245 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { SmtpListenerConfig } from '../../src/config/schema.js';
+import { createEnqueue } from '../../src/send/enqueue.js';
+import type { Enqueue } from '../../src/send/types.js';
+import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
+import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
+import { decodeFile, listFiles, makeWorld, type World } from './send-fixture.js';
+
+let w: World;
+beforeAll(async () => {
+  w = await makeWorld();
+});
+afterAll(() => w.cleanup());
+
+let listener: SmtpListener | undefined;
+afterEach(async () => {
+  await listener?.close();
+  listener = undefined;
+  w.cleanup();
+});
+
+function config(over: Partial<SmtpListenerConfig> = {}): SmtpListenerConfig {
+  return {
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    banner: 'ferrypost ESMTP',
+    max_size: 100_000,
+    max_recipients: 3,
+    max_clients: 10,
+    allowed_networks: ['127.0.0.0/8', '::1/128'],
+    memory_spool_limit: 1 << 20,
+    socket_timeout: 10_000,
+    ...over,
+  };
+}
+
+function enqueue(fs?: TreeFs): Enqueue {
+  return createEnqueue({
+    keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
+    compressionLevel: 6, memorySpoolLimit: 1 << 20, ...(fs ? { fs } : {}),
+  });
+}
+
+async function start(cfg: SmtpListenerConfig, enq: Enqueue = enqueue()): Promise<number> {
+  listener = createSmtpListener({ config: cfg, enqueue: enq, router: w.router, hostname: 'mx.test' });
+  const [addr] = await listener.listen();
+  return addr!.port;
+}
+
+/** A raw SMTP client: send() a line, read the complete (multi-line) reply. */
+async function rawClient(port: number) {
+  const sock = net.connect(port, '127.0.0.1');
+  let buf = '';
+  const waiters: Array<() => void> = [];
+  sock.on('data', (d) => {
+    buf += d.toString('latin1');
+    waiters.splice(0).forEach((f) => f());
+  });
+  const reply = async (): Promise<string> => {
+    for (;;) {
+      const m = /^(?:\d{3}-.*\r\n)*\d{3} .*\r\n/.exec(buf);
+      if (m) {
+        buf = buf.slice(m[0].length);
+        return m[0].trimEnd();
+      }
+      await new Promise<void>((r) => waiters.push(r));
+    }
+  };
+  const greeting = await reply();
+  return {
+    greeting,
+    async cmd(line: string): Promise<string> {
+      sock.write(`${line}\r\n`);
+      return reply();
+    },
+    async data(bytes: Buffer): Promise<string> {
+      sock.write(bytes);
+      return reply();
+    },
+    close: () => sock.destroy(),
+  };
+}
+
+const MESSAGE = Buffer.concat([
+  Buffer.from('From: a@example.org\r\nTo: b@example.net\r\nSubject: caf\xe9\r\n\r\n', 'latin1'),
+  Buffer.from('line 1\r\n..leading dot (stuffed on the wire)\r\nbare\nlf\r\nend\r\n'),
+]);
+/** nodemailer turns bare LF into CRLF, so its tests use a CRLF-only message. */
+const CRLF_MESSAGE = Buffer.from(MESSAGE.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1');
+const UNSTUFFED = Buffer.from(MESSAGE.toString('latin1').replace('..leading', '.leading'), 'latin1');
+
+describe('SMTP listener', () => {
+  it('accepts a message; the 250 names the packet, which decodes byte-exact', async () => {
+    const port = await start(config());
+    const c = await rawClient(port);
+    expect(c.greeting).toMatch(/^220 mx\.test/);
+    expect(await c.cmd('EHLO client.test')).toMatch(/SIZE 100000/);
+    expect(await c.cmd('MAIL FROM:<a@example.org>')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<b@example.net>')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<nobody@nowhere.test>')).toBe(
+      '550 5.1.2 <nobody@nowhere.test>: Recipient address rejected: no route to a ferrypost node',
+    );
+    expect(await c.cmd('RCPT TO:<c@sub.example.com>')).toMatch(/^250/);
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    const r = await c.data(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
+    expect(r).toMatch(/^250 2\.0\.0 Ok: queued as [a-z2-7]{26} [a-z2-7]{26}$/);
+    const ids = r.split(' ').slice(-2);
+    c.close();
+
+    const files = listFiles(w.tree);
+    expect(files).toHaveLength(2);
+    for (const f of files) {
+      const to = f.startsWith(w.bob.fpr) ? w.bob : w.carol;
+      const d = await decodeFile(path.join(w.tree, f), to, w.self);
+      expect(d.payload.equals(UNSTUFFED)).toBe(true);
+      expect(ids).toContain(d.header.id);
+      expect(d.header.envelope).toEqual({ from: 'a@example.org', to: [to === w.bob ? 'b@example.net' : 'c@sub.example.com'] });
+    }
+  });
+
+  it('works with nodemailer as the client (null sender, 8-bit)', async () => {
+    const port = await start(config());
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+    const info = await t.sendMail({ envelope: { from: '', to: ['x@example.net'] }, raw: CRLF_MESSAGE });
+    t.close();
+    expect(info.accepted).toEqual(['x@example.net']);
+    expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as/);
+    const [f] = listFiles(w.tree);
+    const d = await decodeFile(path.join(w.tree, f!), w.bob, w.self);
+    expect(d.payload.equals(CRLF_MESSAGE)).toBe(true); // nodemailer dot-stuffs, the server unstuffs
+    expect(d.header.envelope.from).toBe('');
+  });
+
+  it('checks addresses and the recipient limit', async () => {
+    const port = await start(config());
+    const c = await rawClient(port);
+    await c.cmd('EHLO client.test');
+    expect(await c.cmd('MAIL FROM:<bad address@example.org>')).toMatch(/^5\d\d/);
+    expect(await c.cmd('MAIL FROM:<a@exa_mple.org>')).toMatch(/^553 5\.1\.7 <a@exa_mple\.org>: Sender address rejected/);
+    expect(await c.cmd('MAIL FROM:<>')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<b@-bad-.net>')).toMatch(/^501 5\.1\.3/);
+    for (const n of [1, 2, 3]) expect(await c.cmd(`RCPT TO:<r${n}@example.net>`)).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<r4@example.net>')).toBe('452 4.5.3 Error: too many recipients');
+    c.close();
+  });
+
+  it('oversized: 552 5.3.4 and no packet (DATA and declared SIZE)', async () => {
+    const port = await start(config({ max_size: 1000 }));
+    const c = await rawClient(port);
+    await c.cmd('EHLO client.test');
+    expect(await c.cmd('MAIL FROM:<a@example.org> SIZE=5000')).toMatch(/^552/);
+    expect(await c.cmd('MAIL FROM:<a@example.org>')).toMatch(/^250/);
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    const big = Buffer.from(`Subject: big\r\n\r\n${'x'.repeat(70)}\r\n`.repeat(100));
+    expect(await c.data(Buffer.concat([big, Buffer.from('.\r\n')]))).toMatch(/^552 5\.3\.4 /);
+    // The session goes on: a small message right after is accepted.
+    expect(await c.cmd('MAIL FROM:<a@example.org>')).toMatch(/^250/);
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    expect(await c.data(Buffer.from('Subject: small\r\n\r\nhi\r\n.\r\n'))).toMatch(/^250 2\.0\.0 Ok/);
+    c.close();
+    expect(listFiles(w.tree)).toHaveLength(1);
+    expect(listFiles(w.spool)).toEqual([]);
+  });
+
+  it('relay from a network not allowed: 554 5.7.1 Relay access denied', async () => {
+    const port = await start(config({ allowed_networks: ['10.0.0.0/8', '::ffff:192.168.0.0/112'] }));
+    const c = await rawClient(port);
+    await c.cmd('EHLO client.test');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    expect(await c.cmd('RCPT TO:<b@example.net>')).toBe('554 5.7.1 <b@example.net>: Relay access denied');
+    expect(await c.cmd('AUTH PLAIN AGFhAGI=')).toMatch(/^5\d\d/); // AUTH not offered without TLS
+    c.close();
+  });
+
+  it('disk full while storing: 452 4.3.1, the client sees the failure, nothing left in the tree', async () => {
+    const full: TreeFs = {
+      ...nodeTreeFs,
+      async open(p, flags, mode) {
+        const h = await nodeTreeFs.open(p, flags, mode);
+        return flags === 'wx' ? { ...h, write: async () => Promise.reject(errnoError('ENOSPC', 'no space left on device', p)) } : h;
+      },
+    };
+    const port = await start(config(), enqueue(full));
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+    const err = await t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net'] }, raw: CRLF_MESSAGE }).catch((e: unknown) => e);
+    t.close();
+    expect((err as { responseCode?: number }).responseCode).toBe(452);
+    expect((err as { response?: string }).response).toMatch(/^452 4\.3\.1 /);
+    expect(listFiles(w.tree)).toEqual([]);
+  });
+});
+
+describe('SMTP listener with STARTTLS + AUTH', () => {
+  let tlsDir: string;
+  beforeAll(() => {
+    tlsDir = path.join(w.dir, '..', `fp-tls-${process.pid}`);
+    execFileSync('mkdir', ['-p', tlsDir]);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=mx.test',
+      '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem')], { stdio: 'ignore' });
+    const hash = createHash('sha256').update('s3cret').digest('hex');
+    writeFileSync(path.join(tlsDir, 'users'), `# test users\nalice:{PLAIN}pa:ss word\nbob:{SHA256}${hash}\n`);
+  });
+  afterAll(() => execFileSync('rm', ['-rf', tlsDir]));
+
+  const tlsConfig = () => config({
+    allowed_networks: ['10.0.0.0/8'],
+    tls: { key: path.join(tlsDir, 'key.pem'), cert: path.join(tlsDir, 'cert.pem') },
+    auth_users_file: path.join(tlsDir, 'users'),
+  });
+
+  it('relays after AUTH over STARTTLS (PLAIN and SHA256 entries), 535 on a bad password', async () => {
+    const port = await start(tlsConfig());
+    const send = (user: string, pass: string) => {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user, pass } });
+      return t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net'] }, raw: CRLF_MESSAGE }).finally(() => t.close());
+    };
+    expect((await send('alice', 'pa:ss word')).response).toMatch(/^250 2\.0\.0 Ok: queued as/);
+    expect((await send('bob', 's3cret')).response).toMatch(/^250 2\.0\.0 Ok: queued as/);
+    const bad = await send('bob', 'wrong').catch((e: unknown) => e);
+    expect((bad as { responseCode?: number }).responseCode).toBe(535);
+    expect(listFiles(w.tree)).toHaveLength(2);
+    const f = listFiles(w.tree)[0]!;
+    expect((await decodeFile(path.join(w.tree, f), w.bob, w.self)).payload.equals(CRLF_MESSAGE)).toBe(true);
+  });
+
+  it('does not offer AUTH before STARTTLS, and refuses relay without it', async () => {
+    const port = await start(tlsConfig());
+    const c = await rawClient(port);
+    const ehlo = await c.cmd('EHLO client.test');
+    expect(ehlo).toMatch(/STARTTLS/);
+    expect(ehlo).not.toMatch(/AUTH/);
+    expect(await c.cmd('AUTH PLAIN AGFsaWNlAHBhOnNzIHdvcmQ=')).toMatch(/^5\d\d/);
+    await c.cmd('MAIL FROM:<a@example.org>');
+    expect(await c.cmd('RCPT TO:<b@example.net>')).toMatch(/^554 5\.7\.1/);
+    c.close();
+    expect(readFileSync(path.join(tlsDir, 'users'), 'utf8')).toMatch(/alice/);
+  });
+});

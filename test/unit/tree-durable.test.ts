@@ -1,0 +1,190 @@
+// The one durable-write helper: content, hash, size, no-overwrite commit, and fault injection through
+// the TreeFs interface (ENOSPC on write, EIO on fsync, failing link/rename) leaving nothing behind.
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { prepareDurable, removeDurable, writeDurable } from '../../src/tree/durable.js';
+import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
+import { packetNameForHash } from '../../src/tree/layout.js';
+import { replyFor } from '../../src/errors/index.js';
+
+type Op = 'write' | 'fileSync' | 'dirSync' | 'link' | 'rename' | 'unlink';
+
+/** nodeTreeFs with chosen operations failing with an errno code. */
+function faulty(fail: Partial<Record<Op, string>>): TreeFs {
+  const maybe = (op: Op, path?: string): void => {
+    const code = fail[op];
+    if (code !== undefined) throw errnoError(code, `injected ${op} failure`, path);
+  };
+  return {
+    ...nodeTreeFs,
+    async open(path, flags, mode) {
+      const h = await nodeTreeFs.open(path, flags, mode);
+      const isDir = flags === 'r';
+      return {
+        write: async (b, o, l) => (maybe('write', path), h.write(b, o, l)),
+        sync: async () => (maybe(isDir ? 'dirSync' : 'fileSync', path), h.sync()),
+        close: () => h.close(),
+      };
+    },
+    link: async (a, b) => (maybe('link', b), nodeTreeFs.link(a, b)),
+    rename: async (a, b) => (maybe('rename', b), nodeTreeFs.rename(a, b)),
+    unlink: async (p) => (maybe('unlink', p), nodeTreeFs.unlink(p)),
+  };
+}
+
+const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fp-durable-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('prepareDurable / commit', () => {
+  it('writes a Uint8Array with the right size and hash, and creates missing directories', async () => {
+    const data = Buffer.from('hello, durable world\n');
+    const target = join(dir, 'a', 'b');
+    const p = await prepareDurable(target, data);
+    expect(p.size).toBe(data.length);
+    expect(p.sha256.equals(sha(data))).toBe(true);
+    expect(p.tmpPath).toMatch(/\/\.ferrypost\.[0-9a-f]+\.tmp$/);
+    // Not visible under the final name before commit.
+    expect(await readdir(target)).toEqual([p.tmpPath.split('/').pop()]);
+    const final = await p.commit('msg');
+    expect(final).toBe(join(target, 'msg'));
+    expect(await readdir(target)).toEqual(['msg']);
+    expect((await readFile(final)).equals(data)).toBe(true);
+    expect((await stat(final)).mode & 0o777).toBe(0o640);
+  });
+
+  it('streams a Readable of many chunks (including strings)', async () => {
+    const parts = ['abc', Buffer.from([0, 1, 2, 255]), 'déjà vu'];
+    const p = await prepareDurable(dir, Readable.from(parts), { mode: 0o600 });
+    const expected = Buffer.concat(parts.map((x) => (typeof x === 'string' ? Buffer.from(x) : x)));
+    expect(p.size).toBe(expected.length);
+    expect(p.sha256.equals(sha(expected))).toBe(true);
+    const final = await p.commit('x');
+    expect((await readFile(final)).equals(expected)).toBe(true);
+    expect((await stat(final)).mode & 0o777).toBe(0o600);
+  });
+
+  it('writes a 50 MiB Readable without buffering it and hashes it correctly', async () => {
+    const chunk = Buffer.alloc(1 << 20);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) & 0xff;
+    const h = createHash('sha256');
+    for (let i = 0; i < 50; i++) h.update(chunk);
+    async function* gen(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 50; i++) yield chunk;
+    }
+    const t0 = Date.now();
+    const r = await writeDurable(dir, Readable.from(gen()), packetNameForHash);
+    console.log(`50 MiB durable write: ${Date.now() - t0} ms`);
+    expect(r.size).toBe(50 << 20);
+    expect(r.sha256.equals(h.digest())).toBe(true);
+    expect(r.name).toBe(packetNameForHash(r.sha256));
+    expect((await stat(r.path)).size).toBe(50 << 20);
+    expect(await readdir(dir)).toEqual([r.name]);
+  });
+
+  it('commit refuses to overwrite an existing file and leaves both intact', async () => {
+    await writeFile(join(dir, 'taken'), 'old');
+    const p = await prepareDurable(dir, Buffer.from('new'));
+    await expect(p.commit('taken')).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(await readFile(join(dir, 'taken'), 'utf8')).toBe('old');
+    expect(await readdir(dir)).toEqual(['taken']);
+  });
+
+  it('commit refuses to overwrite when the filesystem has no hard links (check + rename fallback)', async () => {
+    await writeFile(join(dir, 'taken'), 'old');
+    const fs = faulty({ link: 'EPERM' });
+    const p = await prepareDurable(dir, Buffer.from('new'), { fs });
+    await expect(p.commit('taken')).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(await readFile(join(dir, 'taken'), 'utf8')).toBe('old');
+    const q = await prepareDurable(dir, Buffer.from('new'), { fs });
+    expect(await readFile(await q.commit('free'), 'utf8')).toBe('new');
+    expect((await readdir(dir)).sort()).toEqual(['free', 'taken']);
+  });
+
+  it('rejects a final name with a path separator', async () => {
+    const p = await prepareDurable(dir, Buffer.from('x'));
+    await expect(p.commit('../escape')).rejects.toMatchObject({ code: 'EINVAL' });
+    await p.abort();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('abort removes the temp file; abort twice is fine', async () => {
+    const p = await prepareDurable(dir, Buffer.from('x'));
+    await p.abort();
+    await p.abort();
+    expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('injected failures leave no temp and no final file', () => {
+  const cases: Array<[string, Partial<Record<Op, string>>, string]> = [
+    ['ENOSPC on write', { write: 'ENOSPC' }, 'ENOSPC'],
+    ['EIO on file fsync', { fileSync: 'EIO' }, 'EIO'],
+    ['EIO on link (rename step)', { link: 'EIO' }, 'EIO'],
+    ['rename failing where link is unsupported', { link: 'ENOTSUP', rename: 'EIO' }, 'EIO'],
+    ['EIO on directory fsync after the rename', { dirSync: 'EIO' }, 'EIO'],
+  ];
+  for (const [label, fail, code] of cases) {
+    it(label, async () => {
+      const target = join(dir, 'out');
+      await nodeTreeFs.mkdirp(target); // so dirSync failures hit the commit, not ensureDir
+      const data = Readable.from([Buffer.alloc(100_000, 7), Buffer.alloc(5, 1)]);
+      await expect(writeDurable(target, data, packetNameForHash, { fs: faulty(fail) })).rejects.toMatchObject({ code });
+      expect(await readdir(target)).toEqual([]);
+    });
+  }
+
+  it('ENOSPC stays an errno error that maps to 452 4.3.1', async () => {
+    const err = await writeDurable(dir, Buffer.from('x'), packetNameForHash, { fs: faulty({ write: 'ENOSPC' }) }).catch((e: unknown) => e);
+    expect(replyFor(err)).toMatchObject({ smtp: 452, enhanced: '4.3.1' });
+  });
+
+  it('a Readable that errors midway leaves nothing behind', async () => {
+    async function* bad(): AsyncGenerator<Buffer> {
+      yield Buffer.from('partial');
+      throw new Error('client went away');
+    }
+    await expect(writeDurable(dir, Readable.from(bad()), packetNameForHash)).rejects.toThrow('client went away');
+    expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('removeDurable', () => {
+  it('removes a file and tolerates ENOENT', async () => {
+    const f = join(dir, 'f');
+    await writeFile(f, 'x');
+    await removeDurable(f);
+    expect(await readdir(dir)).toEqual([]);
+    await removeDurable(f);
+  });
+
+  it('propagates a failing directory fsync', async () => {
+    const f = join(dir, 'f');
+    await writeFile(f, 'x');
+    await expect(removeDurable(f, faulty({ dirSync: 'EIO' }))).rejects.toMatchObject({ code: 'EIO' });
+  });
+});
+
+describe('throughput', () => {
+  it('writes 1,000 4 KiB files (timing logged)', async () => {
+    const body = Buffer.alloc(4096, 0x61);
+    const t0 = Date.now();
+    for (let i = 0; i < 1000; i++) {
+      body.writeUInt32BE(i, 0);
+      await writeDurable(dir, body, packetNameForHash);
+    }
+    const ms = Date.now() - t0;
+    console.log(`1,000 x 4 KiB durable writes: ${ms} ms (${Math.round(1000000 / ms)}/s)`);
+    expect((await readdir(dir)).length).toBe(1000);
+  });
+});
