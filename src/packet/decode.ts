@@ -10,7 +10,7 @@
  * (e.g. ENOSPC): that is a local problem, not a bad packet.
  */
 import { createHash } from 'node:crypto';
-import { Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
@@ -56,7 +56,7 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
   let decrypted: Awaited<ReturnType<typeof openpgp.decrypt<Uint8Array>>>;
   try {
     const message = await openpgp.readMessage({
-      binaryMessage: Readable.toWeb(opts.input) as unknown as ReadableStream<Uint8Array>,
+      binaryMessage: pullStream(opts.input),
     });
     decrypted = await openpgp.decrypt({
       message,
@@ -114,6 +114,29 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
     throw new FerryError('PACKET_MALFORMED', `payload sha256 is ${digest}, header says ${header.sha256}`);
   }
   return { header, signer };
+}
+
+/**
+ * Node Readable → web ReadableStream that reads only when pulled. (Readable.toWeb on Node 20 reads
+ * ahead without limit when the consumer is slower than the file, e.g. while inflating: a 300 MiB
+ * packet then sat in memory.)
+ */
+function pullStream(input: Readable): ReadableStream<Uint8Array> {
+  const it = input[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { value, done } = await it.next();
+        if (done) controller.close();
+        else if (value instanceof Uint8Array) controller.enqueue(value);
+        else controller.error(new TypeError('packet input must yield bytes, not strings'));
+      },
+      async cancel() {
+        await it.return?.();
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 type VerificationResult = Awaited<ReturnType<typeof openpgp.decrypt>>['signatures'][number];

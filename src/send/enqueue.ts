@@ -10,7 +10,7 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { FerryError, isFerryError } from '../errors/index.js';
-import type { Keyring } from '../keys/keyring.js';
+import type { Keyring, PeerKey } from '../keys/keyring.js';
 import { encodePacket } from '../packet/codec.js';
 import { newPacketId, type MailEnvelope, type PacketHeader } from '../packet/header.js';
 import type { Router } from '../route/router.js';
@@ -75,17 +75,18 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
 
   async function submit(envelope: MailEnvelope, message: Readable | Uint8Array): Promise<QueuedPacket[]> {
     let destinations: Destination[];
+    let keys: PeerKey['key'][];
     try {
       destinations = planDestinations(deps.router, envelope.to);
+      keys = destinations.map((d) => {
+        const peer = deps.keyring.peers.get(d.fingerprint) ?? deps.keyring.peerByName(d.name);
+        if (!peer) throw new FerryError('CONFIG', `peer ${d.name} (${d.fingerprint}): no public key loaded`);
+        return peer.key;
+      });
     } catch (err) {
       if (!(message instanceof Uint8Array)) message.resume(); // do not leave the source hanging
       throw err;
     }
-    const keys = destinations.map((d) => {
-      const peer = deps.keyring.peers.get(d.fingerprint) ?? deps.keyring.peerByName(d.name);
-      if (!peer) throw new FerryError('CONFIG', `peer ${d.name} (${d.fingerprint}): no public key loaded`);
-      return peer.key;
-    });
 
     let spooled;
     try {

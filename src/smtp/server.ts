@@ -55,10 +55,16 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
 
   async function buildOptions(): Promise<SMTPServerOptions> {
-    const tls = config.tls ? { key: await readFile(config.tls.key), cert: await readFile(config.tls.cert) } : undefined;
+    const read = (key: string, file: string) =>
+      readFile(file).catch((err: unknown) => {
+        throw new FerryError('CONFIG', `smtp.${key}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      });
+    const tls = config.tls ? { key: await read('tls.key', config.tls.key), cert: await read('tls.cert', config.tls.cert) } : undefined;
     let users: UserTable | undefined;
     if (tls && config.auth_users_file) {
-      users = parseUsersFile(await readFile(config.auth_users_file, 'utf8'), config.auth_users_file);
+      users = parseUsersFile((await read('auth_users_file', config.auth_users_file)).toString('utf8'), config.auth_users_file);
+    } else if (config.auth_users_file) {
+      log?.warn({ evt: 'smtp.config', file: config.auth_users_file }, 'smtp.auth_users_file is ignored without smtp.tls: AUTH is only offered over TLS');
     }
     const disabled = [...(tls ? [] : ['STARTTLS']), ...(users ? [] : ['AUTH'])];
     return {
@@ -67,6 +73,8 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       size: config.max_size,
       maxClients: config.max_clients,
       socketTimeout: config.socket_timeout,
+      // On shutdown: transactions in progress get this long to finish, then 421 (no 250 was sent: the client retries).
+      closeTimeout: 10_000,
       disabledCommands: disabled,
       authOptional: true,
       allowInsecureAuth: false,

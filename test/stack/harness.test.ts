@@ -30,7 +30,8 @@ const toLf = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').replace(/\r
 
 function expectEndsWith(actual: Buffer, tail: Buffer): void {
   expect(actual.length).toBeGreaterThan(tail.length);
-  expect(actual.subarray(actual.length - tail.length).equals(tail)).toBe(true);
+  // compared as latin1 strings so a mismatch shows a readable diff; still byte-for-byte
+  expect(actual.subarray(actual.length - tail.length).toString('latin1')).toBe(tail.toString('latin1'));
 }
 
 function sendmail(argv: string[], from: string, rcpts: string[], input: Buffer): void {

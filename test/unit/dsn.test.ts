@@ -79,6 +79,7 @@ describe('buildDsn', () => {
     expect(top.headers.get('to')).toBe('<alice@a.example>');
     expect(top.headers.get('from')).toMatch(/MAILER-DAEMON@node1\.ferry\.example/);
     expect(top.headers.get('auto-submitted')).toBe('auto-replied');
+    expect(top.headers.get('content-transfer-encoding')).toBe('8bit'); // the original headers are 8-bit
     expect(top.headers.get('message-id')).toBe('<dsn1@node1.ferry.example>');
     expect(top.headers.get('date')).toBe('Wed, 26 Nov 2025 12:00:00 +0000');
     expect(top.headers.get('content-type')).toMatch(/^multipart\/report; report-type=delivery-status;/);

@@ -101,7 +101,9 @@ describe('smtp injector', () => {
     expect(res).toEqual([expect.objectContaining({ rcpt: 'bob@b.example', status: 'ok', code: 250 })]);
     const got = sink.received.at(-1)!;
     const sent = readFileSync(file);
-    const expected = name === 'bare-lf.eml' ? Buffer.from(sent.toString('latin1').replace(/\n/g, '\r\n'), 'latin1') : sent;
+    const bareLf = !sent.includes('\r\n');
+    expect(bareLf).toBe(name.startsWith('bare-lf'));
+    const expected = bareLf ? Buffer.from(sent.toString('latin1').replace(/\n/g, '\r\n'), 'latin1') : sent;
     expect(got.data.equals(expected)).toBe(true);
     expect(got.from).toBe('alice@a.example');
   });

@@ -141,9 +141,10 @@ describe('SMTP listener', () => {
     const c = await rawClient(port);
     await c.cmd('EHLO client.test');
     expect(await c.cmd('MAIL FROM:<bad address@example.org>')).toMatch(/^5\d\d/);
-    expect(await c.cmd('MAIL FROM:<a@exa_mple.org>')).toMatch(/^553 5\.1\.7 <a@exa_mple\.org>: Sender address rejected/);
+    expect(await c.cmd('MAIL FROM:<a(b@example.org>')).toBe('553 5.1.7 <a(b@example.org>: Sender address rejected: bad address syntax (malformed local part)');
+    expect(await c.cmd('MAIL FROM:<a@-x.org>')).toMatch(/^553 5\.1\.7 <a@-x\.org>: Sender address rejected/);
     expect(await c.cmd('MAIL FROM:<>')).toMatch(/^250/);
-    expect(await c.cmd('RCPT TO:<b@-bad-.net>')).toMatch(/^501 5\.1\.3/);
+    expect(await c.cmd('RCPT TO:<b@-x.net>')).toBe('501 5.1.3 <b@-x.net>: bad address syntax (malformed domain)');
     for (const n of [1, 2, 3]) expect(await c.cmd(`RCPT TO:<r${n}@example.net>`)).toMatch(/^250/);
     expect(await c.cmd('RCPT TO:<r4@example.net>')).toBe('452 4.5.3 Error: too many recipients');
     c.close();

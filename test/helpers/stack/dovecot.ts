@@ -44,7 +44,7 @@ export async function startDovecot(opts: { mailDir: string; users: Record<string
   };
   try {
     run('/usr/bin/doveconf', ['-c', conf, '-n']);
-    run('/usr/sbin/dovecot', ['-c', conf]);
+    run('/usr/sbin/dovecot', ['-c', conf], { daemon: true });
     await waitForPort(port, 10_000);
   } catch (err) {
     await stop().catch(() => undefined);

@@ -4,13 +4,22 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-export function run(cmd: string, args: string[], opts: { input?: Buffer | string; allowFail?: boolean } = {}): string {
-  const r = spawnSync(cmd, args, { input: opts.input, encoding: 'utf8', timeout: 60_000 });
+/**
+ * Runs a command to completion; throws with its output unless it exits 0 (or allowFail).
+ * daemon: the command forks a daemon that keeps inherited fds open, so no pipes (no output).
+ */
+export function run(cmd: string, args: string[], opts: { input?: Buffer | string; allowFail?: boolean; daemon?: boolean } = {}): string {
+  const r = spawnSync(cmd, args, {
+    input: opts.input,
+    encoding: 'utf8',
+    timeout: 60_000,
+    stdio: opts.daemon ? 'ignore' : 'pipe',
+  });
   if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
   if (r.status !== 0 && !opts.allowFail) {
     throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${r.stdout}${r.stderr}`);
   }
-  return `${r.stdout}${r.stderr}`;
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`;
 }
 
 export async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | false, details?: () => string): Promise<T> {
