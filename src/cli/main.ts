@@ -16,8 +16,10 @@ async function main(argv: string[]): Promise<number> {
   // sendmail(8) syntax does not fit commander (-f addr, -oi, -- rcpts): handled on its own,
   // also when installed as a "sendmail" symlink.
   const invokedAs = path.basename(argv[1] ?? '');
-  if (invokedAs === 'sendmail' || argv[2] === 'sendmail') {
-    return runSendmailCli(invokedAs === 'sendmail' ? argv.slice(2) : argv.slice(3));
+  if (invokedAs === 'sendmail') return runSendmailCli(argv.slice(2));
+  const globalConfig = argv[2] === '--config' || argv[2] === '-c' ? 2 : 0;
+  if (argv[2 + globalConfig] === 'sendmail') {
+    return runSendmailCli([...(globalConfig ? ['--config', argv[3]!] : []), ...argv.slice(3 + globalConfig)]);
   }
   const program = new Command('ferrypost')
     .description('delay-tolerant mail gateway over a synced folder')

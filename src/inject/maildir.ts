@@ -148,7 +148,7 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       if (!renamed) await fs.unlink(tmp).catch(() => undefined);
       throw e;
     }
-    opts.log?.info({ event: 'inject.maildir', packetId: req.packetId, rcpt, file: join(dir, 'new', name) }, 'delivered');
+    opts.log?.info({ evt: 'inject.maildir', packet: req.packetId, rcpt, file: join(dir, 'new', name) }, 'delivered');
     return name;
   }
 
@@ -193,7 +193,7 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
           r = { status: 'ok', code: 250, enhanced: '2.0.0', message: `delivered to maildir as ${name}` };
         } catch (e) {
           r = tempResult(rcpt, e);
-          opts.log?.warn({ event: 'inject.tempfail', packetId: req.packetId, rcpt, dir, err: String(e) }, 'maildir delivery failed');
+          opts.log?.warn({ evt: 'inject.tempfail', packet: req.packetId, rcpt, dir, err: String(e) }, 'maildir delivery failed');
         }
         for (const i of idxs) results[i] = { ...r, rcpt: req.envelope.to[i]! };
       }

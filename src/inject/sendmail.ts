@@ -113,7 +113,7 @@ export function createSendmailInjector(cfg: SendmailDeliveryConfig, opts: Sendma
       const r = await queue.add(() => run(argv, req.file, cfg.timeout));
       const c = classify(r, argv0);
       if (c.status !== 'ok')
-        opts.log?.warn({ event: `inject.${c.status}fail`, packetId: req.packetId, exit: r.exitCode, signal: r.signal }, c.message);
+        opts.log?.warn({ evt: `inject.${c.status}fail`, packet: req.packetId, exit: r.exitCode, signal: r.signal }, c.message);
       return req.envelope.to.map((rcpt) => ({ rcpt, ...c }));
     },
     async close(): Promise<void> {

@@ -133,7 +133,7 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
           message: `${name}: ${err.message}`,
         };
         opts.log?.warn(
-          { event: 'inject.tempfail', packetId: req.packetId, injector: name, err: err.message, command: err.command },
+          { evt: 'inject.tempfail', packet: req.packetId, injector: name, err: err.message, command: err.command },
           'smtp transaction failed',
         );
       }

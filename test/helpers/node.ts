@@ -14,7 +14,7 @@ export interface CliResult { status: number; stdout: string; stderr: string }
 
 export function cli(args: string[], opts: { config?: string; input?: string | Buffer; env?: NodeJS.ProcessEnv } = {}): CliResult {
   const full = opts.config ? ['--config', opts.config, ...args] : args;
-  const r = spawnSync(process.execPath, [CLI, ...full], { input: opts.input, env: { ...process.env, ...opts.env }, encoding: 'buffer', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [CLI, ...full], { input: opts.input, env: { ...process.env, ...opts.env }, timeout: 60_000 });
   return { status: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 

@@ -1,5 +1,6 @@
 import { test } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { startRecordServer } from '../helpers/stack/record-server.js';
 import { startExim } from '../helpers/stack/exim.js';
 import { freePort } from '../helpers/ports.js';
@@ -8,7 +9,7 @@ test('dbg', async () => {
   const ex = await startExim({ localDomain: 'home.test', ferrypostPort: sink.port });
   try {
     const r = spawnSync(ex.eximArgv[0]!, [...ex.eximArgv.slice(1), '-d+transport', '-i', '-f', 'a@home.test', '--', 'carol@offline.test'], { input: 'To: carol@offline.test\nSubject: x\n\nhello\n', encoding: 'utf8' });
-    console.log(r.stderr.split('\n').filter((l) => /SMTP|<<|>>/.test(l)).join('\n'));
-    console.log(sink.messages.length);
+    fs.writeFileSync('/tmp/fpsmoke/dbg.txt', r.stderr + r.stdout + String(r.status));
+    fs.appendFileSync('/tmp/fpsmoke/dbg.txt', '\nSINK ' + sink.messages.length);
   } finally { await ex.stop(); await sink.stop(); }
-});
+}, 60000);

@@ -1,0 +1,96 @@
+/** Packets against real GnuPG (/usr/bin/gpg): gpg decrypts and verifies ours, we decode gpg's, gpg refuses tampering. */
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from '../unit/packet-helpers.js';
+
+const run = promisify(execFile);
+const GPG = '/usr/bin/gpg';
+
+let home: string;
+let work: string;
+let sender: TestKey;
+let recipient: TestKey;
+
+async function gpg(args: string[], allowFail = false): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(GPG, ['--batch', '--no-tty', '--homedir', home, ...args], { env: { ...process.env, GNUPGHOME: home }, maxBuffer: 64 << 20 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    if (!allowFail) throw e;
+    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+  }
+}
+
+beforeAll(async () => {
+  home = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));
+  await chmod(home, 0o700);
+  work = await mkdtemp(path.join(tmpdir(), 'ferrypost-gpgwork-'));
+  [sender, recipient] = await Promise.all([makeKey('sender'), makeKey('recipient')]);
+  await writeFile(path.join(work, 'recipient.sec'), recipient.priv.armor());
+  await writeFile(path.join(work, 'sender.sec'), sender.priv.armor());
+  await gpg(['--import', path.join(work, 'recipient.sec'), path.join(work, 'sender.sec')]);
+});
+
+afterAll(async () => {
+  await run('gpgconf', ['--kill', 'all'], { env: { ...process.env, GNUPGHOME: home } }).catch(() => undefined);
+  await rm(home, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('gpg reads ferrypost packets', () => {
+  for (const level of [0, 6]) {
+    it(`decrypts and verifies a packet (compression level ${level})`, async () => {
+      const payload = Buffer.concat([Buffer.from('From: a@example.org\r\nSubject: caf\xe9\r\n\r\n.\r\nbody\n'), Buffer.from([0, 0xff, 0x80, 0x0d])]);
+      const header = makeHeader(sender, recipient, payload);
+      const file = path.join(work, `p${level}.pgp`);
+      await writeFile(file, await encodeToBuffer(sender, recipient, payload, level, header));
+      const out = path.join(work, `p${level}.out`);
+      const r = await gpg(['--status-fd', '1', '--output', out, '--decrypt', file]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^\\[GNUPG:\\] GOODSIG ${sender.fpr.slice(-16).toUpperCase()} `, 'm'));
+      expect(r.stdout).toMatch(new RegExp(`^\\[GNUPG:\\] VALIDSIG ${sender.fpr.toUpperCase()} `, 'm'));
+      expect(r.stdout).toMatch(/^\[GNUPG:\] DECRYPTION_OKAY/m);
+      expect(r.stdout).toMatch(/^\[GNUPG:\] GOODMDC/m);
+      const plain = await readFile(out);
+      expect(plain.equals(plaintextOf(header, payload))).toBe(true);
+
+      const listed = await gpg(['--list-packets', file]);
+      expect(listed.stdout).toContain('mdc_method: 2');
+      expect(listed.stdout.includes('compressed packet: algo=2')).toBe(level > 0);
+      expect(listed.stdout).toMatch(/literal data packet:\s*\n?\s*mode b .* name=""/);
+    });
+  }
+
+  it('refuses a tampered packet', async () => {
+    const payload = Buffer.from('x'.repeat(5000));
+    const good = await encodeToBuffer(sender, recipient, payload, 6);
+    for (const pos of [Math.floor(good.length / 2), good.length - 1]) {
+      const bad = Buffer.from(good);
+      bad[pos]! ^= 0x01;
+      const file = path.join(work, `bad${pos}.pgp`);
+      await writeFile(file, bad);
+      const r = await gpg(['--status-fd', '1', '--output', path.join(work, `bad${pos}.out`), '--decrypt', file], true);
+      expect(r.code, `flip at ${pos}`).not.toBe(0);
+    }
+  });
+});
+
+describe('ferrypost reads gpg-made packets', () => {
+  it('decodes a message gpg signed and encrypted with the same framing', async () => {
+    const payload = Buffer.from('Subject: from gpg\r\n\r\nhello\r\n');
+    const header = makeHeader(sender, recipient, payload);
+    const plainFile = path.join(work, 'plain');
+    await writeFile(plainFile, plaintextOf(header, payload));
+    const out = path.join(work, 'gpg-made.pgp');
+    await gpg(['--trust-model', 'always', '-z', '6', '-u', sender.fpr, '-r', recipient.fpr, '--output', out, '--sign', '--encrypt', plainFile]);
+    const decoded = await decodeBuffer(await readFile(out), recipient, [sender]);
+    expect(decoded.header).toEqual(header);
+    expect(decoded.signer).toBe(sender.fpr);
+    expect(decoded.payload.equals(payload)).toBe(true);
+  });
+});
