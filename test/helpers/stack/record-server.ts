@@ -1,6 +1,9 @@
 // A recording SMTP server (smtp-server) on 127.0.0.1: stands in for ferrypost's listener in
 // harness tests. Keeps every message with its envelope and exact bytes. STARTTLS/AUTH are off.
 // Rejects a recipient with 550 if it matches rejectRcpt; listen errors reject the start promise.
+// allowHalfOpen (default true) matters: Exim pipelines QUIT after the final dot and half-closes
+// its socket; without it Node ends our side on that FIN and a 250 sent later (replyDelayMs, or a
+// real fsync) never reaches Exim, which then defers and sends the message again.
 import { SMTPServer } from 'smtp-server';
 import { waitFor } from './proc.js';
 
@@ -19,10 +22,19 @@ export interface RecordServer {
   stop(): Promise<void>;
 }
 
-export async function startRecordServer(port: number, opts: { rejectRcpt?: RegExp } = {}): Promise<RecordServer> {
+export interface RecordServerOptions {
+  rejectRcpt?: RegExp;
+  /** Wait this long before answering the final dot (simulates a durable write). */
+  replyDelayMs?: number;
+  /** Keep our side writable after the client's FIN (default true). */
+  allowHalfOpen?: boolean;
+}
+
+export async function startRecordServer(port: number, opts: RecordServerOptions = {}): Promise<RecordServer> {
   const messages: RecordedMessage[] = [];
   const server = new SMTPServer({
     authOptional: true,
+    allowHalfOpen: opts.allowHalfOpen ?? true,
     disabledCommands: ['AUTH', 'STARTTLS'],
     logger: false,
     banner: 'record-server',
@@ -45,7 +57,8 @@ export async function startRecordServer(port: number, opts: { rejectRcpt?: RegEx
           raw: Buffer.concat(chunks),
           helo: session.hostNameAppearsAs,
         });
-        cb();
+        if (opts.replyDelayMs) setTimeout(() => cb(), opts.replyDelayMs);
+        else cb();
       });
     },
   });
