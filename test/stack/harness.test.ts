@@ -15,11 +15,15 @@ import { sendSmtp, type SmtpError } from '../helpers/stack/smtp-client.js';
 import { startRecordServer, type RecordServer } from '../helpers/stack/record-server.js';
 import { DEPLOY_DIR, renderString } from '../helpers/stack/render.js';
 
-/** A message with 8-bit bytes, a leading dot, a long line and trailing blanks: CRLF, as on the wire. */
-function sample(subject: string, id: string): Buffer {
+/**
+ * A message with 8-bit bytes, a leading dot, a long line and trailing blanks: CRLF, as on the wire.
+ * The default unqualified "To: someone" proves no header rewriting on the SMTP path; sendmail-style
+ * submissions DO qualify such addresses (Postfix and Exim both), so those tests pass a full address.
+ */
+function sample(subject: string, id: string, to = 'someone'): Buffer {
   return Buffer.concat([
     Buffer.from(
-      `From: Sender <sender@home.test>\r\nTo: someone\r\nSubject: ${subject}\r\nMessage-ID: <${id}@test>\r\n` +
+      `From: Sender <sender@home.test>\r\nTo: ${to}\r\nSubject: ${subject}\r\nMessage-ID: <${id}@test>\r\n` +
         'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n',
     ),
     Buffer.from('Grüße aus der Ferne – ✉\r\n.a line that starts with a dot\r\n..two dots\r\n'),
@@ -160,7 +164,7 @@ describe('postfix (two instances) + dovecot', () => {
   });
 
   test('sendmail -C injection delivers into the instance', async () => {
-    const m = toLf(sample('via sendmail', 'pa5'));
+    const m = toLf(sample('via sendmail', 'pa5', 'bob@offline.test'));
     sendmail(a.sendmailArgv, 'sender@home.test', ['bob@offline.test'], m);
     const [f] = await a.waitForMail('bob', 1);
     expectEndsWith(fs.readFileSync(f!), m);
@@ -182,7 +186,8 @@ describe('exim', () => {
   let ex: EximInstance | undefined;
   let sink: RecordServer | undefined;
   beforeAll(async () => {
-    sink = await startRecordServer(await freePort());
+    // 300 ms before the 250, like a durable write: Exim has already pipelined QUIT and half-closed.
+    sink = await startRecordServer(await freePort(), { replyDelayMs: 300 });
     ex = await startExim({ localDomain: 'home.test', ferrypostPort: sink.port });
   });
   afterAll(async () => {
@@ -204,7 +209,8 @@ describe('exim', () => {
     const [got] = await sink!.waitForMessages(1);
     expect({ from: got!.from, to: got!.to }).toEqual({ from: 'alice@home.test', to: ['carol@offline.test'] });
     expectEndsWith(got!.raw, r);
-    await ex!.waitForLog(/=> carol@offline.test R=ferrypost T=ferrypost_smtp/);
+    await ex!.waitForLog(/=> carol@offline.test R=ferrypost T=ferrypost_smtp H=127\.0\.0\.1 .*C="250 /);
+    expect(ex!.mainlog()).not.toMatch(/defer/);
   });
 
   test('refuses an unknown local user with 550 at RCPT', async () => {
@@ -216,7 +222,7 @@ describe('exim', () => {
   });
 
   test('sendmail-style injection (-odi -i -f SENDER -- RCPT) delivers before exit', async () => {
-    const m = toLf(sample('exim via sendmail', 'ex4'));
+    const m = toLf(sample('exim via sendmail', 'ex4', 'bob@home.test'));
     sendmail(ex!.eximArgv, 'sender@offline.test', ['bob@home.test'], m);
     const files = ex!.maildirFiles('bob'); // -odi: delivered before the command returned
     expect(files).toHaveLength(1);
@@ -228,5 +234,16 @@ describe('exim', () => {
     const second = startExim({ localDomain: 'x.test', ferrypostPort: 1025, lockTimeoutMs: 300 });
     await expect(second).rejects.toThrow(/Exim test lock/);
     await waitForPort(ex!.port, 1000); // the first instance is untouched
+  });
+
+  // Evidence for ferrypost's own smtp-server listener: it needs allowHalfOpen: true.
+  test('without allowHalfOpen a delayed 250 never reaches Exim and the message is deferred (duplicate risk)', async () => {
+    await ex!.stop();
+    await sink!.stop();
+    sink = await startRecordServer(await freePort(), { replyDelayMs: 300, allowHalfOpen: false });
+    ex = await startExim({ localDomain: 'home.test', ferrypostPort: sink.port });
+    await sendSmtp(ex.port, { from: 'alice@home.test', to: ['carol@offline.test'], raw: sample('half-close', 'ex5') });
+    await ex.waitForLog(/== carol@offline.test R=ferrypost T=ferrypost_smtp defer .*closed connection in response to end of data/);
+    expect(sink.messages).toHaveLength(1); // the server has the message, the client thinks it failed
   });
 });
