@@ -7,7 +7,7 @@
  * 451 4.3.0 otherwise) and nothing is left in the tree. listen() rejects if a port cannot be bound.
  */
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { SmtpListenerConfig } from '../config/schema.js';
@@ -51,6 +51,8 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const { config, enqueue, router, log } = deps;
   const relayNets = createNetworkList(config.allowed_networks);
   const servers: SMTPServer[] = [];
+  /** Messages being stored per client connection (address:port), so a half-closed socket is ended only after its reply. */
+  const inData = new Map<string, number>();
 
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
 
@@ -152,7 +154,14 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
         const to = session.envelope.rcptTo.map((a) => a.address);
         const limited = limitSize(stream, config.max_size);
-        enqueue.submit({ from, to }, limited).then(
+        const key = `${session.remoteAddress}:${session.remotePort}`;
+        inData.set(key, (inData.get(key) ?? 0) + 1);
+        const done = () => {
+          const n = (inData.get(key) ?? 1) - 1;
+          if (n > 0) inData.set(key, n);
+          else inData.delete(key);
+        };
+        enqueue.submit({ from, to }, limited).finally(done).then(
           (packets) => {
             if (stream.sizeExceeded) {
               // Defensive: the limiter stops at max_size, so submit cannot have succeeded past it.
@@ -186,7 +195,10 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       const options = await buildOptions();
       const bound: Array<{ host: string; port: number }> = [];
       for (const addr of config.listen) {
-        const server = new SMTPServer({ ...options });
+        // allowHalfOpen: a client may pipeline "<CRLF>.<CRLF>QUIT" and half-close (Exim does). Our 250
+        // comes only after the fsync, so the write side must stay open until then; see keepWritable.
+        const server = new SMTPServer({ ...options, allowHalfOpen: true } as typeof options);
+        server.server.on('connection', (socket: Socket) => keepWritable(socket, () => (inData.get(peerKey(socket)) ?? 0) > 0));
         server.on('error', (err) => log?.error({ evt: 'smtp.error', err: err.message }, 'smtp server error'));
         await new Promise<void>((resolve, reject) => {
           const onError = (err: Error) => reject(new FerryError('CONFIG', `smtp: cannot listen on ${addr.host}:${addr.port}: ${err.message}`, { cause: err }));
@@ -208,4 +220,31 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     },
   };
+}
+
+/**
+ * smtp-server writes a reply only while socket.readyState === 'open', and a half-closed socket reads
+ * 'writeOnly': the 250 for a message whose client already sent QUIT and FIN would be dropped, and the
+ * client would resend it (a duplicate). Report 'open' for as long as we can still write; the idle
+ * socket timeout still closes a half-closed connection that stops talking.
+ */
+function keepWritable(socket: Socket, busy: () => boolean): void {
+  Object.defineProperty(socket, 'readyState', {
+    configurable: true,
+    get: () => (socket.destroyed ? 'closed' : socket.writable ? 'open' : 'readOnly'),
+  });
+  // After the client's FIN: close our side once no message of this connection is still being stored
+  // (its reply is written first; end() flushes it).
+  socket.once('end', () => {
+    const check = (): void => {
+      if (socket.destroyed || !socket.writable) return;
+      if (busy()) setTimeout(check, 20).unref();
+      else setTimeout(() => socket.end(), 20).unref();
+    };
+    check();
+  });
+}
+
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`;
 }

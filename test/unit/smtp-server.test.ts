@@ -180,6 +180,29 @@ describe('SMTP listener', () => {
     c.close();
   });
 
+  it('answers 250 to a client that pipelined QUIT and half-closed before the (slow) durable write ended', async () => {
+    const inner = enqueue();
+    const slow: Enqueue = {
+      async submit(env, msg) {
+        const r = await inner.submit(env, msg);
+        await new Promise((res) => setTimeout(res, 300));
+        return r;
+      },
+    };
+    const port = await start(config(), slow);
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    sock.on('data', (d) => (got += d.toString('latin1')));
+    const closed = new Promise<void>((res) => sock.on('close', () => res()));
+    await new Promise((res) => sock.once('data', res)); // greeting
+    sock.write('EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n');
+    await new Promise((res) => setTimeout(res, 200));
+    sock.end(Buffer.concat([MESSAGE, Buffer.from('.\r\nQUIT\r\n')])); // FIN right after QUIT, as Exim does
+    await closed;
+    expect(got).toMatch(/\r\n250 2\.0\.0 Ok: queued as [a-z2-7]{26}\r\n221 /);
+    expect(listFiles(w.tree).filter((f) => f.endsWith('.pgp'))).toHaveLength(1);
+  });
+
   it('disk full while storing: 452 4.3.1, the client sees the failure, nothing left in the tree', async () => {
     const full: TreeFs = {
       ...nodeTreeFs,

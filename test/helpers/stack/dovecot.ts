@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, waitForPort } from '../ports.js';
 import { renderTemplate } from './render.js';
-import { readIfExists, readPid, run, waitPidGone } from './proc.js';
+import { readIfExists, readPid, removeTempDir, run, waitPidGone } from './proc.js';
 
 export interface DovecotInstance {
   dir: string;
@@ -38,17 +38,20 @@ export async function startDovecot(opts: { mailDir: string; users: Record<string
     if (stopped) return;
     stopped = true;
     const pid = readPid(pidFile);
-    if (pid === undefined) return;
-    process.kill(pid, 'SIGTERM'); // what `doveadm stop` does, without its ~3 s of waiting
-    await waitPidGone(pid, 15_000);
+    if (pid !== undefined) {
+      process.kill(pid, 'SIGTERM'); // what `doveadm stop` does, without its ~3 s of waiting
+      await waitPidGone(pid, 15_000);
+    }
+    removeTempDir(dir);
   };
   try {
     run('/usr/bin/doveconf', ['-c', conf, '-n']);
     run('/usr/sbin/dovecot', ['-c', conf], { daemon: true });
     await waitForPort(port, 10_000);
   } catch (err) {
+    const text = log();
     await stop().catch(() => undefined);
-    throw new Error(`dovecot did not start: ${(err as Error).message}\n--- dovecot.log ---\n${log()}`);
+    throw new Error(`dovecot did not start: ${(err as Error).message}\n--- dovecot.log ---\n${text}`);
   }
   return { dir, port, log, stop };
 }

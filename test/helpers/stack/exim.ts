@@ -9,7 +9,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { freePort, waitForPort } from '../ports.js';
 import { renderTemplate } from './render.js';
-import { maildirMessages, pidAlive, readIfExists, readPid, run, userIds, waitFor, waitPidGone } from './proc.js';
+import { maildirMessages, pidAlive, readIfExists, readPid, removeTempDir, run, userIds, waitFor, waitPidGone } from './proc.js';
 
 export const EXIM_BIN = '/opt/ferrypost-stack/exim/usr/sbin/exim4';
 /** The one directory whose exim.conf is listed in /etc/exim4/trusted_configs (see .ci/install-stack.sh). */
@@ -38,6 +38,7 @@ export interface EximInstance {
   waitForMail(user: string, count: number, timeoutMs?: number): Promise<string[]>;
   /** Number of messages in the queue (exim -bpc). */
   queueCount(): number;
+  /** Stops the daemon, removes the Maildir root (unless FERRYPOST_KEEP_STACK=1), releases the lock. */
   stop(): Promise<void>;
 }
 
@@ -78,6 +79,7 @@ export async function startExim(opts: EximOptions): Promise<EximInstance> {
 
   const conf = path.join(dir, 'exim.conf');
   const pidFile = path.join(dir, 'exim.pid');
+  let mailRoot: string | undefined;
   const logDir = path.join(dir, 'log');
   let daemonPid: number | undefined;
   const stopDaemon = async (): Promise<void> => {
@@ -86,6 +88,7 @@ export async function startExim(opts: EximOptions): Promise<EximInstance> {
       process.kill(pid, 'SIGTERM');
       await waitPidGone(pid, 10_000);
     }
+    if (mailRoot) removeTempDir(mailRoot);
   };
   try {
     await killLeftover(pidFile);
@@ -97,7 +100,7 @@ export async function startExim(opts: EximOptions): Promise<EximInstance> {
       fs.mkdirSync(path.join(dir, d), { mode: 0o750 });
       fs.chownSync(path.join(dir, d), ex.uid, ex.gid);
     }
-    const mailRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-exim-'));
+    mailRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-exim-'));
     fs.chmodSync(mailRoot, 0o755);
     const mailDir = path.join(mailRoot, 'mail');
     fs.mkdirSync(mailDir);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, waitForPort } from '../ports.js';
 import { renderTemplate } from './render.js';
-import { maildirMessages, readIfExists, readPid, run, userIds, waitFor, waitPidGone } from './proc.js';
+import { maildirMessages, readIfExists, readPid, removeTempDir, run, userIds, waitFor, waitPidGone } from './proc.js';
 
 export interface PostfixOptions {
   /** Instance name (syslog_name postfix-NAME, temp dir prefix). */
@@ -36,6 +36,7 @@ export interface PostfixInstance {
   /** `postqueue -p` output. */
   queue(): string;
   flush(): void;
+  /** Stops Postfix, waits for master to exit, removes the instance dir (unless FERRYPOST_KEEP_STACK=1). */
   stop(): Promise<void>;
 }
 
@@ -86,6 +87,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     const pid = readPid(masterPidFile);
     run(POSTFIX, ['-c', etcDir, 'stop'], { allowFail: true });
     if (pid !== undefined) await waitPidGone(pid, 15_000);
+    removeTempDir(dir);
   };
 
   try {
@@ -93,8 +95,9 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     run(POSTFIX, ['-c', etcDir, 'start']);
     await waitForPort(port, 15_000);
   } catch (err) {
+    const log = maillog();
     await stop().catch(() => undefined);
-    throw new Error(`postfix ${opts.name} did not start: ${(err as Error).message}\n--- maillog ---\n${maillog()}`);
+    throw new Error(`postfix ${opts.name} did not start: ${(err as Error).message}\n--- maillog ---\n${log}`);
   }
 
   const maildirFiles = (user: string): string[] => maildirMessages(path.join(mailDir, user, 'Maildir'));

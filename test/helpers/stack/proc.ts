@@ -100,3 +100,9 @@ export function userIds(name: string): { uid: number; gid: number } {
   const f = line.split(':');
   return { uid: Number(f[2]), gid: Number(f[3]) };
 }
+
+/** Removes a harness temp dir after stop(), unless FERRYPOST_KEEP_STACK=1 (for post-mortems). */
+export function removeTempDir(dir: string): void {
+  if (process.env.FERRYPOST_KEEP_STACK === '1') return;
+  fs.rmSync(dir, { recursive: true, force: true });
+}

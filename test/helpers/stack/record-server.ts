@@ -1,9 +1,9 @@
 // A recording SMTP server (smtp-server) on 127.0.0.1: stands in for ferrypost's listener in
 // harness tests. Keeps every message with its envelope and exact bytes. STARTTLS/AUTH are off.
 // Rejects a recipient with 550 if it matches rejectRcpt; listen errors reject the start promise.
-// allowHalfOpen (default true) matters: Exim pipelines QUIT after the final dot and half-closes
-// its socket; without it Node ends our side on that FIN and a 250 sent later (replyDelayMs, or a
-// real fsync) never reaches Exim, which then defers and sends the message again.
+// replyDelayMs delays the 250 after the final dot like a durable write does. Known smtp-server
+// limitation (3.21): once the client half-closes (Exim pipelining QUIT + shutdown after the dot)
+// it writes no more replies, so a delayed 250 is lost; deploy/exim/exim.conf avoids pipelining.
 import { SMTPServer } from 'smtp-server';
 import { waitFor } from './proc.js';
 
@@ -26,15 +26,12 @@ export interface RecordServerOptions {
   rejectRcpt?: RegExp;
   /** Wait this long before answering the final dot (simulates a durable write). */
   replyDelayMs?: number;
-  /** Keep our side writable after the client's FIN (default true). */
-  allowHalfOpen?: boolean;
 }
 
 export async function startRecordServer(port: number, opts: RecordServerOptions = {}): Promise<RecordServer> {
   const messages: RecordedMessage[] = [];
   const server = new SMTPServer({
     authOptional: true,
-    allowHalfOpen: opts.allowHalfOpen ?? true,
     disabledCommands: ['AUTH', 'STARTTLS'],
     logger: false,
     banner: 'record-server',
