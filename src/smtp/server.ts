@@ -233,15 +233,16 @@ function keepWritable(socket: Socket, busy: () => boolean): void {
     configurable: true,
     get: () => (socket.destroyed ? 'closed' : socket.writable ? 'open' : 'readOnly'),
   });
-  // After the client's FIN: close our side once no message of this connection is still being stored
-  // (its reply is written first; end() flushes it).
+  // After the client's FIN: a pipelined QUIT is answered and closed by smtp-server itself. For a
+  // client that just went away, close our side once nothing of this connection is being stored.
+  // The first look waits a moment: commands that arrived with the FIN may not have reached onData yet.
   socket.once('end', () => {
     const check = (): void => {
       if (socket.destroyed || !socket.writable) return;
-      if (busy()) setTimeout(check, 20).unref();
-      else setTimeout(() => socket.end(), 20).unref();
+      if (busy()) setTimeout(check, 50).unref();
+      else socket.end();
     };
-    check();
+    setTimeout(check, 1000).unref();
   });
 }
 
