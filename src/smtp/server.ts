@@ -228,7 +228,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
  * client would resend it (a duplicate). Report 'open' for as long as we can still write; the idle
  * socket timeout still closes a half-closed connection that stops talking.
  */
-function keepWritable(socket: Socket, busy: () => boolean): void {
+export function keepWritable(socket: Socket, busy: () => boolean): void {
   Object.defineProperty(socket, 'readyState', {
     configurable: true,
     get: () => (socket.destroyed ? 'closed' : socket.writable ? 'open' : 'readOnly'),

@@ -206,7 +206,7 @@ describe('exim', () => {
   let ex: EximInstance | undefined;
   let sink: RecordServer | undefined;
   beforeAll(async () => {
-    // 300 ms before the 250, like a durable write (Exim must not have half-closed by then).
+    // 300 ms before the 250, like a durable write; Exim pipelines QUIT and half-closes meanwhile.
     sink = await startRecordServer(await freePort(), { replyDelayMs: 300 });
     ex = await startExim({ localDomain: 'home.test', ferrypostPort: sink.port });
   });

@@ -4,6 +4,8 @@
 // replyDelayMs delays the 250 after the final dot like a durable write does. Known smtp-server
 // limitation (3.21): once the client half-closes (Exim pipelining QUIT + shutdown after the dot)
 // it writes no more replies, so a delayed 250 is lost; deploy/exim/exim.conf avoids pipelining.
+import type { Socket } from 'node:net';
+import { keepWritable } from '../../../src/smtp/server.js';
 import { SMTPServer } from 'smtp-server';
 import { waitFor } from './proc.js';
 
@@ -31,6 +33,8 @@ export interface RecordServerOptions {
 export async function startRecordServer(port: number, opts: RecordServerOptions = {}): Promise<RecordServer> {
   const messages: RecordedMessage[] = [];
   const server = new SMTPServer({
+    // Answers after a client's pipelined QUIT + half-close, as ferrypost's listener does.
+    allowHalfOpen: true,
     authOptional: true,
     disabledCommands: ['AUTH', 'STARTTLS'],
     logger: false,
@@ -61,6 +65,7 @@ export async function startRecordServer(port: number, opts: RecordServerOptions 
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
+    server.server.on('connection', (socket: Socket) => keepWritable(socket, () => false));
     server.listen(port, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
