@@ -7,7 +7,7 @@ EXIM_ROOT=/opt/ferrypost-stack/exim
 EXIM_TEST_CONF=/var/tmp/ferrypost-exim/exim.conf   # the one path tests may pass to exim -C as root
 
 need_apt=0
-for bin in /usr/sbin/postfix /usr/sbin/dovecot /usr/bin/gpg /usr/bin/syncthing /usr/bin/swaks; do
+for bin in /usr/sbin/postfix /usr/sbin/dovecot /usr/bin/gpg /usr/bin/syncthing /usr/bin/swaks /usr/bin/nncp-exec; do
   [ -x "$bin" ] || need_apt=1
 done
 [ -x "$EXIM_ROOT/usr/sbin/exim4" ] || need_apt=1
@@ -19,7 +19,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   printf '%s\n' 'postfix postfix/main_mailer_type select No configuration' \
                 'postfix postfix/mailname string gw.test' | debconf-set-selections
-  apt-get install -y -qq --no-install-recommends postfix swaks dovecot-imapd gnupg syncthing libidn12 ca-certificates >/dev/null
+  apt-get install -y -qq --no-install-recommends postfix swaks dovecot-imapd gnupg syncthing nncp libidn12 ca-certificates >/dev/null
   [ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
   # Exim conflicts with Postfix as a package; its binary runs fine unpacked beside it.
   if [ ! -x "$EXIM_ROOT/usr/sbin/exim4" ]; then
@@ -41,4 +41,4 @@ chmod 644 /etc/exim4/trusted_configs
 if ldd "$EXIM_ROOT/usr/sbin/exim4" | grep -q 'not found'; then
   echo "install-stack: exim is missing shared libraries:" >&2; ldd "$EXIM_ROOT/usr/sbin/exim4" | grep 'not found' >&2; exit 1
 fi
-echo "install-stack: postfix $(postconf -d -h mail_version 2>/dev/null), exim $("$EXIM_ROOT/usr/sbin/exim4" --version 2>/dev/null | head -1 | awk '{print $3}'), dovecot $(dovecot --version | awk '{print $1}'), $(gpg --version | head -1), syncthing $(syncthing --version | awk '{print $2}')"
+echo "install-stack: postfix $(postconf -d -h mail_version 2>/dev/null), exim $("$EXIM_ROOT/usr/sbin/exim4" --version 2>/dev/null | head -1 | awk '{print $3}'), dovecot $(dovecot --version | awk '{print $1}'), $(gpg --version | head -1), syncthing $(syncthing --version | awk '{print $2}'), nncp $(nncp-exec -version 2>\&1 | head -1 | awk '{print $NF}')"

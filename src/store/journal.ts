@@ -2,7 +2,11 @@
  * The receiver's durable journal (better-sqlite3, WAL, synchronous=FULL): one row per packet, keyed by
  * the packet file's SHA-256 (hex), with the packet id unique too (replay detection via byId).
  * States: injecting → deferred ⇄ injecting → delivered → removed. Every method that writes has committed
- * its transaction before it returns. Illegal transitions, unknown hashes and a reused id throw FerryError
+ * its transaction before it returns. `defer` and `delivered` are fsync'd (synchronous=FULL) before they
+ * return: they are what stops a second injection. `begin`, `recipientsDone` and `removed` commit without
+ * an fsync of their own (synchronous=NORMAL): losing them in a crash changes nothing that matters (an
+ * entry still "injecting" is injected again either way; a delivered entry without its file is marked
+ * removed at start), and the next fsync'd commit makes them durable too, in order (WAL). Illegal transitions, unknown hashes and a reused id throw FerryError
  * (PACKET_REPLAY for a reused id or re-delivery, INTERNAL otherwise); an unopenable or newer-schema file
  * throws FerryError('STORE_FAILED' / 'CONFIG') naming the file.
  */
@@ -175,6 +179,16 @@ export function openJournal(file: string): Journal {
     return row;
   };
 
+  /** Runs one transaction without the per-commit fsync (see the file comment). */
+  function lazily<T>(fn: () => T): T {
+    db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      db.pragma('synchronous = FULL');
+    }
+  }
+
   const begin = db.transaction((e: BeginArgs, now: number): JournalEntry => {
     const row = get(e.hash);
     if (row === undefined) {
@@ -224,11 +238,11 @@ export function openJournal(file: string): Journal {
       const r = selId.get(id) as Row | undefined;
       return r === undefined ? undefined : toEntry(r);
     },
-    begin: (e, now = Date.now()) => begin.immediate(e, now),
-    recipientsDone: (hash, rcpts) => recipientsDone.immediate(hash, rcpts),
+    begin: (e, now = Date.now()) => lazily(() => begin.immediate(e, now)),
+    recipientsDone: (hash, rcpts) => lazily(() => recipientsDone.immediate(hash, rcpts)),
     defer: (hash, error, nextAttempt, now = Date.now()) => defer.immediate(hash, error, nextAttempt, now),
     delivered: (hash, now = Date.now()) => delivered.immediate(hash, now),
-    removed: (hash, now = Date.now()) => removed.immediate(hash, now),
+    removed: (hash, now = Date.now()) => lazily(() => removed.immediate(hash, now)),
     inState: (state) => (selState.all(state) as Row[]).map(toEntry),
     dueForRetry: (now) => (selDue.all(now) as Row[]).map(toEntry),
     prune: (now) => del.run(PRUNE_GRACE_MS, now).changes,

@@ -1,0 +1,276 @@
+// Benchmark harness (plain JS, no build step): real ferrypost nodes (node dist/cli/main.js), a
+// throwaway Postfix rendered from deploy/postfix, Postfix's smtp-sink and smtp-source, timing and
+// report helpers. Everything listens on 127.0.0.1. Every helper throws with the child's output on
+// failure; callers must stop what they start (try/finally), temp dirs go under os.tmpdir().
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseDocument } from 'yaml';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = path.join(ROOT, 'dist/cli/main.js');
+
+export function tmp(prefix) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `fp-bench-${prefix}-`));
+  fs.chmodSync(d, 0o755);
+  return d;
+}
+
+export function rm(dir) {
+  if (process.env.FERRYPOST_KEEP_BENCH !== '1') fs.rmSync(dir, { recursive: true, force: true });
+}
+
+export function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { input: opts.input, encoding: opts.encoding ?? 'utf8', timeout: opts.timeout ?? 600_000, env: opts.env ?? process.env, maxBuffer: 1 << 28 });
+  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+  if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${r.stdout}${r.stderr}`);
+  return r;
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitForPort(port, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise((res) => {
+      const c = net.connect({ port, host: '127.0.0.1' });
+      c.once('connect', () => (c.destroy(), res(true)));
+      c.once('error', () => (c.destroy(), res(false)));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port}`);
+    await sleep(50);
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(what, timeoutMs, probe, intervalMs = 20) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+// ---------------------------------------------------------------- ferrypost nodes
+
+export function cli(args, config) {
+  const full = config ? ['--config', config, ...args] : args;
+  return run(process.execPath, [CLI, ...full]);
+}
+
+function initNode(dir, name, args) {
+  const r = cli(['init', '--dir', dir, '--name', name, ...args]);
+  const fpr = /fingerprint:\s+([0-9A-F ]+)/.exec(r.stdout)?.[1]?.replace(/\s/g, '').toLowerCase();
+  if (!fpr) throw new Error(`no fingerprint in init output: ${r.stdout}`);
+  const config = path.join(dir, 'ferrypost.yaml');
+  return {
+    name, dir, config, fpr, publicKey: path.join(dir, 'keys', 'node.asc'),
+    edit(fn) {
+      const doc = parseDocument(fs.readFileSync(config, 'utf8'));
+      fn(doc);
+      fs.writeFileSync(config, doc.toString());
+    },
+  };
+}
+
+/**
+ * Two nodes sharing one tree (as Syncthing would give them): A sends everything to B (default
+ * route), B delivers with `delivery` (a config object). Both listen for SMTP on free ports.
+ */
+export async function nodePair(base, { delivery, aDelivery, tune } = {}) {
+  const tree = path.join(base, 'tree');
+  const a = initNode(path.join(base, 'a'), 'a', ['--tree', tree, '--no-self-peer']);
+  const b = initNode(path.join(base, 'b'), 'b', ['--tree', tree, '--no-self-peer']);
+  cli(['peer', 'add', b.publicKey, '--name', 'b', '--default'], a.config);
+  cli(['peer', 'add', a.publicKey, '--name', 'a', '--mail', 'offline.test'], b.config);
+  a.port = await freePort();
+  b.port = await freePort();
+  for (const [n, d] of [[a, aDelivery], [b, delivery]]) {
+    n.edit((doc) => {
+      doc.setIn(['smtp', 'listen'], [`127.0.0.1:${n.port}`]);
+      doc.setIn(['smtp', 'hostname'], `ferrypost.${n.name}.test`);
+      doc.setIn(['smtp', 'max_size'], '200M');
+      if (d) doc.setIn(['delivery'], d);
+      doc.setIn(['receive', 'retry_initial'], '1s');
+      doc.setIn(['receive', 'retry_max'], '2s');
+      doc.setIn(['log', 'level'], 'warn');
+      tune?.(doc, n.name);
+    });
+  }
+  return { a, b, tree, inboxB: path.join(tree, b.fpr, a.fpr) };
+}
+
+/** Starts `ferrypost run`; resolves once it logged node.started. nodeArgs e.g. ['--cpu-prof']. */
+export async function startNode(node, { nodeArgs = [], logLevel = 'info' } = {}) {
+  const proc = spawn(process.execPath, [...nodeArgs, CLI, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
+  let buf = '';
+  const onData = (d) => { buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const exited = new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig)));
+  await waitFor(`${node.name} node.started`, 30_000, () => {
+    if (proc.exitCode !== null) throw new Error(`${node.name} exited ${proc.exitCode}: ${buf.slice(-3000)}`);
+    return buf.includes('"node.started"');
+  });
+  if (node.port) await waitForPort(node.port);
+  return {
+    proc, pid: proc.pid, logs: () => buf,
+    /** VmHWM (peak RSS) in KiB from /proc, while the process runs. */
+    vmHWM: () => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${proc.pid}/status`, 'utf8'))?.[1]),
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+export function countFiles(dir) {
+  try {
+    return fs.readdirSync(dir).filter((n) => !n.startsWith('.')).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Bytes of all non-dot files under dir, recursively. */
+export function treeBytes(dir) {
+  let sum = 0, count = 0;
+  for (const rel of fs.readdirSync(dir, { recursive: true })) {
+    if (path.basename(rel).startsWith('.')) continue;
+    const st = fs.statSync(path.join(dir, rel));
+    if (st.isFile()) { sum += st.size; count++; }
+  }
+  return { bytes: sum, count };
+}
+
+// ---------------------------------------------------------------- Postfix
+
+function render(rel, dest, vars) {
+  const text = fs.readFileSync(path.join(ROOT, 'deploy', rel), 'utf8').replace(/@([A-Z][A-Z0-9_]*)@/g, (w, n) => {
+    if (vars[n] === undefined) throw new Error(`deploy/${rel}: no value for ${w}`);
+    return String(vars[n]);
+  });
+  fs.writeFileSync(dest, text);
+}
+
+function ids(user) {
+  const f = run('getent', ['passwd', user]).stdout.trim().split(':');
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+/**
+ * A Postfix instance rendered from deploy/postfix (as test/helpers/stack/postfix.ts does) where
+ * discard.test goes to discard(8): the "Postfix accepts into its queue" anchor.
+ */
+export async function startPostfix(name = 'bench') {
+  const port = await freePort();
+  const dir = tmp(`postfix-${name}`);
+  const d = (s) => path.join(dir, s);
+  for (const s of ['etc', 'spool', 'data', 'mail']) fs.mkdirSync(d(s), { mode: 0o755 });
+  const pf = ids('postfix');
+  fs.chownSync(d('data'), pf.uid, pf.gid);
+  const vm = ids('vmail');
+  fs.chownSync(d('mail'), vm.uid, vm.gid);
+  const vars = {
+    INSTANCE_NAME: name, HOSTNAME: 'mx.bench.test', CONFIG_DIR: d('etc'), QUEUE_DIR: d('spool'), DATA_DIR: d('data'),
+    MAILLOG_FILE: d('maillog'), MAILLOG_PREFIX: dir, LOCAL_DOMAIN: 'local.test', MAIL_DIR: d('mail'),
+    VIRTUAL_MAILBOXES: 'alice@local.test=alice/Maildir/', RELAY_DOMAINS: 'discard.test, offline.test',
+    TRANSPORT_ENTRIES: 'discard.test=discard:, offline.test=discard:, .offline.test=discard:', FERRYPOST_PORT: 9, SMTPD_PORT: port,
+  };
+  render('postfix/main.cf', d('etc/main.cf'), vars);
+  render('postfix/master.cf', d('etc/master.cf'), vars);
+  run('/usr/sbin/postfix', ['-c', d('etc'), 'check']);
+  run('/usr/sbin/postfix', ['-c', d('etc'), 'start']);
+  await waitForPort(port);
+  const maillog = () => { try { return fs.readFileSync(d('maillog'), 'utf8'); } catch { return ''; } };
+  return {
+    port, dir, etc: d('etc'), maillog,
+    /** Messages discard(8) has finished ("status=sent" lines). */
+    discarded: () => (maillog().match(/status=sent/g) ?? []).length,
+    async stop() {
+      const pid = Number(fs.readFileSync(d('spool/pid/master.pid'), 'utf8').trim());
+      run('/usr/sbin/postfix', ['-c', d('etc'), 'stop'], { allowFail: true });
+      await waitFor('postfix master exit', 15_000, () => { try { process.kill(pid, 0); return /\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return true; } });
+      rm(dir);
+    },
+  };
+}
+
+export async function startSmtpSink(port) {
+  port ??= await freePort();
+  const child = spawn('/usr/sbin/smtp-sink', ['-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((r) => child.once('exit', r));
+  await waitForPort(port);
+  return { port, async stop() { child.kill('SIGTERM'); await exited; } };
+}
+
+/** Runs smtp-source; resolves with wall seconds. sessions: -s, count: -m, size: -l. */
+export function smtpSource(port, { sessions = 10, count, size = 4096, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false }) {
+  return new Promise((resolve, reject) => {
+    const args = ['-s', String(sessions), '-m', String(count), '-l', String(size), '-f', from, '-t', to];
+    if (!oneSession) args.push('-c'); // -c prints a counter; harmless
+    args.push(`127.0.0.1:${port}`);
+    const t0 = process.hrtime.bigint();
+    const child = spawn('/usr/sbin/smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    child.once('exit', (code) => {
+      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0 || /error|refused|fatal/i.test(err)) reject(new Error(`smtp-source exited ${code}: ${err.slice(-2000)}`));
+      else resolve(s);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- figures
+
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+export function percentile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+export function machine() {
+  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
+  return { nproc: os.cpus().length, cpu, node: process.version, date: new Date().toISOString() };
+}
+
+/**
+ * Prints one benchmark's result as a human line per figure plus one JSON line (prefix BENCH-JSON)
+ * that run-all.mjs collects. rows: [{ figure, value, unit, anchor, anchorValue, ratio, target, met }].
+ */
+export function report(bench, rows, extra = {}) {
+  console.log(`\n== ${bench} (${machine().cpu}, ${machine().nproc} cores, ${machine().date})`);
+  for (const r of rows) {
+    const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : v ?? '-');
+    console.log(`  ${r.figure}: ${fmt(r.value)} ${r.unit ?? ''}` + (r.anchor ? ` | ${r.anchor}: ${fmt(r.anchorValue)} ${r.unit ?? ''}` : '') +
+      (r.ratio !== undefined ? ` | ratio ${fmt(r.ratio)}` : '') + (r.target ? ` | target ${r.target} ${r.met === undefined ? '' : r.met ? 'MET' : 'NOT MET'}` : ''));
+  }
+  for (const [k, v] of Object.entries(extra)) console.log(`  ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  console.log(`BENCH-JSON ${JSON.stringify({ bench, rows, extra, machine: machine() })}`);
+}
+
+export function runs() {
+  const n = Number(process.env.BENCH_RUNS ?? 3);
+  return Number.isInteger(n) && n > 0 ? n : 3;
+}
