@@ -41,4 +41,4 @@ chmod 644 /etc/exim4/trusted_configs
 if ldd "$EXIM_ROOT/usr/sbin/exim4" | grep -q 'not found'; then
   echo "install-stack: exim is missing shared libraries:" >&2; ldd "$EXIM_ROOT/usr/sbin/exim4" | grep 'not found' >&2; exit 1
 fi
-echo "install-stack: postfix $(postconf -d -h mail_version 2>/dev/null), exim $("$EXIM_ROOT/usr/sbin/exim4" --version 2>/dev/null | head -1 | awk '{print $3}'), dovecot $(dovecot --version | awk '{print $1}'), $(gpg --version | head -1), syncthing $(syncthing --version | awk '{print $2}'), nncp $(nncp-exec -version 2>\&1 | head -1 | awk '{print $NF}')"
+echo "install-stack: postfix $(postconf -d -h mail_version 2>/dev/null), exim $("$EXIM_ROOT/usr/sbin/exim4" --version 2>/dev/null | head -1 | awk '{print $3}'), dovecot $(dovecot --version | awk '{print $1}'), $(gpg --version | head -1), syncthing $(syncthing --version | awk '{print $2}'), nncp $(nncp-exec -version 2>&1 | head -1 | awk '{print $3}')"

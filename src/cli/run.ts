@@ -5,7 +5,8 @@
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
 import { createReceiver } from '../receive/receiver.js';
-import type { CrashPoint } from '../receive/process.js';
+import type { CrashPoint, Outcome } from '../receive/process.js';
+import { createMetrics, serveMetrics } from '../metrics/metrics.js';
 import { createSmtpListener } from '../smtp/server.js';
 import { openJournal } from '../store/journal.js';
 import { openNode } from './context.js';
@@ -20,6 +21,8 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   const node = await openNode(configFile, opts.logLevel ? { logLevel: opts.logLevel } : {});
   const { cfg, log } = node;
   const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
+  const metrics = cfg.metrics ? createMetrics(() => journal.inState('deferred').length) : undefined;
+  const enqueue = metrics ? metrics.countEnqueue(node.enqueue) : node.enqueue;
   const injector = cfg.delivery ? createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
   const receiver = injector
     ? createReceiver({
@@ -28,9 +31,10 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
         keyring: node.keyring,
         journal,
         injector,
-        enqueue: node.enqueue,
+        enqueue,
         hostname: node.hostname,
         log,
+        ...(metrics ? { onOutcome: (_entry: unknown, outcome: Outcome) => metrics.rxOutcome(outcome) } : {}),
         rescanIntervalMs: cfg.receive.rescan_interval,
         concurrency: cfg.receive.concurrency,
         retryInitialMs: cfg.receive.retry_initial,
@@ -42,10 +46,12 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
       })
     : undefined;
   if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
-  const smtp = cfg.smtp ? createSmtpListener({ config: cfg.smtp, enqueue: node.enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
+  const smtp = cfg.smtp ? createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
 
   await receiver?.start();
   const bound = (await smtp?.listen()) ?? [];
+  const metricsServer = metrics && cfg.metrics ? await serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
+  if (metricsServer) log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
   log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
 
   const stopSignal =
@@ -57,6 +63,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   await stopSignal;
   log.info({ evt: 'node.stopping' }, 'stopping: no new mail accepted, finishing work in hand');
   await smtp?.close();
+  await metricsServer?.close();
   await receiver?.stop();
   await injector?.close();
   journal.close();

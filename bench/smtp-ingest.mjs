@@ -1,0 +1,42 @@
+// smtp-ingest: 4 KiB messages over 10 concurrent SMTP sessions (Postfix's smtp-source for both
+// sides) into ferrypost's listener (sign + encrypt + compress + fsync + rename; the peer is not
+// running, so packets stay in the tree) vs into Postfix's smtpd → queue → discard(8).
+// Throws if a daemon does not start or smtp-source reports an error. Env: BENCH_RUNS, INGEST_N.
+import fs from 'node:fs';
+import path from 'node:path';
+import { countFiles, median, nodePair, report, rm, runs, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
+
+const N = Number(process.env.INGEST_N ?? 1000);
+const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+
+export async function main() {
+  const base = tmp('ingest');
+  const fp = [], pf = [];
+  const { a, b } = await nodePair(base);
+  const outbox = path.join(base, 'tree', b.fpr, a.fpr);
+  const postfix = await startPostfix('ingest');
+  const node = await startNode(a, { nodeArgs });
+  try {
+    await smtpSource(node.port ?? a.port, { count: 50 }); // warm-up (JIT, key cache)
+    await smtpSource(postfix.port, { count: 50 });
+    for (let i = 0; i < runs(); i++) {
+      fs.rmSync(outbox, { recursive: true, force: true });
+      const s = await smtpSource(a.port, { count: N });
+      const n = countFiles(outbox);
+      if (n < N) throw new Error(`ferrypost: ${n} packets in the tree after ${N} 250s`);
+      fp.push(N / s);
+      pf.push(N / (await smtpSource(postfix.port, { count: N })));
+    }
+  } finally {
+    await node.stop();
+    await postfix.stop();
+    rm(base);
+  }
+  const f = median(fp), p = median(pf);
+  report('smtp-ingest', [{ figure: `ferrypost SMTP ingest, ${N} x 4 KiB, 10 sessions (median of ${fp.length})`, value: f, unit: 'msg/s',
+    anchor: 'Postfix smtpd queue-in', anchorValue: p, ratio: f / p, target: '>= 2x', met: f / p >= 2 }],
+  { runs_ferrypost: fp.map((x) => +x.toFixed(1)), runs_postfix: pf.map((x) => +x.toFixed(1)) });
+  return { f, p };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -1,0 +1,52 @@
+/** The daemon as an admin runs it: metrics, graceful SIGTERM, the embedded default from the README. */
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { expect, it } from 'vitest';
+import { freePort } from '../helpers/ports.js';
+import { CLI, cli, initNode, startNode, tmpdir } from '../helpers/node.js';
+import { sendSmtp } from '../helpers/stack/smtp-client.js';
+
+it('serves Prometheus metrics and stops gracefully on SIGTERM (exit 0)', async () => {
+  const dir = tmpdir('fp-daemon-');
+  const solo = initNode(dir, 'solo');
+  const [smtpPort, metricsPort] = [await freePort(), await freePort()];
+  solo.edit((d) => {
+    d.setIn(['smtp', 'listen'], [`127.0.0.1:${smtpPort}`]);
+    d.setIn(['metrics'], { listen: `127.0.0.1:${metricsPort}` });
+  });
+  const node = await startNode(solo);
+  await sendSmtp(smtpPort, { from: 'a@x.test', to: ['b@y.test'], raw: 'Subject: m\r\n\r\nbody\r\n' });
+  await node.waitForEvent('rx.delivered');
+  const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  expect(body).toMatch(/^ferrypost_rx_packets_total\{outcome="delivered"\} 1$/m);
+  expect(body).toMatch(/^ferrypost_packets_written_total 1$/m);
+  expect(body).toMatch(/^ferrypost_enqueue_messages_total\{result="queued"\} 1$/m);
+  expect(body).toMatch(/^ferrypost_rx_deferred_packets 0$/m);
+  expect(await node.stop()).toBe(0);
+  expect(node.events('node.stopped')).toHaveLength(1);
+});
+
+it('README: "npm start" creates the embedded node on first run and delivers to its Maildir', async () => {
+  // Exactly what "npm start" runs (package.json), in a fresh directory; it listens on 127.0.0.1:2525.
+  const nodeDir = path.join(tmpdir('fp-readme-'), 'node');
+  expect(existsSync(nodeDir)).toBe(false);
+  const proc = spawn(process.execPath, [CLI, 'run', '--config', path.join(nodeDir, 'ferrypost.yaml'), '--init-embedded', nodeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stderr.on('data', (d) => (log += d));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(log)), 20_000);
+      proc.stderr.on('data', () => log.includes('node.started') && (clearTimeout(t), resolve()));
+    });
+    const send = cli(['sendmail', '-f', 'me@example.org', '--', 'you@example.org'], { config: path.join(nodeDir, 'ferrypost.yaml'), input: 'Subject: hi\n\nhello\n' });
+    expect(send.status).toBe(0);
+    const newDir = path.join(nodeDir, 'Maildir', 'new');
+    const end = Date.now() + 10_000;
+    while (!(existsSync(newDir) && readdirSync(newDir).length === 1) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(newDir)).toHaveLength(1);
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+  }
+});
