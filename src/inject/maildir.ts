@@ -10,6 +10,9 @@ import * as nodeFs from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { matchesRecipientPattern } from '../route/pattern.js';
+
+export { matchesRecipientPattern };
 import type { DeliveryConfig } from '../config/schema.js';
 import type { InjectRequest, Injector, RecipientResult } from './types.js';
 
@@ -31,17 +34,6 @@ export interface MaildirInjectorOptions {
 
 const SAFE = /^[a-z0-9._+-]+$/;
 const SAFE_ADDRESS = /^[a-z0-9._+@-]+$/;
-
-/** "example.org", "*.example.org", "user@example.org" or "*" (patterns are lower-cased by the schema). */
-export function matchesRecipientPattern(address: string, pattern: string): boolean {
-  const a = address.toLowerCase();
-  const p = pattern.toLowerCase();
-  if (p === '*') return true;
-  if (p.includes('@')) return a === p;
-  const domain = a.slice(a.lastIndexOf('@') + 1);
-  if (p.startsWith('*.')) return domain.endsWith(p.slice(1));
-  return a.includes('@') && domain === p;
-}
 
 /** Expand %u/%d/%a for one recipient, or return why the address cannot be used as a path. */
 export function maildirPathFor(template: string, rcpt: string): { path: string } | { error: string } {

@@ -5,53 +5,17 @@
  * Malformed names are reported as `undefined` / false, never thrown.
  */
 import { join } from 'node:path';
+import { base32Decode, base32Encode } from '../packet/base32.js';
+
+export { base32Decode, base32Encode };
 
 export const PACKET_SUFFIX = '.pgp';
 
-const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
 const HASH_BYTES = 32;
 /** ceil(256 / 5) */
 const HASH_B32_LEN = 52;
 const PACKET_NAME_RE = /^[a-z2-7]{52}\.pgp$/;
 const NODE_ID_RE = /^[0-9a-f]{40}$/;
-
-/** RFC 4648 base32, lowercase, no padding. */
-export function base32Encode(bytes: Uint8Array): string {
-  let out = '';
-  let acc = 0;
-  let bits = 0;
-  for (const b of bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out += B32[(acc >>> bits) & 31];
-    }
-    acc &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += B32[(acc << (5 - bits)) & 31];
-  return out;
-}
-
-/** Inverse of base32Encode; undefined for a foreign character or non-zero trailing bits (non-canonical). */
-export function base32Decode(s: string): Buffer | undefined {
-  const out: number[] = [];
-  let acc = 0;
-  let bits = 0;
-  for (const ch of s) {
-    const v = B32.indexOf(ch);
-    if (v < 0) return undefined;
-    acc = (acc << 5) | v;
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push((acc >>> bits) & 0xff);
-    }
-    acc &= (1 << bits) - 1;
-  }
-  if (bits >= 5 || acc !== 0) return undefined;
-  return Buffer.from(out);
-}
 
 export function packetNameForHash(sha256: Buffer): string {
   if (sha256.length !== HASH_BYTES) throw new RangeError(`packet hash must be ${HASH_BYTES} bytes, got ${sha256.length}`);
