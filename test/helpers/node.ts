@@ -81,9 +81,10 @@ export interface RunningNode {
   kill9(): Promise<void>;
 }
 
-export async function startNode(node: TestNode, extraEnv: NodeJS.ProcessEnv = {}): Promise<RunningNode> {
+export async function startNode(node: TestNode, extraEnv: NodeJS.ProcessEnv = {}, as?: { uid: number; gid: number }): Promise<RunningNode> {
   const proc = spawn(process.execPath, [CLI, '--config', node.config, 'run', '--log-level', 'debug'], {
     env: { ...process.env, ...extraEnv },
+    ...(as ?? {}),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let buf = '';

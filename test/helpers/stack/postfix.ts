@@ -20,6 +20,11 @@ export interface PostfixOptions {
   hostname?: string;
   /** smtpd port; a free one if omitted. */
   port?: number;
+  /**
+   * Hand relayDomains to ferrypost through the pipe(8) transport "ferrypost" (ferrypost sendmail)
+   * instead of SMTP: the command (argv prefix) and the user it runs as.
+   */
+  pipe?: { sendmail: string; user: string };
 }
 
 export interface PostfixInstance {
@@ -58,7 +63,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   const vmail = userIds('vmail');
   fs.chownSync(mailDir, vmail.uid, vmail.gid);
 
-  const nexthop = `smtp:[127.0.0.1]:${opts.ferrypostPort}`;
+  const nexthop = opts.pipe ? 'ferrypost:' : `smtp:[127.0.0.1]:${opts.ferrypostPort}`;
   const vars = {
     INSTANCE_NAME: opts.name,
     HOSTNAME: opts.hostname ?? `mx.${opts.localDomain}`,
@@ -74,6 +79,8 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     TRANSPORT_ENTRIES: opts.relayDomains.flatMap((d) => [`${d}=${nexthop}`, `.${d}=${nexthop}`]).join(', '),
     FERRYPOST_PORT: opts.ferrypostPort,
     SMTPD_PORT: port,
+    FERRYPOST_SENDMAIL: opts.pipe?.sendmail ?? '/usr/bin/ferrypost sendmail',
+    FERRYPOST_PIPE_USER: opts.pipe?.user ?? 'nobody',
   };
   renderTemplate('postfix/main.cf', path.join(etcDir, 'main.cf'), vars);
   renderTemplate('postfix/master.cf', path.join(etcDir, 'master.cf'), vars);
