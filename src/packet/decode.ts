@@ -14,6 +14,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
+import { openNative } from './decrypt-native.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
 
@@ -53,31 +54,21 @@ export async function decodePacket(opts: DecodeOptions): Promise<DecodedPacket> 
 }
 
 async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<DecodedPacket> {
-  let decrypted: Awaited<ReturnType<typeof openpgp.decrypt<Uint8Array>>>;
+  let opened: Opened;
   try {
-    const message = await openpgp.readMessage({
-      binaryMessage: pullStream(opts.input),
-    });
-    decrypted = await openpgp.decrypt({
-      message,
-      decryptionKeys: opts.decryptionKey,
-      verificationKeys: opts.verificationKeys,
-      format: 'binary',
-      expectSigned: false, // checked below, after the data has been read to the end
-      config: { allowUnauthenticatedStream: true },
-    });
+    opened = await open(opts);
   } catch (e) {
     opts.input.destroy();
     throw decryptError(e);
   }
   // The verification promises settle only after the data is read; never leave them unhandled.
-  for (const s of decrypted.signatures) {
+  for (const s of opened.signatures) {
     s.verified.catch(() => undefined);
     s.signature.catch(() => undefined);
   }
 
   const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
-  const reader = (decrypted.data as unknown as NodeReadableStream<Uint8Array>).getReader();
+  const reader = opened.data.getReader();
   const hash = createHash('sha256');
   let contentError: FerryError | undefined;
   try {
@@ -102,8 +93,9 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
     if (e instanceof SinkFailure) throw e;
     throw decryptError(e);
   }
+  if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
 
-  const signer = await checkSignature(decrypted.signatures, opts.verificationKeys);
+  const signer = await checkSignature(opened.signatures, opts.verificationKeys);
   if (contentError) throw contentError;
   const header = framer.finish(); // PACKET_MALFORMED if the stream ended inside the magic or header
   if (framer.payloadBytes !== header.size) {
@@ -116,12 +108,85 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
   return { header, signer };
 }
 
+interface Opened {
+  data: NodeReadableStream<Uint8Array>;
+  signatures: VerificationResult[];
+  /** True once the MDC/AEAD tag was checked (openpgp.decrypt: it errors the data stream instead). */
+  integrityChecked: () => boolean;
+}
+
 /**
- * Node Readable → web ReadableStream that reads only when pulled. (Readable.toWeb on Node 20 reads
- * ahead without limit when the consumer is slower than the file, e.g. while inflating: a 300 MiB
- * packet then sat in memory.)
+ * Native path for SEIPD v1 + AES (decrypt-native.ts) with openpgp.verify for the signature; anything
+ * else through openpgp.decrypt, which streams (allowUnauthenticatedStream) and checks the MDC/AEAD tag
+ * at the end of the data stream.
  */
-function pullStream(input: Readable): ReadableStream<Uint8Array> {
+async function open(opts: DecodeOptions): Promise<Opened> {
+  const native = await openNative(opts.input, opts.decryptionKey);
+  if (native.kind === 'native') {
+    // Small messages (most mail): verify from one buffer; openpgp's stream machinery costs more than
+    // the crypto here. Reading to the end first also means the MDC has already been checked.
+    const head = await collectUpTo(native.signed, SMALL_MESSAGE_BYTES);
+    if (head.complete) {
+      const message = await openpgp.readMessage({ binaryMessage: head.bytes });
+      const verified = await openpgp.verify({ message, verificationKeys: opts.verificationKeys, format: 'binary', expectSigned: false });
+      return { data: oneChunk(verified.data as Uint8Array), signatures: verified.signatures, integrityChecked: native.integrityChecked };
+    }
+    const message = await openpgp.readMessage({ binaryMessage: pullStream(head.rest) });
+    const verified = await openpgp.verify({ message, verificationKeys: opts.verificationKeys, format: 'binary', expectSigned: false });
+    return { data: verified.data as unknown as NodeReadableStream<Uint8Array>, signatures: verified.signatures, integrityChecked: native.integrityChecked };
+  }
+  const message = await openpgp.readMessage({ binaryMessage: pullStream(native.input) });
+  const decrypted = await openpgp.decrypt({
+    message,
+    decryptionKeys: opts.decryptionKey,
+    verificationKeys: opts.verificationKeys,
+    format: 'binary',
+    expectSigned: false, // checked after the data has been read to the end
+    config: { allowUnauthenticatedStream: true },
+  });
+  return { data: decrypted.data as unknown as NodeReadableStream<Uint8Array>, signatures: decrypted.signatures, integrityChecked: () => true };
+}
+
+/** Signed messages up to this size are verified from one buffer. */
+const SMALL_MESSAGE_BYTES = 1 << 20;
+
+/** Reads up to `limit` bytes; complete if the input ended within them, else `rest` replays everything. */
+async function collectUpTo(
+  input: AsyncIterable<Uint8Array>,
+  limit: number,
+): Promise<{ complete: true; bytes: Uint8Array } | { complete: false; rest: AsyncIterable<Uint8Array> }> {
+  const it = input[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const n = await it.next();
+    if (n.done) return { complete: true, bytes: Buffer.concat(chunks, size) };
+    chunks.push(n.value);
+    size += n.value.length;
+    if (size > limit) break;
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    yield* chunks;
+    for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+  }
+  return { complete: false, rest: rest() };
+}
+
+function oneChunk(bytes: Uint8Array): NodeReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (bytes.length) controller.enqueue(bytes);
+      controller.close();
+    },
+  }) as unknown as NodeReadableStream<Uint8Array>;
+}
+
+/**
+ * Bytes → web ReadableStream that reads only when pulled. (Readable.toWeb on Node 20 reads ahead
+ * without limit when the consumer is slower than the file, e.g. while inflating: a 300 MiB packet
+ * then sat in memory.)
+ */
+function pullStream(input: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
   const it = input[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
     {
@@ -132,7 +197,7 @@ function pullStream(input: Readable): ReadableStream<Uint8Array> {
         else controller.error(new TypeError('packet input must yield bytes, not strings'));
       },
       async cancel() {
-        await it.return?.();
+        await it.return?.(undefined);
       },
     },
     { highWaterMark: 0 },

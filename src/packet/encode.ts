@@ -1,33 +1,46 @@
 /**
  * Packet encoder: magic line + header JSON line + payload → one-pass signed literal data ('b', empty
- * file name) → zlib (node:zlib at the configured level; none at level 0) → encrypted to the
- * recipient (SEIPDv1 + MDC for v4 keys). Streams end to end; memory does not grow with the payload.
+ * file name; openpgp.sign) → zlib (node:zlib, only if it pays: see chooseLevel) → SEIPD v1 + MDC with
+ * Node's native AES-256-CFB (seipd.ts), the session key encrypted to the recipient by
+ * openpgp.encryptSessionKey. Recipient keys that ask for SEIPD v2 go through openpgp.encrypt instead
+ * (encode-openpgp.ts). Small Uint8Array payloads are done in memory without stream machinery; others
+ * stream and memory does not grow with the payload.
  * Fails: invalid header (PACKET_MALFORMED), bad level or header too big (INTERNAL) before any output;
  * a payload whose length or SHA-256 differs from the header, or a payload stream that errors, makes
  * the returned stream emit 'error' (INTERNAL) instead of 'end', so a caller writing it to a temp file
  * never renames it into place.
  */
-import { createHash } from 'node:crypto';
-import { pipeline, Readable, Transform } from 'node:stream';
-import { createDeflate } from 'node:zlib';
+import { createHash, randomBytes } from 'node:crypto';
+import { pipeline, Readable } from 'node:stream';
+import { createDeflate, deflateSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import { FerryError } from '../errors/index.js';
+import { encryptWithOpenpgp } from './encode-openpgp.js';
 import { MAX_HEADER_BYTES, magicLine, parseHeader, type PacketHeader } from './header.js';
+import { framePacket, packetHeader } from './pgpstream.js';
+import { plaintextSource } from './plaintext.js';
+import { seipdV1Encrypt, seipdV1EncryptSync } from './seipd.js';
 
 export interface EncodeOptions {
   header: PacketHeader; // size and sha256 already filled by the caller
   payload: Readable | Uint8Array; // exactly header.size bytes
   signingKey: openpgp.PrivateKey; // decrypted
   encryptionKey: openpgp.PublicKey;
-  compressionLevel: number; // 0..9; 0 = no compression
+  compressionLevel: number; // 0..9; 0 = no compression; a maximum: see chooseLevel
 }
 
-/** The internals of openpgp's CompressedDataPacket we set (its d.ts marks them private). */
-interface CompressedPacketFields {
-  algorithm: openpgp.enums.compression;
-  packets: openpgp.PacketList<openpgp.AnyPacket>;
-  compressed: ReadableStream<Uint8Array>;
-}
+/** Compress only if a sample deflates to at most this fraction of its size. */
+export const COMPRESS_IF_RATIO_BELOW = 0.9;
+/** Bytes of payload sampled to decide (streamed payloads). */
+export const SAMPLE_BYTES = 128 * 1024;
+/** Uint8Array payloads up to this size are encoded in memory, in one go. */
+const IN_MEMORY_MAX = 1024 * 1024;
+const TAG_COMPRESSED = 8;
+const TAG_SEIPD = 18;
+const ZLIB = 2;
+const SESSION_ALGO = 'aes256';
+/** SHA-256 for the signature: as strong as Ed25519 needs, and hardware-accelerated (SHA-NI). */
+const SIGN_CONFIG = { preferredHashAlgorithm: openpgp.enums.hash.sha256 };
 
 export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
   const header = parseHeader(opts.header);
@@ -41,115 +54,99 @@ export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
     throw new FerryError('INTERNAL', `packet header is ${headerBytes} bytes, the limit is ${MAX_HEADER_BYTES} (too many recipients?)`);
   }
   const prefix = Buffer.from(`${magicLine()}${headerJson}\n`, 'utf8');
+  const native = await wantsSeipdV1(opts.encryptionKey);
+  if (native && opts.payload instanceof Uint8Array && opts.payload.length <= IN_MEMORY_MAX) {
+    return encodeInMemory(opts, header, prefix, opts.payload);
+  }
+
   const plaintext = plaintextSource(prefix, opts.payload, header);
-
+  const useLevel = level === 0 ? 0 : chooseLevel(Buffer.concat([prefix, await plaintext.sample(SAMPLE_BYTES)]), level);
   const literal = await openpgp.createMessage({ binary: plaintext.stream, format: 'binary', filename: '' });
-  const signed = await openpgp.sign({ message: literal, signingKeys: opts.signingKey, format: 'object' });
-  const inner = level === 0 ? signed : compressWithNodeZlib(signed, level);
-  const encrypted = await openpgp.encrypt({
-    message: inner,
-    encryptionKeys: opts.encryptionKey,
-    format: 'binary',
-    // Compression (if any) is already done above, at the caller's level.
-    config: { preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed },
-  });
-  return guarded(Readable.fromWeb(encrypted as import('node:stream/web').ReadableStream<Uint8Array>), plaintext.failure);
+  if (!native) {
+    const signed = await openpgp.sign({ message: literal, signingKeys: opts.signingKey, format: 'object', config: SIGN_CONFIG });
+    return guarded(await encryptWithOpenpgp(signed, opts.encryptionKey, useLevel), plaintext.failure);
+  }
+  const sessionKey = randomBytes(32);
+  const pkesk = await encryptSessionKey(sessionKey, opts.encryptionKey);
+  const signed = (await openpgp.sign({ message: literal, signingKeys: opts.signingKey, format: 'binary', config: SIGN_CONFIG })) as unknown as AsyncIterable<Uint8Array>;
+  const inner = useLevel === 0 ? signed : framePacket(TAG_COMPRESSED, deflated(signed, useLevel));
+  async function* packet(): AsyncGenerator<Uint8Array> {
+    yield pkesk;
+    yield* framePacket(TAG_SEIPD, seipdV1Encrypt(SESSION_ALGO, sessionKey, inner));
+    const failure = plaintext.failure();
+    if (failure) throw failure; // the consumer gets 'error', never 'end'
+  }
+  return Readable.from(packet(), { objectMode: false });
 }
 
 /**
- * openpgp compresses with CompressionStream, which has no level; we build the Compressed Data
- * packet ourselves with node:zlib (RFC 1950, OpenPGP algorithm 2 "ZLIB") so the level applies.
+ * The level to use: `level` if a deflate of the sample at that level is at most 0.9 of its size,
+ * else 0 (store): compressed attachments and encrypted data do not shrink, so deflating them only
+ * costs CPU and adds bytes. A sender choice; receivers handle both.
  */
-function compressWithNodeZlib(signed: openpgp.Message<ReadableStream<Uint8Array>>, level: number): openpgp.Message<ReadableStream<Uint8Array>> {
-  const packet = new openpgp.CompressedDataPacket();
-  const fields = packet as unknown as CompressedPacketFields;
-  fields.algorithm = openpgp.enums.compression.zlib;
-  fields.packets = signed.packets;
-  const raw = signed.packets.write() as unknown as import('node:stream/web').ReadableStream<Uint8Array>;
-  const deflated = Readable.fromWeb(raw).pipe(createDeflate({ level }));
-  fields.compressed = Readable.toWeb(deflated) as unknown as ReadableStream<Uint8Array>;
-  const list = new openpgp.PacketList<openpgp.AnyPacket>();
-  list.push(packet);
-  return new openpgp.Message(list);
+export function chooseLevel(sample: Uint8Array, level: number): number {
+  if (level === 0 || sample.length === 0) return 0;
+  return deflateSync(sample, { level }).length <= COMPRESS_IF_RATIO_BELOW * sample.length ? level : 0;
 }
 
-/**
- * prefix, then the payload, checking its length and SHA-256 against the header as it goes. A problem
- * (mismatch, payload stream error) ENDS the stream early and is reported through failure(): openpgp
- * does not propagate an errored source to its output (it surfaces as an uncaught exception), so the
- * caller's guard turns it into an error on the output stream instead.
- */
-function plaintextSource(prefix: Uint8Array, payload: Readable | Uint8Array, header: PacketHeader) {
-  const source: AsyncIterator<unknown> =
-    payload instanceof Uint8Array ? ([payload][Symbol.iterator]() as unknown as AsyncIterator<unknown>) : payload[Symbol.asyncIterator]();
-  const hash = createHash('sha256');
-  let count = 0;
-  let sentPrefix = false;
-  let failure: Error | undefined;
-  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, e: Error): void => {
-    failure ??= e;
-    controller.close();
-    source.return?.().catch(() => undefined);
-  };
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        if (!sentPrefix) {
-          sentPrefix = true;
-          controller.enqueue(prefix);
-          return;
-        }
-        for (;;) {
-          let next: IteratorResult<unknown>;
-          try {
-            next = await source.next();
-          } catch (e) {
-            fail(controller, new FerryError('INTERNAL', `reading the payload failed: ${(e as Error).message}`, { cause: e }));
-            return;
-          }
-          const { value, done } = next;
-          if (done) {
-            const digest = hash.digest('hex');
-            if (count !== header.size || digest !== header.sha256) {
-              const msg = `payload does not match its header: ${count} bytes sha256 ${digest}, header says ${header.size} bytes sha256 ${header.sha256}`;
-              fail(controller, new FerryError('INTERNAL', msg));
-            } else controller.close();
-            return;
-          }
-          if (!(value instanceof Uint8Array)) {
-            fail(controller, new FerryError('INTERNAL', 'payload stream must yield bytes (Buffer/Uint8Array), not strings'));
-            return;
-          }
-          if (value.length === 0) continue;
-          count += value.length;
-          if (count > header.size) {
-            fail(controller, new FerryError('INTERNAL', `payload is longer than header.size ${header.size}`));
-            return;
-          }
-          hash.update(value);
-          controller.enqueue(value);
-          return;
-        }
-      },
-      async cancel(reason) {
-        await source.return?.(reason);
-      },
+/** v4 recipient keys that do not advertise SEIPD v2 get SEIPD v1 (what openpgp.encrypt would pick). */
+async function wantsSeipdV1(key: openpgp.PublicKey): Promise<boolean> {
+  if (key.keyPacket.version !== 4) return false;
+  const features = (await key.getPrimaryUser()).selfCertification.features;
+  return ((features?.[0] ?? 0) & 0x08) === 0; // 0x08: SEIPD v2 (RFC 9580 §5.2.3.32)
+}
+
+async function encryptSessionKey(sessionKey: Uint8Array, key: openpgp.PublicKey): Promise<Uint8Array> {
+  return (await openpgp.encryptSessionKey({ data: sessionKey, algorithm: SESSION_ALGO, encryptionKeys: key, format: 'binary' })) as Uint8Array;
+}
+
+/** Everything in memory, no streams: the 4 KiB mail case. */
+async function encodeInMemory(opts: EncodeOptions, header: PacketHeader, prefix: Buffer, payload: Uint8Array): Promise<Readable> {
+  const digest = createHash('sha256').update(payload).digest('hex');
+  if (payload.length !== header.size || digest !== header.sha256) {
+    const msg = `payload does not match its header: ${payload.length} bytes sha256 ${digest}, header says ${header.size} bytes sha256 ${header.sha256}`;
+    return erroring(new FerryError('INTERNAL', msg));
+  }
+  const sessionKey = randomBytes(32);
+  const [pkesk, signed] = await Promise.all([
+    encryptSessionKey(sessionKey, opts.encryptionKey),
+    openpgp
+      .createMessage({ binary: Buffer.concat([prefix, payload]), format: 'binary', filename: '' })
+      .then((message) => openpgp.sign({ message, signingKeys: opts.signingKey, format: 'binary', config: SIGN_CONFIG })),
+  ]);
+  let inner: Uint8Array = signed;
+  if (opts.compressionLevel > 0) {
+    const z = deflateSync(signed, { level: opts.compressionLevel });
+    if (z.length + 1 <= COMPRESS_IF_RATIO_BELOW * signed.length) {
+      inner = Buffer.concat([packetHeader(TAG_COMPRESSED, z.length + 1), Uint8Array.of(ZLIB), z]);
+    }
+  }
+  const body = seipdV1EncryptSync(SESSION_ALGO, sessionKey, inner);
+  return Readable.from([Buffer.concat([pkesk, packetHeader(TAG_SEIPD, body.length), body])], { objectMode: false });
+}
+
+/** The Compressed Data packet body: algorithm octet, then the zlib stream. */
+async function* deflated(signed: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
+  yield Uint8Array.of(ZLIB);
+  const z = createDeflate({ level, chunkSize: 1 << 16 });
+  pipeline(Readable.from(signed, { objectMode: false }), z, () => undefined);
+  yield* z as AsyncIterable<Uint8Array>;
+}
+
+function erroring(e: Error): Readable {
+  return new Readable({
+    read() {
+      this.destroy(e);
     },
-    { highWaterMark: 0 },
-  );
-  return { stream, failure: () => failure };
+  });
 }
 
 /** Passes the encrypted bytes through and errors at the end (instead of ending) if the source failed. */
 function guarded(encrypted: Readable, failure: () => Error | undefined): Readable {
-  const guard = new Transform({
-    transform(chunk, _enc, cb) {
-      cb(null, chunk);
-    },
-    flush(cb) {
-      cb(failure() ?? null);
-    },
-  });
-  pipeline(encrypted, guard, () => undefined); // errors reach the consumer through guard
-  return guard;
+  async function* pass(): AsyncGenerator<Uint8Array> {
+    yield* encrypted as AsyncIterable<Uint8Array>;
+    const f = failure();
+    if (f) throw f;
+  }
+  return Readable.from(pass(), { objectMode: false });
 }

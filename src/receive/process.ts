@@ -17,7 +17,6 @@ import type { Keyring } from '../keys/keyring.js';
 import { quarantinePacket } from '../quarantine/quarantine.js';
 import type { Enqueue } from '../send/types.js';
 import type { Journal, JournalEntry } from '../store/journal.js';
-import { removeDurable } from '../tree/durable.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
 import { checkExpiry, checkOuter, decryptAndVerify } from './verify.js';
@@ -34,6 +33,8 @@ export interface ProcessDeps {
   retryMaxMs: number;
   queueLifetimeMs: number;
   now: () => number;
+  /** Durable "delivered" record; default: journal.delivered (the receiver passes a group commit). */
+  commitDelivered?: (hash: string) => Promise<void>;
   /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
   crashAt?: CrashPoint | undefined;
 }
@@ -54,7 +55,7 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
   }
   if (known?.state === 'delivered') {
     // A crash between "delivered" and the unlink: finish the job, do not inject again.
-    await removeDurable(entry.path);
+    await unlinkIfPresent(entry.path);
     deps.journal.removed(hash, deps.now());
     deps.log.info({ evt: 'rx.cleanup', packet: known.id, file: entry.name }, 'removed packet delivered before a restart');
     return 'cleaned';
@@ -122,9 +123,12 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
     log.warn({ evt: 'inject.tempfail', rcpts: temp.map((r) => r.rcpt), error, retryInMs: delay, attempts: j.attempts }, 'deferred');
     return 'deferred';
   }
-  deps.journal.delivered(hash, deps.now());
+  if (deps.commitDelivered) await deps.commitDelivered(hash);
+  else deps.journal.delivered(hash, deps.now());
   crashPoint(deps, 'after-delivered');
-  await removeDurable(entry.path);
+  // No directory fsync for the removal: if it is lost in a crash, the journal says delivered and the
+  // file is removed again at start, never injected twice.
+  await unlinkIfPresent(entry.path);
   deps.journal.removed(hash, deps.now());
   log.info({ evt: 'rx.delivered', from: entry.from, rcpts: header.envelope.to.length, size: header.size }, 'packet delivered and removed');
   return 'delivered';
@@ -143,3 +147,9 @@ async function refuse(deps: ProcessDeps, entry: TreeEntry, err: FerryError, pack
 }
 
 export type { JournalEntry };
+
+async function unlinkIfPresent(file: string): Promise<void> {
+  await unlink(file).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+}

@@ -14,6 +14,7 @@ import { processPacket, type Outcome, type ProcessDeps } from './process.js';
 import { existsSync } from 'node:fs';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
+import { createGroupCommit } from './group-commit.js';
 
 /** Temp files older than this are crash leftovers; younger ones may belong to a sender writing now. */
 const STALE_TEMP_AGE_MS = 3_600_000;
@@ -36,6 +37,8 @@ export interface Receiver {
 }
 
 export function createReceiver(deps: ReceiverDeps): Receiver {
+  const groupCommit = createGroupCommit(deps.journal, deps.now);
+  deps = { ...deps, commitDelivered: deps.commitDelivered ?? groupCommit.delivered };
   const queue = new PQueue({ concurrency: deps.concurrency });
   const inFlight = new Set<string>();
   const self = deps.keyring.self.fingerprint;
@@ -146,6 +149,7 @@ export function createReceiver(deps: ReceiverDeps): Receiver {
       if (retryTimer) clearTimeout(retryTimer);
       await scanning;
       await queue.onIdle();
+      groupCommit.flush();
     },
   };
 }

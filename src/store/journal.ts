@@ -51,6 +51,8 @@ export interface Journal {
   recipientsDone(hash: string, rcpts: string[]): void;
   defer(hash: string, error: string, nextAttempt: number, now?: number): void;
   delivered(hash: string, now?: number): void;
+  /** delivered() for many packets in one fsync'd transaction (group commit). */
+  deliveredMany(hashes: readonly string[], now?: number): void;
   removed(hash: string, now?: number): void;
   inState(state: JournalState): JournalEntry[];
   /** Deferred entries with nextAttempt <= now, earliest first. */
@@ -223,6 +225,12 @@ export function openJournal(file: string): Journal {
     const row = must(hash, ['injecting', 'deferred', 'delivered'], 'delivered');
     if (row.state !== 'delivered') setState.run('delivered', now, hash);
   });
+  const deliveredMany = db.transaction((hashes: readonly string[], now: number): void => {
+    for (const hash of hashes) {
+      const row = must(hash, ['injecting', 'deferred', 'delivered'], 'delivered');
+      if (row.state !== 'delivered') setState.run('delivered', now, hash);
+    }
+  });
   const removed = db.transaction((hash: string, now: number): void => {
     const row = must(hash, ['delivered', 'removed'], 'removed');
     if (row.state !== 'removed') setState.run('removed', now, hash);
@@ -242,6 +250,7 @@ export function openJournal(file: string): Journal {
     recipientsDone: (hash, rcpts) => lazily(() => recipientsDone.immediate(hash, rcpts)),
     defer: (hash, error, nextAttempt, now = Date.now()) => defer.immediate(hash, error, nextAttempt, now),
     delivered: (hash, now = Date.now()) => delivered.immediate(hash, now),
+    deliveredMany: (hashes, now = Date.now()) => deliveredMany.immediate(hashes, now),
     removed: (hash, now = Date.now()) => lazily(() => removed.immediate(hash, now)),
     inState: (state) => (selState.all(state) as Row[]).map(toEntry),
     dueForRetry: (now) => (selDue.all(now) as Row[]).map(toEntry),

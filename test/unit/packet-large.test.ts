@@ -59,7 +59,7 @@ it('round trips 100 MiB with bounded memory', { timeout: 300_000 }, async () => 
     const secs = (Date.now() - t0) / 1000;
     peak = Math.max(peak, process.memoryUsage().rss);
     console.log(
-      `100 MiB encode→decode: ${secs.toFixed(1)} s (${(100 / secs).toFixed(0)} MiB/s), RSS before ${(base / 2 ** 20).toFixed(0)} MiB, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
+      `100 MiB encode→decode (level 6 asked, incompressible: stored): ${secs.toFixed(1)} s (${(100 / secs).toFixed(0)} MiB/s), RSS before ${(base / 2 ** 20).toFixed(0)} MiB, peak ${(peak / 2 ** 20).toFixed(0)} MiB (+${((peak - base) / 2 ** 20).toFixed(0)} MiB)`,
     );
     expect(decoded.header).toEqual(header);
     expect(decoded.signer).toBe(alice.fpr);
@@ -67,7 +67,9 @@ it('round trips 100 MiB with bounded memory', { timeout: 300_000 }, async () => 
     const back = createHash('sha256');
     for await (const c of createReadStream(out)) back.update(c as Buffer);
     expect(back.digest('hex')).toBe(sha256);
-    expect(peak).toBeLessThan(400 * 2 ** 20);
+    // Encoder and decoder run in this one process at the same time (plus vitest): each side alone
+    // stays under 128 MiB (bench/codec-micro.mjs measures them separately).
+    expect(peak - base).toBeLessThan(96 * 2 ** 20);
   } finally {
     clearInterval(timer);
   }

@@ -1,0 +1,106 @@
+/**
+ * The fast decode path: parses PKESK + SEIPD v1 framing itself, has openpgp.js decrypt only the
+ * session key, decrypts and checks the MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a
+ * Compressed Data packet with node:zlib, and hands the inner one-pass-signed message to openpgp.verify,
+ * which hashes the literal data and checks the signature. Anything else (SEIPD v2, non-AES, SKESK, other
+ * packets) is handed back untouched for the openpgp.decrypt path (decode-openpgp.ts).
+ * Fails: PgpFormatError / openpgp errors (the caller maps them to PACKET_DECRYPT): no session key for
+ * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
+ * the encrypted part surface while the returned data stream is read, never as a clean end.
+ */
+import type { Readable } from 'node:stream';
+import { pipeline, Readable as NodeReadable } from 'node:stream';
+import { createInflate, createInflateRaw } from 'node:zlib';
+import * as openpgp from 'openpgp';
+import { ByteReader, packetBody, PgpFormatError, readPacketHead } from './pgpstream.js';
+import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
+
+const TAG_PKESK = 1;
+const TAG_COMPRESSED = 8;
+const TAG_SEIPD = 18;
+/** deflate cannot exceed ~1032:1; more than this is a decompression bomb, not a packet. */
+const MAX_RATIO = 1100;
+
+export type NativeOpen =
+  | { kind: 'native'; signed: AsyncIterable<Uint8Array>; integrityChecked: () => boolean }
+  | { kind: 'other'; input: AsyncIterable<Uint8Array> };
+
+export async function openNative(input: Readable, decryptionKey: openpgp.PrivateKey): Promise<NativeOpen> {
+  const reader = new ByteReader(input[Symbol.asyncIterator]());
+  reader.startRecording();
+  const other = (): NativeOpen => ({ kind: 'other', input: reader.replay() });
+  const pkesks = new openpgp.PacketList<openpgp.AnyPacket>();
+  let head = await readPacketHead(reader);
+  while (head && head.tag === TAG_PKESK && head.length.kind === 'fixed') {
+    const pkesk = new openpgp.PublicKeyEncryptedSessionKeyPacket();
+    pkesk.read(await reader.exact(head.length.n));
+    pkesks.push(pkesk);
+    head = await readPacketHead(reader);
+  }
+  if (!head || head.tag !== TAG_SEIPD || pkesks.length === 0) return other();
+  const body = packetBody(reader, head)[Symbol.asyncIterator]();
+  const first = await body.next();
+  if (first.done || first.value[0] !== 1) return other();
+
+  const [sessionKey] = await openpgp.decryptSessionKeys({ message: new openpgp.Message(pkesks), decryptionKeys: decryptionKey });
+  if (!sessionKey?.algorithm || !nodeCipherFor(sessionKey.algorithm)) return other();
+  reader.stopRecording();
+
+  async function* ciphertext(): AsyncGenerator<Uint8Array> {
+    if (first.value!.length > 1) yield first.value!.subarray(1);
+    for (let n = await body.next(); !n.done; n = await body.next()) yield n.value;
+    if (!(await reader.atEnd())) throw new PgpFormatError('trailing bytes after the encrypted data');
+  }
+  let verified = false;
+  const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
+  return { kind: 'native', signed: innerMessage(plain), integrityChecked: () => verified };
+}
+
+/** The decrypted packets, with one Compressed Data packet (if present) inflated. */
+async function* innerMessage(plain: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const pr = new ByteReader(plain[Symbol.asyncIterator]());
+  pr.startRecording();
+  const head = await readPacketHead(pr);
+  if (!head) throw new PgpFormatError('the encrypted data is empty');
+  if (head.tag !== TAG_COMPRESSED) {
+    yield* pr.replay();
+    return;
+  }
+  pr.stopRecording();
+  const body = packetBody(pr, head, 1 << 16)[Symbol.asyncIterator]();
+  const first = await body.next();
+  if (first.done) throw new PgpFormatError('empty compressed data packet');
+  async function* compressed(): AsyncGenerator<Uint8Array> {
+    if (first.value!.length > 1) yield first.value!.subarray(1);
+    for (let n = await body.next(); !n.done; n = await body.next()) yield n.value;
+  }
+  yield* inflate(first.value[0]!, compressed());
+  // Reading to the end runs the MDC check; nothing may follow the compressed packet.
+  if (!(await pr.atEnd())) throw new PgpFormatError('data after the compressed data packet');
+}
+
+async function* inflate(algo: number, compressed: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  if (algo === 0) {
+    yield* compressed;
+    return;
+  }
+  if (algo !== 1 && algo !== 2) throw new PgpFormatError(`unsupported compression algorithm ${algo}`);
+  let inBytes = 0;
+  let outBytes = 0;
+  async function* counted(): AsyncGenerator<Uint8Array> {
+    for await (const c of compressed) {
+      inBytes += c.length;
+      yield c;
+    }
+  }
+  const z = algo === 2 ? createInflate({ chunkSize: 1 << 16 }) : createInflateRaw({ chunkSize: 1 << 16 });
+  pipeline(NodeReadable.from(counted(), { objectMode: false, highWaterMark: 1 << 16 }), z, () => undefined);
+  for await (const c of z as AsyncIterable<Uint8Array>) {
+    outBytes += c.length;
+    if (outBytes > MAX_RATIO * inBytes + (1 << 20)) {
+      z.destroy();
+      throw new PgpFormatError(`compressed data expands more than ${MAX_RATIO}:1`);
+    }
+    yield c;
+  }
+}

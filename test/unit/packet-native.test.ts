@@ -1,0 +1,145 @@
+/**
+ * The native encode/decode paths: adaptive compression (what the packet holds and how big it is), and
+ * tampering that keeps a VALID MDC (an attacker can always encrypt to us): the decoder must still check
+ * the signature over the decompressed literal data itself, and refuse broken inner framing.
+ */
+import { randomBytes } from 'node:crypto';
+import { deflateSync } from 'node:zlib';
+import * as openpgp from 'openpgp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FerryError } from '../../src/errors/index.js';
+import { chooseLevel } from '../../src/packet/encode.js';
+import { ByteReader, packetBody, packetHeader, readPacketHead } from '../../src/packet/pgpstream.js';
+import { seipdV1Decrypt, seipdV1EncryptSync } from '../../src/packet/seipd.js';
+import { decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from './packet-helpers.js';
+
+let alice: TestKey;
+let bob: TestKey;
+beforeAll(async () => {
+  [alice, bob] = await Promise.all([makeKey('alice'), makeKey('bob')]);
+});
+
+/** The decrypted inner packets of a packet (test-side decryption through the same primitives). */
+async function innerOf(packet: Buffer, to: TestKey): Promise<Buffer> {
+  const message = await openpgp.readMessage({ binaryMessage: packet });
+  const [sk] = await openpgp.decryptSessionKeys({ message, decryptionKeys: to.priv });
+  const r = new ByteReader([packet][Symbol.iterator]() as unknown as AsyncIterator<unknown>);
+  for (let h = await readPacketHead(r); h; h = await readPacketHead(r)) {
+    const body: Buffer[] = [];
+    for await (const c of packetBody(r, h)) body.push(Buffer.from(c));
+    if (h.tag !== 18) continue;
+    const out: Buffer[] = [];
+    for await (const c of seipdV1Decrypt(sk!.algorithm!, sk!.data, [Buffer.concat(body).subarray(1)], () => undefined)) out.push(Buffer.from(c));
+    return Buffer.concat(out);
+  }
+  throw new Error('no SEIPD packet');
+}
+
+/** A packet whose inner packets are `inner`, encrypted to `to` with a correct MDC. */
+async function sealed(inner: Uint8Array, to: TestKey): Promise<Buffer> {
+  const key = randomBytes(32);
+  const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: to.pub, format: 'binary' })) as Uint8Array;
+  const body = seipdV1EncryptSync('aes256', key, inner);
+  return Buffer.concat([pkesk, packetHeader(18, body.length), body]);
+}
+
+const compressed = (inner: Uint8Array): Buffer => {
+  const z = deflateSync(inner);
+  return Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]);
+};
+
+describe('adaptive compression', () => {
+  const text = Buffer.from(
+    'Subject: weekly report\r\nFrom: a@example.org\r\n\r\n' +
+      Array.from({ length: 4000 }, (_, i) => `Line ${i}: the quick brown fox jumps over the lazy dog, item ${i * 7}.\r\n`).join(''),
+  );
+  for (const [what, size] of [
+    ['4 KiB (in memory)', 4096],
+    ['3 MiB (streamed)', 3 * 1024 * 1024],
+  ] as const) {
+    it(`random ${what}: no compressed packet, at most 1.01x raw`, async () => {
+      const payload = randomBytes(size);
+      const packet = await encodeToBuffer(alice, bob, payload, 6);
+      expect(packet.length).toBeLessThanOrEqual(Math.ceil(payload.length * 1.01) + 800); // + fixed overhead: session key, header line, signature
+      expect((await innerOf(packet, bob))[0]! & 0x3f, 'first inner packet is the one-pass signature (tag 4)').toBe(4);
+      expect((await decodeBuffer(packet, bob, [alice])).payload.equals(payload)).toBe(true);
+    });
+  }
+  it('random 3 MiB: the packet is at most 1.01x raw, header and signature included', async () => {
+    const payload = randomBytes(3 * 1024 * 1024);
+    expect((await encodeToBuffer(alice, bob, payload, 9)).length).toBeLessThanOrEqual(payload.length * 1.01);
+  });
+  for (const [what, payload] of [
+    ['4 KiB', text.subarray(0, 4096)],
+    ['300 KiB', text],
+  ] as const) {
+    it(`text ${what}: compressed (tag 8), at most 0.4x raw`, async () => {
+      const packet = await encodeToBuffer(alice, bob, payload, 6);
+      const inner = await innerOf(packet, bob);
+      expect(inner[0]! & 0x3f).toBe(8);
+      expect(packet.length).toBeLessThanOrEqual(payload.length * 0.4);
+      expect((await decodeBuffer(packet, bob, [alice])).payload.equals(payload)).toBe(true);
+    });
+  }
+  it('a text start then random bytes: decided on the sample, still round trips', async () => {
+    const payload = Buffer.concat([text, randomBytes(2 * 1024 * 1024)]);
+    const packet = await encodeToBuffer(alice, bob, payload, 6);
+    expect(packet.length).toBeLessThanOrEqual(payload.length * 1.01);
+    expect((await decodeBuffer(packet, bob, [alice])).payload.equals(payload)).toBe(true);
+  });
+  it('chooseLevel: 0 stays 0, random stores, text keeps the level', () => {
+    expect(chooseLevel(text, 0)).toBe(0);
+    expect(chooseLevel(randomBytes(65536), 6)).toBe(0);
+    expect(chooseLevel(text, 6)).toBe(6);
+  });
+});
+
+describe('tampering under a valid MDC', () => {
+  let payload: Buffer;
+  let signed: Buffer; // one-pass signed message over the framed plaintext
+  beforeAll(async () => {
+    payload = Buffer.from('Subject: hi\r\n\r\n' + 'pay 100 EUR to alice\r\n'.repeat(50));
+    const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload), payload), format: 'binary', filename: '' });
+    signed = Buffer.from(await openpgp.sign({ message, signingKeys: alice.priv, format: 'binary' }));
+  });
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => 'resolved',
+      (e: unknown) => (e instanceof FerryError ? e.code : `not a FerryError: ${String(e)}`),
+    );
+
+  it('the untampered control decodes, compressed or not', async () => {
+    for (const inner of [signed, compressed(signed)]) expect((await decodeBuffer(await sealed(inner, bob), bob, [alice])).payload.equals(payload)).toBe(true);
+  });
+  it('literal data changed after signing (plain and compressed): PACKET_BAD_SIGNATURE', async () => {
+    const changed = Buffer.from(signed);
+    const at = changed.indexOf('100 EUR');
+    changed.write('900', at);
+    expect(await code(decodeBuffer(await sealed(changed, bob), bob, [alice]))).toBe('PACKET_BAD_SIGNATURE');
+    expect(await code(decodeBuffer(await sealed(compressed(changed), bob), bob, [alice]))).toBe('PACKET_BAD_SIGNATURE');
+  });
+  it('signature packet removed: PACKET_BAD_SIGNATURE or PACKET_DECRYPT, never resolved', async () => {
+    const msg = await openpgp.readMessage({ binaryMessage: signed });
+    const list = new openpgp.PacketList<openpgp.AnyPacket>();
+    for (const p of msg.packets) if (!(p instanceof openpgp.SignaturePacket)) list.push(p);
+    const noSig = Buffer.from(list.write() as Uint8Array);
+    expect(noSig.length).toBeLessThan(signed.length);
+    expect(['PACKET_BAD_SIGNATURE', 'PACKET_DECRYPT']).toContain(await code(decodeBuffer(await sealed(compressed(noSig), bob), bob, [alice])));
+  });
+  it('truncated zlib stream, data after the compressed packet, unknown algorithm: PACKET_DECRYPT', async () => {
+    const c = compressed(signed);
+    const z = deflateSync(signed);
+    const cut = Buffer.concat([packetHeader(8, z.length - 9), Uint8Array.of(2), z.subarray(0, z.length - 10)]);
+    expect(await code(decodeBuffer(await sealed(cut, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect(await code(decodeBuffer(await sealed(Buffer.concat([c, signed]), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    const bzip = Buffer.from(c);
+    bzip[packetHeader(8, z.length + 1).length] = 3;
+    expect(await code(decodeBuffer(await sealed(bzip, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+  });
+  it('an empty encrypted body and a missing MDC: PACKET_DECRYPT', async () => {
+    expect(await code(decodeBuffer(await sealed(new Uint8Array(0), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    const good = await sealed(signed, bob);
+    const cutMdc = Buffer.from(good.subarray(0, good.length - 22));
+    expect(await code(decodeBuffer(cutMdc, bob, [alice]))).toBe('PACKET_DECRYPT');
+  });
+});
