@@ -149,7 +149,7 @@ export const configSchema = z
     receive: z
       .object({
         rescan_interval: duration.prefault(30),
-        concurrency: z.number().int().min(1).max(64).default(4),
+        concurrency: z.number().int().min(1).max(64).default(8),
         retry_initial: duration.prefault(60),
         retry_max: duration.prefault(3600),
         /** After this long in temporary failure, the message bounces (Postfix maximal_queue_lifetime). */

@@ -6,6 +6,13 @@
 import { open } from 'node:fs/promises';
 import { headerBlockEnd } from './parse.js';
 
+/** The header block of an in-memory message, by the same rules as readHeaderBlock. */
+export function headerBlockOf(bytes: Uint8Array, max = 65536): Buffer {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, max));
+  const { end, complete } = headerBlockEnd(data);
+  return Buffer.from(complete || data.length === max ? data.subarray(0, end) : data);
+}
+
 export async function readHeaderBlock(file: string, max = 65536): Promise<Buffer> {
   const fh = await open(file, 'r');
   try {

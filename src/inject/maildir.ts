@@ -7,14 +7,13 @@
  * (ENOSPC/EIO 4.3.0, EDQUOT 4.2.2, EACCES/EPERM 4.2.0, anything else 4.3.0), so the packet is kept.
  */
 import * as nodeFs from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { matchesRecipientPattern } from '../route/pattern.js';
 
 export { matchesRecipientPattern };
 import type { DeliveryConfig } from '../config/schema.js';
-import type { InjectRequest, Injector, RecipientResult } from './types.js';
+import { messageStream, type InjectRequest, type Injector, type RecipientResult } from './types.js';
 
 export type MaildirDeliveryConfig = Extract<DeliveryConfig, { method: 'maildir' }>;
 
@@ -88,11 +87,17 @@ async function firstLineEnding(file: string): Promise<string> {
   try {
     const buf = Buffer.alloc(65536);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
-    return nl > 0 && buf[nl - 1] === 0x0d ? '\r\n' : nl >= 0 ? '\n' : '\r\n';
+    return lineEndingOf(buf.subarray(0, bytesRead));
   } finally {
     await fh.close();
   }
+}
+
+/** The line ending of the first line; CRLF if there is none. */
+function lineEndingOf(bytes: Uint8Array): string {
+  const head = bytes.subarray(0, 65536);
+  const nl = head.indexOf(0x0a);
+  return nl > 0 && head[nl - 1] === 0x0d ? '\r\n' : nl >= 0 ? '\n' : '\r\n';
 }
 
 /** Maildir name components must not contain '/' or ':' (the info separator). */
@@ -123,7 +128,7 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
     try {
       try {
         if (prefix.length) await fh.write(prefix);
-        for await (const chunk of createReadStream(req.file)) await fh.write(chunk as Buffer);
+        for await (const chunk of messageStream(req)) await fh.write(chunk as Buffer);
         await fh.sync();
       } finally {
         await fh.close();
@@ -167,7 +172,7 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       let eol = '\r\n';
       if (cfg.add_headers && groups.size) {
         try {
-          eol = await firstLineEnding(req.file);
+          eol = req.bytes ? lineEndingOf(req.bytes) : await firstLineEnding(req.file!);
         } catch (e) {
           for (const idxs of groups.values()) for (const i of idxs) results[i] = tempResult(req.envelope.to[i]!, e);
           groups.clear();

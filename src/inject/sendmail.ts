@@ -8,11 +8,10 @@
  * except 71 OSERR which is temp. The command's stderr (first 4 KiB) is in the message.
  */
 import { spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/schema.js';
-import type { InjectRequest, Injector, RecipientResult, RecipientStatus } from './types.js';
+import { messageStream, type InjectRequest, type Injector, type RecipientResult, type RecipientStatus } from './types.js';
 
 export type SendmailDeliveryConfig = Extract<DeliveryConfig, { method: 'sendmail' }>;
 
@@ -54,7 +53,7 @@ export function sendmailArgv(command: readonly string[], from: string, to: reado
   return [...command, '-i', '-f', from === '' || from === '<>' ? '<>' : from, '--', ...to];
 }
 
-function run(argv: string[], file: string, timeoutMs: number): Promise<RunResult> {
+function run(argv: string[], req: InjectRequest, timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve) => {
     let stderr = Buffer.alloc(0);
     let timedOut = false;
@@ -77,7 +76,7 @@ function run(argv: string[], file: string, timeoutMs: number): Promise<RunResult
     });
     // The child may exit before reading all input (EPIPE): its exit status decides, not the pipe.
     child.stdin.on('error', () => undefined);
-    const input = createReadStream(file);
+    const input = messageStream(req);
     input.on('error', (e) => {
       child.kill('SIGKILL');
       finish({ exitCode: null, signal: null, spawnError: e });
@@ -110,7 +109,7 @@ export function createSendmailInjector(cfg: SendmailDeliveryConfig, opts: Sendma
     name: `sendmail:${argv0}`,
     async inject(req: InjectRequest): Promise<RecipientResult[]> {
       const argv = sendmailArgv(cfg.command, req.envelope.from, req.envelope.to);
-      const r = await queue.add(() => run(argv, req.file, cfg.timeout));
+      const r = await queue.add(() => run(argv, req, cfg.timeout));
       const c = classify(r, argv0);
       if (c.status !== 'ok')
         opts.log?.warn({ evt: `inject.${c.status}fail`, packet: req.packetId, exit: r.exitCode, signal: r.signal }, c.message);

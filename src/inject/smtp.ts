@@ -7,12 +7,11 @@
  * a whole-transaction 4xx, a connection error or a timeout → every recipient temp; a whole-transaction
  * 5xx (MAIL FROM or DATA refused) → every recipient perm. A recipient without any reply → temp.
  */
-import { createReadStream } from 'node:fs';
 import { domainToASCII } from 'node:url';
 import nodemailer from 'nodemailer';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/schema.js';
-import type { InjectRequest, Injector, RecipientResult, RecipientStatus } from './types.js';
+import { messageStream, type InjectRequest, type Injector, type RecipientResult, type RecipientStatus } from './types.js';
 
 export type SmtpDeliveryConfig = Extract<DeliveryConfig, { method: 'smtp' | 'lmtp' }>;
 
@@ -109,7 +108,7 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
       try {
         const info = (await transport.sendMail({
           envelope: { from: req.envelope.from, to: unique },
-          raw: createReadStream(req.file),
+          raw: req.bytes ? Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength) : messageStream(req),
           ferryEnvelope: handle,
         } as Parameters<typeof transport.sendMail>[0])) as SendInfo;
         for (const e of info.rejectedErrors ?? []) if (e.recipient) record(e.recipient, fromReply(e.recipient, e));

@@ -1,4 +1,6 @@
 /** The narrow interface the receiver calls to hand a verified message to the next hop. */
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import type { MailEnvelope } from '../packet/header.js';
 
 export type RecipientStatus = 'ok' | 'temp' | 'perm';
@@ -16,8 +18,10 @@ export interface RecipientResult {
 
 export interface InjectRequest {
   envelope: MailEnvelope;
-  /** Path of a file holding the exact message bytes (already verified). */
-  file: string;
+  /** Path of a file holding the exact message bytes (already verified); unused when `bytes` is set. */
+  file?: string;
+  /** The exact message bytes, for messages small enough to keep in memory. */
+  bytes?: Uint8Array;
   size: number;
   /** Packet id, for logs and unique Maildir names. */
   packetId: string;
@@ -29,4 +33,11 @@ export interface Injector {
   /** One result per recipient in envelope.to, in the same order. Never throws for delivery failures. */
   inject(req: InjectRequest): Promise<RecipientResult[]>;
   close(): Promise<void>;
+}
+
+/** The message of a request as a stream: its bytes if in memory, else its file. */
+export function messageStream(req: InjectRequest): Readable {
+  if (req.bytes) return Readable.from([Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength)]);
+  if (req.file === undefined) throw new Error('inject request has neither bytes nor a file');
+  return createReadStream(req.file);
 }

@@ -4,7 +4,8 @@
  */
 import type { Logger } from 'pino';
 import { buildDsn, shouldBounce } from '../dsn/index.js';
-import { readHeaderBlock } from '../dsn/headers.js';
+import { headerBlockOf, readHeaderBlock } from '../dsn/headers.js';
+import type { MessageSource } from './verify.js';
 import { isFerryError } from '../errors/index.js';
 import type { RecipientResult } from '../inject/types.js';
 import type { PacketHeader } from '../packet/header.js';
@@ -17,8 +18,8 @@ export interface BounceDeps {
   log: Logger;
 }
 
-export async function bounce(deps: BounceDeps, header: PacketHeader, workFile: string, failed: RecipientResult[]): Promise<void> {
-  const headers = await readHeaderBlock(workFile);
+export async function bounce(deps: BounceDeps, header: PacketHeader, message: MessageSource, failed: RecipientResult[]): Promise<void> {
+  const headers = message.bytes ? headerBlockOf(message.bytes) : await readHeaderBlock(message.file!);
   if (!shouldBounce(header.envelope.from, headers)) {
     deps.log.warn({ evt: 'rx.bounce-suppressed', packet: header.id, from: header.envelope.from, rcpts: failed.map((f) => f.rcpt) },
       'permanent failure not bounced (null sender or a DSN)');

@@ -19,7 +19,8 @@ import type { Enqueue } from '../send/types.js';
 import type { Journal, JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
-import { checkExpiry, checkOuter, decryptAndVerify } from './verify.js';
+import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource } from './verify.js';
+import type { PacketHeader } from '../packet/header.js';
 
 export interface ProcessDeps {
   stateDir: string;
@@ -80,13 +81,13 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
       if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);
       throw err;
     }
-    return await deliver(deps, entry, hash, verified.header, workFile);
+    return await deliver(deps, entry, hash, verified.header, verified.message);
   } finally {
     await unlink(workFile).catch(() => undefined);
   }
 }
 
-async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header: import('../packet/header.js').PacketHeader, workFile: string): Promise<Outcome> {
+async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header: PacketHeader, message: MessageSource): Promise<Outcome> {
   const now = deps.now();
   const j = deps.journal.begin(
     { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
@@ -97,7 +98,7 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
   const log = deps.log.child({ packet: header.id });
 
   const results = remaining.length
-    ? await deps.injector.inject({ envelope: { from: header.envelope.from, to: remaining }, file: workFile, size: header.size, packetId: header.id })
+    ? await deps.injector.inject({ envelope: { from: header.envelope.from, to: remaining }, ...message, size: header.size, packetId: header.id })
     : [];
   if (results.some((r) => r.status === 'ok')) crashPoint(deps, 'after-inject');
   const ok = results.filter((r) => r.status === 'ok');
@@ -113,7 +114,7 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
   }
   if (perm.length) {
     for (const r of perm) log.warn({ evt: 'rx.bounce', rcpt: r.rcpt, code: r.code, reply: r.message }, 'permanent failure');
-    await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injectorName: deps.injector.name, log }, header, workFile, perm);
+    await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injectorName: deps.injector.name, log }, header, message, perm);
     deps.journal.recipientsDone(hash, perm.map((r) => r.rcpt));
   }
   if (temp.length) {

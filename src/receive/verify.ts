@@ -2,9 +2,10 @@
  * Verification of one inbound packet, in the order that costs least first: the sender directory is a
  * configured peer, the file's bytes match its name, then decrypt + verify into a work file, then the
  * header's claims match the path, this node and the clock. Throws FerryError PACKET_* on any failure;
- * the caller quarantines. The work file holds the payload only if this resolves.
+ * the caller quarantines. The message (bytes or work file) is returned only if everything passed.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
+import { Writable } from 'node:stream';
 import { unlink } from 'node:fs/promises';
 import { FerryError } from '../errors/index.js';
 import type { Keyring } from '../keys/keyring.js';
@@ -12,11 +13,19 @@ import { decodePacket } from '../packet/codec.js';
 import type { PacketHeader } from '../packet/header.js';
 import { hashFile, type TreeEntry } from '../tree/scan.js';
 
+/** The verified message: in memory if small, else in a work file. */
+export interface MessageSource {
+  bytes?: Uint8Array;
+  file?: string;
+}
+
 export interface VerifiedPacket {
   header: PacketHeader;
-  /** Path of the verified payload (the exact message bytes). */
-  workFile: string;
+  message: MessageSource;
 }
+
+/** Packets up to this size are decrypted into memory; larger ones into a work file. */
+export const IN_MEMORY_PACKET_BYTES = 1 << 20;
 
 /** Checks that need no decryption. */
 export async function checkOuter(entry: TreeEntry, keyring: Keyring): Promise<void> {
@@ -32,7 +41,19 @@ export async function checkOuter(entry: TreeEntry, keyring: Keyring): Promise<vo
 }
 
 export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workFile: string): Promise<VerifiedPacket> {
-  const sink = createWriteStream(workFile, { mode: 0o600 });
+  const inMemory = entry.size <= IN_MEMORY_PACKET_BYTES;
+  const chunks: Buffer[] = [];
+  const sink = inMemory
+    ? new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          chunks.push(chunk);
+          cb();
+        },
+      })
+    : createWriteStream(workFile, { mode: 0o600 });
+  const discard = async () => {
+    if (!inMemory) await unlink(workFile).catch(() => undefined);
+  };
   let header: PacketHeader;
   let signer: string;
   try {
@@ -44,22 +65,22 @@ export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workF
     }));
   } catch (err) {
     sink.destroy();
-    await unlink(workFile).catch(() => undefined);
+    await discard();
     throw err;
   }
   if (signer !== entry.from) {
-    await unlink(workFile).catch(() => undefined);
+    await discard();
     throw new FerryError('PACKET_WRONG_SENDER', `signed by peer ${signer} but found in the directory of ${entry.from}`);
   }
   if (header.from_node !== entry.from) {
-    await unlink(workFile).catch(() => undefined);
+    await discard();
     throw new FerryError('PACKET_WRONG_SENDER', `header says from ${header.from_node} but found in the directory of ${entry.from}`);
   }
   if (header.to_node !== keyring.self.fingerprint || entry.to !== keyring.self.fingerprint) {
-    await unlink(workFile).catch(() => undefined);
+    await discard();
     throw new FerryError('PACKET_WRONG_RECIPIENT', `addressed to ${header.to_node}, this node is ${keyring.self.fingerprint}`);
   }
-  return { header, workFile };
+  return { header, message: inMemory ? { bytes: Buffer.concat(chunks) } : { file: workFile } };
 }
 
 /** A packet past its expiry is refused unless the journal already accepted it (then it retries). */
