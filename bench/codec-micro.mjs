@@ -8,7 +8,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -112,8 +112,9 @@ function child(name, dir) {
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
-function gpgTimes(dir) {
+async function gpgTimes(dir) {
   const home = path.join(dir, 'gnupg');
+  await mkdir(home, { mode: 0o700 });
   const env = { ...process.env, GNUPGHOME: home };
   const g = (args, out = 'ignore') => {
     const t0 = performance.now();
@@ -156,7 +157,7 @@ async function main() {
       console.log(`${mib} MiB decode: ${(mib / d.secs).toFixed(0)} MiB/s, peak RSS ${d.maxRssMiB.toFixed(0)} MiB`);
       if (all || argv.includes('--gpg')) {
         await pipeline(Readable.from(pseudoRandom(LARGE)), createWriteStream(path.join(dir, 'large.plain')));
-        const g = gpgTimes(dir);
+        const g = await gpgTimes(dir);
         console.log(`gpg -z ${LEVEL} sign+encrypt: ${(mib / g.enc.secs).toFixed(0)} MiB/s, peak RSS ${g.enc.maxRssMiB.toFixed(0)} MiB  (ours/gpg ${(g.enc.secs / e.secs).toFixed(2)}x)`);
         console.log(`gpg --decrypt of our packet: ${(mib / g.decOurs.secs).toFixed(0)} MiB/s, peak RSS ${g.decOurs.maxRssMiB.toFixed(0)} MiB  (ours/gpg ${(g.decOurs.secs / d.secs).toFixed(2)}x)`);
         console.log(`gpg --decrypt of gpg's packet: ${(mib / g.decGpg.secs).toFixed(0)} MiB/s, peak RSS ${g.decGpg.maxRssMiB.toFixed(0)} MiB`);

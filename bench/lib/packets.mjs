@@ -4,7 +4,31 @@
 // not write the expected number of packets.
 import fs from 'node:fs';
 import path from 'node:path';
-import { countFiles, median, smtpSource, startNode, waitFor } from './stack.mjs';
+import { countFiles, median, nodePair, smtpSource, startNode, waitFor } from './stack.mjs';
+
+/** Where generated packet sets are kept between runs (generation runs at ferrypost's ingest rate). */
+export const CACHE_DIR = process.env.BENCH_CACHE ?? '/var/tmp/ferrypost-bench';
+
+/**
+ * A node pair with n stashed packets A→B, reused from CACHE_DIR when present (BENCH_FRESH=1
+ * regenerates). Fresh ports are put into both configs on every call. Returns { pair, stash, genSecs }.
+ */
+export async function cachedPacketSet(name, n, opts = {}) {
+  const base = path.join(CACHE_DIR, `${name}-${n}`);
+  const meta = path.join(base, 'meta.json');
+  if (process.env.BENCH_FRESH === '1' || !fs.existsSync(meta)) {
+    fs.rmSync(base, { recursive: true, force: true });
+    fs.mkdirSync(base, { recursive: true, mode: 0o755 });
+    const pair = await nodePair(base, opts.pairOpts);
+    const stash = path.join(base, 'stash');
+    const { secs } = await makePackets(pair, n, stash, opts);
+    fs.writeFileSync(meta, JSON.stringify({ pair: { ...pair, a: { ...pair.a }, b: { ...pair.b } }, stash, genSecs: secs }));
+    return { pair, stash, genSecs: secs, cached: false };
+  }
+  const m = JSON.parse(fs.readFileSync(meta, 'utf8'));
+  const pair = await nodePair(null, { ...opts.pairOpts, existing: m.pair });
+  return { pair, stash: m.stash, genSecs: m.genSecs, cached: true };
+}
 
 /** Generates n packets A→B (4 KiB smtp-source messages by default) and moves them to stashDir. */
 export async function makePackets(pair, n, stashDir, { size = 4096, sessions = 10 } = {}) {

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const CLI = path.join(ROOT, 'dist/cli/main.js');
+// BENCH_CLI: another build of ferrypost's CLI (e.g. a snapshot of HEAD while dist/ is being rebuilt).
+export const CLI = process.env.BENCH_CLI ? path.resolve(process.env.BENCH_CLI) : path.join(ROOT, 'dist/cli/main.js');
 
 export function tmp(prefix) {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `fp-bench-${prefix}-`));
@@ -78,6 +79,10 @@ function initNode(dir, name, args) {
   const r = cli(['init', '--dir', dir, '--name', name, ...args]);
   const fpr = /fingerprint:\s+([0-9A-F ]+)/.exec(r.stdout)?.[1]?.replace(/\s/g, '').toLowerCase();
   if (!fpr) throw new Error(`no fingerprint in init output: ${r.stdout}`);
+  return nodeHandle(dir, name, fpr);
+}
+
+function nodeHandle(dir, name, fpr) {
   const config = path.join(dir, 'ferrypost.yaml');
   return {
     name, dir, config, fpr, publicKey: path.join(dir, 'keys', 'node.asc'),
@@ -93,12 +98,20 @@ function initNode(dir, name, args) {
  * Two nodes sharing one tree (as Syncthing would give them): A sends everything to B (default
  * route), B delivers with `delivery` (a config object). Both listen for SMTP on free ports.
  */
-export async function nodePair(base, { delivery, aDelivery, tune } = {}) {
-  const tree = path.join(base, 'tree');
-  const a = initNode(path.join(base, 'a'), 'a', ['--tree', tree, '--no-self-peer']);
-  const b = initNode(path.join(base, 'b'), 'b', ['--tree', tree, '--no-self-peer']);
-  cli(['peer', 'add', b.publicKey, '--name', 'b', '--default'], a.config);
-  cli(['peer', 'add', a.publicKey, '--name', 'a', '--mail', 'offline.test'], b.config);
+export async function nodePair(base, { delivery, aDelivery, tune, existing } = {}) {
+  let a, b, tree;
+  if (existing) {
+    // a pair made earlier (cached packet set): same dirs and keys, fresh ports
+    tree = existing.tree;
+    a = { ...nodeHandle(existing.a.dir, 'a', existing.a.fpr) };
+    b = { ...nodeHandle(existing.b.dir, 'b', existing.b.fpr) };
+  } else {
+    tree = path.join(base, 'tree');
+    a = initNode(path.join(base, 'a'), 'a', ['--tree', tree, '--no-self-peer']);
+    b = initNode(path.join(base, 'b'), 'b', ['--tree', tree, '--no-self-peer']);
+    cli(['peer', 'add', b.publicKey, '--name', 'b', '--default'], a.config);
+    cli(['peer', 'add', a.publicKey, '--name', 'a', '--mail', 'offline.test'], b.config);
+  }
   a.port = await freePort();
   b.port = await freePort();
   for (const [n, d] of [[a, aDelivery], [b, delivery]]) {
@@ -191,7 +204,7 @@ export async function startPostfix(name = 'bench') {
     INSTANCE_NAME: name, HOSTNAME: 'mx.bench.test', CONFIG_DIR: d('etc'), QUEUE_DIR: d('spool'), DATA_DIR: d('data'),
     MAILLOG_FILE: d('maillog'), MAILLOG_PREFIX: dir, LOCAL_DOMAIN: 'local.test', MAIL_DIR: d('mail'),
     VIRTUAL_MAILBOXES: 'alice@local.test=alice/Maildir/', RELAY_DOMAINS: 'discard.test, offline.test',
-    TRANSPORT_ENTRIES: 'discard.test=discard:, offline.test=discard:, .offline.test=discard:', FERRYPOST_PORT: 9, SMTPD_PORT: port,
+    TRANSPORT_ENTRIES: 'discard.test=discard:, offline.test=discard:, .offline.test=discard:', FERRYPOST_PORT: 9, SMTPD_PORT: port, FERRYPOST_SENDMAIL: '/usr/bin/false', FERRYPOST_PIPE_USER: 'nobody',
   };
   render('postfix/main.cf', d('etc/main.cf'), vars);
   render('postfix/master.cf', d('etc/master.cf'), vars);
