@@ -1,0 +1,61 @@
+// deliver: DELIVER_N (2,000) waiting 4 KiB packets renamed into B's inbox at once, drained by
+// `ferrypost run` on B into (a) Postfix by SMTP (→ discard) and (b) Postfix's smtp-sink; anchor:
+// Postfix's own accept rate of the same messages (smtp-source, 10 sessions, into the same Postfix).
+// Rate = packets / (first rename → inbox empty). Throws if a packet is quarantined instead of delivered.
+import fs from 'node:fs';
+import path from 'node:path';
+import { cachedPacketSet, release, resetState, stage, drained } from './lib/packets.mjs';
+import { median, report, runs, smtpSource, startNode, startPostfix, startSmtpSink } from './lib/stack.mjs';
+
+const N = Number(process.env.DELIVER_N ?? 2000);
+const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+
+function quarantined(node) {
+  const q = path.join(node.dir, 'state', 'quarantine');
+  return fs.existsSync(q) ? fs.readdirSync(q, { recursive: true }).length : 0;
+}
+
+/** One drain of the stash into `delivery`; returns packets/s. */
+export async function drainOnce(pair, stash, delivery) {
+  await pair.b.edit((doc) => doc.setIn(['delivery'], delivery));
+  resetState(pair.b);
+  const staged = stage(stash, pair.inboxB);
+  const node = await startNode(pair.b, { nodeArgs });
+  try {
+    const t0 = release(staged, pair.inboxB);
+    const s = await drained(pair.inboxB, t0, 600_000, node);
+    const q = quarantined(pair.b);
+    if (q > 0) throw new Error(`${q} packets quarantined (stale cached packets? rerun with BENCH_FRESH=1): ${node.logs().slice(-2000)}`);
+    return N / s;
+  } finally {
+    await node.stop();
+  }
+}
+
+export async function main() {
+  const postfix = await startPostfix('deliver');
+  const sink = await startSmtpSink();
+  const res = { pf: [], sink: [], anchor: [] };
+  try {
+    const { pair, stash, genSecs, cached } = await cachedPacketSet('deliver', N);
+    console.log(`  (${cached ? 'reusing' : 'generated'} ${N} packets; generation took ${genSecs.toFixed(1)} s)`);
+    await smtpSource(postfix.port, { count: 50 }); // warm-up
+    // 2 x 2,000 packets per run is not cheap: one run unless BENCH_RUNS says otherwise
+    for (let i = 0; i < (process.env.BENCH_RUNS ? runs() : 1); i++) {
+      res.pf.push(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: postfix.port }));
+      res.sink.push(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: sink.port }));
+      res.anchor.push(N / (await smtpSource(postfix.port, { count: N, to: 'sink@offline.test' })));
+    }
+  } finally {
+    await sink.stop();
+    await postfix.stop();
+  }
+  const [p, s, a] = [median(res.pf), median(res.sink), median(res.anchor)];
+  report('deliver', [
+    { figure: `ferrypost deliver ${N} waiting packets into Postfix (SMTP, median of ${res.pf.length})`, value: p, unit: 'pkt/s', anchor: 'Postfix accept (smtp-source, 10 sessions)', anchorValue: a, ratio: p / a, target: '>= 0.9x', met: p / a >= 0.9 },
+    { figure: `ferrypost deliver ${N} waiting packets into smtp-sink`, value: s, unit: 'pkt/s', target: '>= 500 pkt/s', met: s >= 500 },
+  ], { runs: Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.map((x) => +x.toFixed(1))])), receiver: 'defaults from ferrypost init (receive.concurrency 4, delivery.max_connections 4)' });
+  return { p, s, a };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

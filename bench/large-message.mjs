@@ -1,0 +1,101 @@
+// large-message: one LARGE_MIB (100) MiB message (headers + a base64 attachment of random bytes,
+// CRLF lines) over SMTP into node A (sender: SMTP → sign+compress+encrypt → packet, fsync), then the
+// packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir). Throughput
+// and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
+// `gpg --decrypt` of the same bytes (RSS from /usr/bin/time). Throws if the Maildir copy is short.
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { countFiles, nodePair, report, rm, run, startNode, tmp, waitFor } from './lib/stack.mjs';
+
+const MIB = Number(process.env.LARGE_MIB ?? 100);
+
+function writeMessage(file) {
+  const fd = fs.openSync(file, 'w');
+  fs.writeSync(fd, 'From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n');
+  const line = 76, total = MIB * 1024 * 1024;
+  let written = 0;
+  while (written < total) {
+    const chunk = crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+    fs.writeSync(fd, chunk);
+    written += chunk.length;
+  }
+  fs.writeSync(fd, '\r\n');
+  fs.closeSync(fd);
+  void line;
+  return fs.statSync(file).size;
+}
+
+function timed(cmd, args, env) {
+  const t0 = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', cmd, ...args], { env, encoding: 'utf8' });
+  const s = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
+  return { s, rssKiB: Number(/MAXRSS (\d+)/.exec(r.stderr)[1]) };
+}
+
+function gpgBench(dir, msg) {
+  const home = path.join(dir, 'gnupg');
+  fs.mkdirSync(home, { mode: 0o700 });
+  const env = { ...process.env, GNUPGHOME: home };
+  const g = (args) => run('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env });
+  g(['--quick-gen-key', 'A <a@bench.test>', 'future-default', 'default', 'never']);
+  g(['--quick-gen-key', 'B <b@bench.test>', 'future-default', 'default', 'never']);
+  const out = path.join(dir, 'msg.gpg');
+  const enc = timed('gpg', ['--batch', '--yes', '--trust-model', 'always', '-z', '6', '--compress-algo', 'zlib', '-u', 'a@bench.test', '-r', 'b@bench.test', '--sign', '--encrypt', '-o', out, msg], env);
+  const dec = timed('gpg', ['--batch', '--yes', '--trust-model', 'always', '--decrypt', '-o', path.join(dir, 'msg.dec'), out], env);
+  run('gpgconf', ['--kill', 'all'], { env, allowFail: true });
+  return { enc, dec, size: fs.statSync(out).size };
+}
+
+export async function main() {
+  const base = tmp('large');
+  const msg = path.join(base, 'msg.eml');
+  const size = writeMessage(msg);
+  const mib = size / 1048576;
+  const pair = await nodePair(base); // B delivers to its Maildir (the init default)
+  let send, recv, g, packetSize;
+  try {
+    const a = await startNode(pair.a);
+    try {
+      const tr = nodemailer.createTransport({ host: '127.0.0.1', port: pair.a.port, secure: false, ignoreTLS: true, name: 'bench.test', socketTimeout: 600_000 });
+      const t0 = performance.now();
+      await tr.sendMail({ envelope: { from: 'a@offline.test', to: ['b@example.org'] }, raw: { path: msg } });
+      send = { s: (performance.now() - t0) / 1000, rssKiB: a.vmHWM() };
+      tr.close();
+    } finally {
+      await a.stop();
+    }
+    const [name] = fs.readdirSync(pair.inboxB).filter((n) => !n.startsWith('.'));
+    packetSize = fs.statSync(path.join(pair.inboxB, name)).size;
+    const held = path.join(pair.tree, `.held-${name}`);
+    fs.renameSync(path.join(pair.inboxB, name), held);
+    const b = await startNode(pair.b);
+    try {
+      const newDir = path.join(pair.b.dir, 'Maildir', 'new');
+      const t0 = performance.now();
+      fs.renameSync(held, path.join(pair.inboxB, name));
+      await waitFor('maildir delivery', 600_000, () => countFiles(newDir) === 1 && countFiles(pair.inboxB) === 0, 20);
+      recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM() };
+      const got = fs.statSync(path.join(newDir, fs.readdirSync(newDir)[0])).size;
+      if (got < size) throw new Error(`Maildir copy ${got} bytes < ${size}`);
+    } finally {
+      await b.stop();
+    }
+    g = gpgBench(base, msg);
+  } finally {
+    rm(base);
+  }
+  const mb = (x) => mib / x.s;
+  report('large-message', [
+    { figure: `sender: ${mib.toFixed(0)} MiB SMTP → packet (node A)`, value: mb(send), unit: 'MiB/s', anchor: 'gpg --sign --encrypt -z 6 zlib', anchorValue: mb(g.enc), ratio: mb(send) / mb(g.enc), target: '>= 1.0x', met: mb(send) >= mb(g.enc) },
+    { figure: 'receiver: packet → Maildir (node B)', value: mb(recv), unit: 'MiB/s', anchor: 'gpg --decrypt', anchorValue: mb(g.dec), ratio: mb(recv) / mb(g.dec), target: '>= 1.0x', met: mb(recv) >= mb(g.dec) },
+    { figure: 'sender peak RSS (VmHWM)', value: send.rssKiB / 1024, unit: 'MiB', anchor: 'gpg encrypt max RSS', anchorValue: g.enc.rssKiB / 1024, target: '<= 128 MiB', met: send.rssKiB / 1024 <= 128 },
+    { figure: 'receiver peak RSS (VmHWM)', value: recv.rssKiB / 1024, unit: 'MiB', anchor: 'gpg decrypt max RSS', anchorValue: g.dec.rssKiB / 1024, target: '<= 128 MiB', met: recv.rssKiB / 1024 <= 128 },
+    { figure: 'packet size / message size', value: packetSize / size, unit: '', anchor: 'gpg output / message', anchorValue: g.size / size },
+  ], { message_bytes: size, seconds: { send: send.s, recv: recv.s, gpg_enc: g.enc.s, gpg_dec: g.dec.s } });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
