@@ -14,6 +14,7 @@ import type { SmtpListenerConfig } from '../config/schema.js';
 import { errorCodeOf, FerryError, isFerryError, replyFor, smtpText } from '../errors/index.js';
 import { validateAddress, type Router } from '../route/router.js';
 import type { Enqueue } from '../send/types.js';
+import { greetTrustedAtOnce } from './greet-pause.js';
 import { createNetworkList, limitSize, parseUsersFile, type UserTable } from './policy.js';
 
 /** smtp-server honours a per-session disabledCommands list (not in its type declarations). */
@@ -198,6 +199,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         // allowHalfOpen: a client may pipeline "<CRLF>.<CRLF>QUIT" and half-close (Exim does). Our 250
         // comes only after the fsync, so the write side must stay open until then; see keepWritable.
         const server = new SMTPServer({ ...options, allowHalfOpen: true } as typeof options);
+        greetTrustedAtOnce(server, (address) => relayNets.contains(address));
         server.server.on('connection', (socket: Socket) => keepWritable(socket, () => (inData.get(peerKey(socket)) ?? 0) > 0));
         server.on('error', (err) => log?.error({ evt: 'smtp.error', err: err.message }, 'smtp server error'));
         await new Promise<void>((resolve, reject) => {
@@ -235,14 +237,15 @@ export function keepWritable(socket: Socket, busy: () => boolean): void {
   });
   // After the client's FIN: a pipelined QUIT is answered and closed by smtp-server itself. For a
   // client that just went away, close our side once nothing of this connection is being stored.
-  // The first look waits a moment: commands that arrived with the FIN may not have reached onData yet.
+  // onData runs from the DATA command on (a client must wait for 354, even when pipelining), so
+  // once the bytes that came with the FIN are parsed, "not busy" means no message is in hand.
   socket.once('end', () => {
     const check = (): void => {
       if (socket.destroyed || !socket.writable) return;
-      if (busy()) setTimeout(check, 50).unref();
+      if (busy()) setTimeout(check, 20).unref();
       else socket.end();
     };
-    setTimeout(check, 1000).unref();
+    setImmediate(check);
   });
 }
 

@@ -203,6 +203,25 @@ describe('SMTP listener', () => {
     expect(listFiles(w.tree).filter((f) => f.endsWith('.pgp'))).toHaveLength(1);
   });
 
+  it('greets trusted relays at once; an untrusted early talker is still caught by the greet pause', async () => {
+    const talk = async (port: number): Promise<string> => {
+      const sock = net.connect(port, '127.0.0.1');
+      let got = '';
+      sock.on('data', (d) => (got += d.toString('latin1')));
+      sock.on('error', () => undefined);
+      await new Promise((res) => sock.once('connect', res));
+      sock.write('EHLO early.test\r\n'); // before any greeting: an early talker
+      await new Promise((res) => setTimeout(res, 400));
+      sock.destroy();
+      return got;
+    };
+    const trusted = await start(config());
+    expect(await talk(trusted)).toMatch(/^220 [\s\S]*\r\n250[ -]/);
+    await listener?.close();
+    const untrusted = await start(config({ allowed_networks: ['10.0.0.0/8'] }));
+    expect(await talk(untrusted)).toMatch(/^421 .*You talk too soon/);
+  });
+
   it('disk full while storing: 452 4.3.1, the client sees the failure, nothing left in the tree', async () => {
     const full: TreeFs = {
       ...nodeTreeFs,
