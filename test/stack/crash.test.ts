@@ -10,6 +10,7 @@ import { hashFromPacketName } from '../../src/tree/layout.js';
 import { freePort } from '../helpers/ports.js';
 import { nodePair, startNode, tmpdir, type RunningNode, type TestNode } from '../helpers/node.js';
 import { rawSmtp } from '../helpers/smtp-raw.js';
+import { waitUntil } from '../helpers/mail.js';
 
 const running: RunningNode[] = [];
 afterEach(async () => {
@@ -48,13 +49,6 @@ function mails(maildir: string): Buffer[] {
   return existsSync(dir) ? readdirSync(dir).map((n) => readFileSync(path.join(dir, n))) : [];
 }
 
-async function until(cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const MESSAGE = Buffer.from('From: alice@home.test\r\nTo: bob@offline.test\r\nSubject: crash test\r\n\r\nline 1\r\n..dot-stuffed line\r\nline 3\r\n');
 
@@ -75,7 +69,7 @@ describe('kill -9', () => {
     s.write(MESSAGE);
     s.write(Buffer.alloc(300_000, 'x')); // past the memory limit: spooling to disk is under way
     const spool = path.join(a.dir, 'state', 'spool');
-    await until(() => existsSync(spool) && readdirSync(spool).length > 0);
+    await waitUntil(() => existsSync(spool) && readdirSync(spool).length > 0, 15_000);
     await nodeA.kill9();
     expect(await s.closed).toMatch(/closed|error/);
     expect(packets(tree)).toEqual([]);
@@ -98,13 +92,13 @@ describe('kill -9', () => {
     // complete: the content hashes to the name
     expect(createHash('sha256').update(readFileSync(p!)).digest()).toEqual(hashFromPacketName(path.basename(p!)));
     await start(b);
-    await until(() => mails(maildirB).length === 1);
+    await waitUntil(() => mails(maildirB).length === 1, 15_000);
     // Maildir has Return-Path + Delivered-To prepended; the SMTP-unstuffed message follows unchanged.
     const got = mails(maildirB)[0]!;
     const expected = Buffer.from(MESSAGE.toString('latin1').replace('..dot', '.dot'), 'latin1');
     expect(got.subarray(got.length - expected.length)).toEqual(expected);
     expect(got.toString()).toMatch(/^Return-Path: <alice@home.test>\r\nDelivered-To: bob@offline.test\r\n/);
-    await until(() => packets(tree).length === 0);
+    await waitUntil(() => packets(tree).length === 0, 15_000);
   });
 
   it('receiver killed after the journal recorded delivery, before the unlink: no second injection', async () => {
@@ -121,7 +115,7 @@ describe('kill -9', () => {
     expect(packets(tree)).toHaveLength(1); // still there: killed before the unlink
     const again = await start(b);
     await again.waitForEvent('rx.recover-delivered');
-    await until(() => packets(tree).length === 0);
+    await waitUntil(() => packets(tree).length === 0, 15_000);
     await new Promise((r) => setTimeout(r, 1500)); // a rescan or two
     expect(mails(maildirB)).toHaveLength(1);
     expect(again.events('rx.injected')).toHaveLength(0);
@@ -140,7 +134,7 @@ describe('kill -9', () => {
     expect(packets(tree)).toHaveLength(1);
     const again = await start(b);
     await again.waitForEvent('rx.recover-injecting');
-    await until(() => packets(tree).length === 0);
+    await waitUntil(() => packets(tree).length === 0, 15_000);
     expect(mails(maildirB)).toHaveLength(2);
   });
 });

@@ -11,6 +11,7 @@ import { treePackets, twoSites, type SiteNodes } from '../helpers/sites.js';
 import { EXIM_BIN, EXIM_INSTANCE_DIR, startExim, type EximInstance } from '../helpers/stack/exim.js';
 import { startPostfix, type PostfixInstance } from '../helpers/stack/postfix.js';
 import { sendSmtp } from '../helpers/stack/smtp-client.js';
+import { asStored, splitTrace, waitUntil } from '../helpers/mail.js';
 
 let sites: SiteNodes;
 let exim: EximInstance;
@@ -37,36 +38,15 @@ afterAll(async () => {
 
 // Real mail carries Date and Message-ID (Exim adds them to local submissions that lack them).
 const body = (s: string) => `Subject: ${s}\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <${s.replace(/\W/g, '')}@test>\r\nContent-Type: text/plain; charset=latin1\r\n\r\n\xe9t\xe9 \xe0 la cabane\r\n.dot line\r\n${'y'.repeat(990)}\r\n`;
-const asStored = (m: Buffer) => Buffer.from(m.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
 
-/** Strips the trace headers MTAs add on top; returns them and the rest. */
-function split(file: Buffer): { trace: string[]; rest: Buffer } {
-  const text = file.toString('latin1');
-  const trace: string[] = [];
-  let pos = 0;
-  while (/^(Return-Path|Delivered-To|X-Original-To|Envelope-to|Delivery-date|Received):/i.test(text.slice(pos))) {
-    let end = text.indexOf('\n', pos);
-    while (text[end + 1] === ' ' || text[end + 1] === '\t') end = text.indexOf('\n', end + 1);
-    trace.push(text.slice(pos, end));
-    pos = end + 1;
-  }
-  return { trace, rest: file.subarray(Buffer.byteLength(text.slice(0, pos), 'latin1')) };
-}
 
-async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('mail through real Exim', () => {
   it('Exim (cabin) → ferrypost A → tree → ferrypost B → Postfix B → Maildir, delivered once', async () => {
     const msg = Buffer.from(`From: alice@offline.test\r\nTo: carol@home.test\r\n${body('from exim')}`, 'latin1');
     await sendSmtp(exim.port, { from: 'alice@offline.test', to: ['carol@home.test'], raw: msg });
     const [file] = await pfB.waitForMail('carol', 1, 30_000);
-    const { trace, rest } = split(readFileSync(file!));
+    const { trace, rest } = splitTrace(readFileSync(file!));
     expect(rest).toEqual(asStored(msg));
     expect(trace[0]).toBe('Return-Path: <alice@offline.test>');
     // Exim got its 250 from ferrypost (pipelined QUIT + half-close) and did not defer or resend.
@@ -81,7 +61,7 @@ describe('mail through real Exim', () => {
     const msg = Buffer.from(`From: carol@home.test\r\nTo: bob@offline.test\r\n${body('to exim')}`, 'latin1');
     await sendSmtp(pfB.port, { from: 'carol@home.test', to: ['bob@offline.test'], raw: msg });
     const [file] = await exim.waitForMail('bob', 1, 30_000);
-    const { trace, rest } = split(readFileSync(file!));
+    const { trace, rest } = splitTrace(readFileSync(file!));
     expect(rest).toEqual(asStored(msg));
     expect(trace).toContain('Return-path: <carol@home.test>');
     expect(trace).toContain('Envelope-to: bob@offline.test');

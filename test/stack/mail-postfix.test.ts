@@ -11,6 +11,7 @@ import { treePackets, twoSites, type SiteNodes } from '../helpers/sites.js';
 import { imapList, startDovecot, type DovecotInstance } from '../helpers/stack/dovecot.js';
 import { startPostfix, type PostfixInstance } from '../helpers/stack/postfix.js';
 import { sendSmtp } from '../helpers/stack/smtp-client.js';
+import { asStored, splitTrace, waitUntil } from '../helpers/mail.js';
 
 let sites: SiteNodes;
 let pfA: PostfixInstance;
@@ -44,22 +45,7 @@ function message(subject: string, from: string, to: string): Buffer {
   );
 }
 
-/** Postfix stores LF line endings in a Maildir: the original, as Postfix stores it. */
-const asStored = (m: Buffer) => Buffer.from(m.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
 
-function splitHeaders(file: Buffer): { trace: string[]; rest: Buffer } {
-  // Lines Postfix added on top: Return-Path, Delivered-To, Received (with continuations).
-  const text = file.toString('latin1');
-  const trace: string[] = [];
-  let pos = 0;
-  while (/^(Return-Path|Delivered-To|X-Original-To|Received):/.test(text.slice(pos))) {
-    let end = text.indexOf('\n', pos);
-    while (text[end + 1] === ' ' || text[end + 1] === '\t') end = text.indexOf('\n', end + 1);
-    trace.push(text.slice(pos, end));
-    pos = end + 1;
-  }
-  return { trace, rest: file.subarray(Buffer.byteLength(text.slice(0, pos), 'latin1')) };
-}
 
 describe('mail through real Postfix on both sides', () => {
   it('MTA down at B: the packet waits, ferrypost queue shows why, then it is delivered when Postfix B starts', async () => {
@@ -75,7 +61,7 @@ describe('mail through real Postfix on both sides', () => {
     // the MTA returns
     pfB = await startPostfix({ name: 'site-b', localDomain: 'home.test', users: ['carol', 'dave'], ferrypostPort: sites.fpPortB, relayDomains: ['offline.test'], port: pfPortB });
     const [file] = await pfB.waitForMail('carol', 1, 30_000);
-    const { rest } = splitHeaders(readFileSync(file!));
+    const { rest } = splitTrace(readFileSync(file!));
     expect(rest).toEqual(asStored(msg));
     await waitUntil(() => treePackets(sites.tree).length === 0, 10_000);
   });
@@ -87,7 +73,7 @@ describe('mail through real Postfix on both sides', () => {
     const [carol] = await pfB!.waitForMail('carol', 2, 30_000).then((f) => f.slice(1));
     const [dave] = await pfB!.waitForMail('dave', 1, 30_000);
     for (const [file, rcpt] of [[carol!, 'carol@home.test'], [dave!, 'dave@home.test']] as const) {
-      const { trace, rest } = splitHeaders(readFileSync(file));
+      const { trace, rest } = splitTrace(readFileSync(file));
       expect(rest).toEqual(asStored(msg));
       expect(trace[0]).toBe('Return-Path: <alice@offline.test>');
       expect(trace).toContain(`Delivered-To: ${rcpt}`);
@@ -106,7 +92,7 @@ describe('mail through real Postfix on both sides', () => {
     const msg = message('home to cabin', 'carol@home.test', 'bob@offline.test');
     await sendSmtp(pfB!.port, { from: 'carol@home.test', to: ['bob@offline.test'], raw: msg });
     const [file] = await pfA.waitForMail('bob', 1, 30_000);
-    const { trace, rest } = splitHeaders(readFileSync(file!));
+    const { trace, rest } = splitTrace(readFileSync(file!));
     expect(rest).toEqual(asStored(msg));
     expect(trace[0]).toBe('Return-Path: <carol@home.test>');
     expect(trace).toContain('Delivered-To: bob@offline.test');
@@ -131,10 +117,3 @@ describe('mail through real Postfix on both sides', () => {
   });
 });
 
-async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
