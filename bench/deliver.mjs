@@ -54,7 +54,7 @@ export async function main() {
   report('deliver', [
     { figure: `ferrypost deliver ${N} waiting packets into Postfix (SMTP, median of ${res.pf.length})`, value: p, unit: 'pkt/s', anchor: 'Postfix accept (smtp-source, 10 sessions)', anchorValue: a, ratio: p / a, target: '>= 0.9x', met: p / a >= 0.9 },
     { figure: `ferrypost deliver ${N} waiting packets into smtp-sink`, value: s, unit: 'pkt/s', target: '>= 500 pkt/s', met: s >= 500 },
-  ], { runs: Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.map((x) => +x.toFixed(1))])), receiver: 'defaults from ferrypost init (receive.concurrency 4, delivery.max_connections 4)' });
+  ], { runs: Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.map((x) => +x.toFixed(1))])), receiver: 'receive.concurrency and delivery.max_connections at their defaults (config/ferrypost.example.yaml)' });
   return { p, s, a };
 }
 
