@@ -32,6 +32,8 @@ export interface RecordServerOptions {
 
 export async function startRecordServer(port: number, opts: RecordServerOptions = {}): Promise<RecordServer> {
   const messages: RecordedMessage[] = [];
+  /** Messages whose reply is still pending (any connection): keeps half-closed sockets open for it. */
+  let inData = 0;
   const server = new SMTPServer({
     // Answers after a client's pipelined QUIT + half-close, as ferrypost's listener does.
     allowHalfOpen: true,
@@ -48,6 +50,7 @@ export async function startRecordServer(port: number, opts: RecordServerOptions 
       cb();
     },
     onData(stream, session, cb) {
+      inData++;
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
@@ -58,14 +61,18 @@ export async function startRecordServer(port: number, opts: RecordServerOptions 
           raw: Buffer.concat(chunks),
           helo: session.hostNameAppearsAs,
         });
-        if (opts.replyDelayMs) setTimeout(() => cb(), opts.replyDelayMs);
-        else cb();
+        const reply = () => {
+          inData--;
+          cb();
+        };
+        if (opts.replyDelayMs) setTimeout(reply, opts.replyDelayMs);
+        else reply();
       });
     },
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.server.on('connection', (socket: Socket) => keepWritable(socket, () => false));
+    server.server.on('connection', (socket: Socket) => keepWritable(socket, () => inData > 0));
     server.listen(port, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
