@@ -12,7 +12,6 @@ import { openJournal } from '../store/journal.js';
 import { openOutbox } from '../queue/outbox.js';
 import { initNode } from './init.js';
 import type { DeliveryChoice } from './config-template.js';
-import { runDaemon } from './run.js';
 import type { addPeer as AddPeer, formatFingerprint as FormatFpr } from './peer.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -83,6 +82,8 @@ export function registerCommands(program: Command, configFile: () => string, pee
         file = r.configFile;
         process.stderr.write(`created an embedded node in ${path.resolve(o.initEmbedded)}: mail sent to 127.0.0.1:2525 is delivered to ${path.resolve(o.initEmbedded, 'Maildir')}/new\n`);
       }
+      // Loaded here so that short commands (queue, check, sendmail) do not load the daemon's modules.
+      const { runDaemon } = await import('./run.js');
       await runDaemon(file, o.logLevel ? { logLevel: o.logLevel } : {});
     });
 

@@ -42,19 +42,20 @@ export function openOutbox(stateDir: string): Outbox {
   });
   const all = db.prepare(`SELECT name FROM outbox`);
   const del = db.prepare(`DELETE FROM outbox WHERE name = ?`);
-  const one = db.prepare(`SELECT * FROM outbox WHERE name = ?`);
+  const everything = db.prepare(`SELECT * FROM outbox`);
   return {
     record: (rows) => insertMany(rows),
     byNames(names) {
+      // One pass over the index (it holds only packets still in the tree) instead of a query per name.
+      const wanted = new Set(names);
       const out = new Map<string, OutboxRecord>();
-      for (const n of names) {
-        const r = one.get(n) as Record<string, unknown> | undefined;
-        if (r) {
-          out.set(n, {
-            name: String(r.name), id: String(r.id), peer: String(r.peer), toNode: String(r.to_node), from: String(r.mail_from),
-            recipients: JSON.parse(String(r.recipients)) as string[], created: Number(r.created),
-          });
-        }
+      for (const r of everything.iterate() as IterableIterator<Record<string, unknown>>) {
+        const name = String(r.name);
+        if (!wanted.has(name)) continue;
+        out.set(name, {
+          name, id: String(r.id), peer: String(r.peer), toNode: String(r.to_node), from: String(r.mail_from),
+          recipients: JSON.parse(String(r.recipients)) as string[], created: Number(r.created),
+        });
       }
       return out;
     },

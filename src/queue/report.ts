@@ -15,7 +15,7 @@ export interface QueueReport { outgoing: OutgoingRow[]; incoming: IncomingRow[];
 export async function queueReport(tree: string, keyring: Keyring, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
   const self = keyring.self.fingerprint;
   const peerName = (fpr: string) => [...keyring.peers.values()].find((p) => p.fingerprint === fpr)?.name ?? fpr.slice(0, 16);
-  const out = await scanOutgoing(tree, self);
+  const out = await scanOutgoing(tree, self, { blocking: true });
   const index = outbox.byNames(out.map((e) => e.name));
   outbox.forgetExcept(new Set(out.map((e) => e.name)));
   const outgoing = out
@@ -25,7 +25,7 @@ export async function queueReport(tree: string, keyring: Keyring, outbox: Outbox
         ...(r ? { id: r.id, from: r.from, recipients: r.recipients } : {}) };
     })
     .sort((a, b) => a.peer.localeCompare(b.peer) || b.ageMs - a.ageMs);
-  const inbox = await scanInbox(tree, self);
+  const inbox = await scanInbox(tree, self, { blocking: true });
   const byHash = new Map(inbox.map((e) => [e.hash.toString('hex'), e]));
   const incoming: IncomingRow[] = [];
   for (const j of [...journal.inState('deferred'), ...journal.inState('injecting')]) {

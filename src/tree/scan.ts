@@ -5,7 +5,7 @@
  * and the receiver delete concurrently) and are skipped; other errors (EACCES, EIO) are thrown.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp, type Dirent } from 'node:fs';
+import { createReadStream, promises as fsp, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { TEMP_PREFIX, TEMP_SUFFIX } from './durable.js';
@@ -67,11 +67,19 @@ async function packetsIn(tree: string, to: string, from: string): Promise<Candid
   return out;
 }
 
-async function statAll(tree: string, cands: Candidate[]): Promise<TreeEntry[]> {
-  const entries = await mapLimit(cands, STAT_PARALLEL, async (c): Promise<TreeEntry | undefined> => {
+export interface ScanOptions {
+  /**
+   * stat(2) synchronously: several times faster on large trees, but blocks the event loop for the
+   * whole scan. For one-shot commands (ferrypost queue), never for the daemon.
+   */
+  blocking?: boolean;
+}
+
+async function statAll(tree: string, cands: Candidate[], opts: ScanOptions = {}): Promise<TreeEntry[]> {
+  const entries = await mapLimit(cands, opts.blocking ? 1 : STAT_PARALLEL, async (c): Promise<TreeEntry | undefined> => {
     const path = join(tree, c.to, c.from, c.name);
     try {
-      const st = await fsp.stat(path);
+      const st = opts.blocking ? statSync(path) : await fsp.stat(path);
       return st.isFile() ? { ...c, path, size: st.size, mtimeMs: st.mtimeMs } : undefined;
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') return undefined; // consumed or removed meanwhile
@@ -85,17 +93,17 @@ async function statAll(tree: string, cands: Candidate[]): Promise<TreeEntry[]> {
 }
 
 /** Packets addressed to us: TREE/<self>/<from>/<packet name>, for every sender directory. */
-export async function scanInbox(tree: string, self: string): Promise<TreeEntry[]> {
+export async function scanInbox(tree: string, self: string, opts: ScanOptions = {}): Promise<TreeEntry[]> {
   const senders = (await readdirOrEmpty(inboxDir(tree, self))).filter((d) => d.isDirectory() && isNodeId(d.name));
   const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name)));
-  return statAll(tree, lists.flat());
+  return statAll(tree, lists.flat(), opts);
 }
 
 /** Packets we wrote that are still in the tree: TREE/<to>/<self>/<packet name>, for every `to` (incl. self). */
-export async function scanOutgoing(tree: string, self: string): Promise<TreeEntry[]> {
+export async function scanOutgoing(tree: string, self: string, opts: ScanOptions = {}): Promise<TreeEntry[]> {
   const recipients = (await readdirOrEmpty(tree)).filter((d) => d.isDirectory() && isNodeId(d.name));
   const lists = await Promise.all(recipients.map((d) => packetsIn(tree, d.name, self)));
-  return statAll(tree, lists.flat());
+  return statAll(tree, lists.flat(), opts);
 }
 
 /** Streaming SHA-256 of a file. */
