@@ -69,8 +69,8 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
   try {
     let verified;
     try {
-      await checkOuter(entry, deps.keyring);
-      verified = await decryptAndVerify(entry, deps.keyring, workFile);
+      const packetBytes = await checkOuter(entry, deps.keyring);
+      verified = await decryptAndVerify(entry, deps.keyring, workFile, packetBytes);
       if (!known) checkExpiry(verified.header, deps.now());
       const sameId = deps.journal.byId(verified.header.id);
       if (sameId && sameId.hash !== hash) {
@@ -104,7 +104,8 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
   const ok = results.filter((r) => r.status === 'ok');
   const perm = results.filter((r) => r.status === 'perm');
   let temp = results.filter((r) => r.status === 'temp');
-  if (ok.length) deps.journal.recipientsDone(hash, ok.map((r) => r.rcpt));
+  // When every recipient is done, the "delivered" commit below says it all; record partial progress only.
+  if (ok.length && ok.length < results.length) deps.journal.recipientsDone(hash, ok.map((r) => r.rcpt));
   for (const r of ok) log.info({ evt: 'rx.injected', rcpt: r.rcpt, via: deps.injector.name, reply: r.message }, 'delivered');
 
   if (temp.length && now - j.firstSeen > deps.queueLifetimeMs) {

@@ -5,8 +5,9 @@
  * the caller quarantines. The message (bytes or work file) is returned only if everything passed.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { Writable } from 'node:stream';
-import { unlink } from 'node:fs/promises';
+import { Readable, Writable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { readFile, unlink } from 'node:fs/promises';
 import { FerryError } from '../errors/index.js';
 import type { Keyring } from '../keys/keyring.js';
 import { decodePacket } from '../packet/codec.js';
@@ -27,21 +28,26 @@ export interface VerifiedPacket {
 /** Packets up to this size are decrypted into memory; larger ones into a work file. */
 export const IN_MEMORY_PACKET_BYTES = 1 << 20;
 
-/** Checks that need no decryption. */
-export async function checkOuter(entry: TreeEntry, keyring: Keyring): Promise<void> {
+/**
+ * Checks that need no decryption. A small packet is read once here and its bytes returned, so
+ * decryption does not read the file again.
+ */
+export async function checkOuter(entry: TreeEntry, keyring: Keyring): Promise<Buffer | undefined> {
   if (!keyring.peers.has(entry.from)) {
     throw new FerryError('PACKET_UNKNOWN_SIGNER', `sender directory ${entry.from} is not a configured peer`);
   }
-  const actual = await hashFile(entry.path);
+  const bytes = entry.size <= IN_MEMORY_PACKET_BYTES ? await readFile(entry.path) : undefined;
+  const actual = bytes ? createHash('sha256').update(bytes).digest() : await hashFile(entry.path);
   if (!actual.equals(entry.hash)) {
     throw new FerryError('PACKET_HASH', `file content does not match its name (truncated, altered or incompletely synced copy)`, {
-      detail: { expected: entry.hash.toString('hex'), actual: actual.toString('hex'), size: entry.size },
+      detail: { expected: entry.hash.toString('hex'), actual: actual.toString('hex'), size: bytes?.length ?? entry.size },
     });
   }
+  return bytes;
 }
 
-export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workFile: string): Promise<VerifiedPacket> {
-  const inMemory = entry.size <= IN_MEMORY_PACKET_BYTES;
+export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workFile: string, packetBytes?: Buffer): Promise<VerifiedPacket> {
+  const inMemory = (packetBytes?.length ?? entry.size) <= IN_MEMORY_PACKET_BYTES;
   const chunks: Buffer[] = [];
   const sink = inMemory
     ? new Writable({
@@ -58,7 +64,7 @@ export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workF
   let signer: string;
   try {
     ({ header, signer } = await decodePacket({
-      input: createReadStream(entry.path),
+      input: packetBytes ? Readable.from([packetBytes]) : createReadStream(entry.path),
       decryptionKey: keyring.self.privateKey,
       verificationKeys: [...keyring.peers.values()].map((p) => p.key),
       payloadSink: sink,

@@ -182,12 +182,14 @@ export function openJournal(file: string): Journal {
   };
 
   /** Runs one transaction without the per-commit fsync (see the file comment). */
+  const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
+  const syncFull = db.prepare('PRAGMA synchronous = FULL');
   function lazily<T>(fn: () => T): T {
-    db.pragma('synchronous = NORMAL');
+    syncNormal.run();
     try {
       return fn();
     } finally {
-      db.pragma('synchronous = FULL');
+      syncFull.run();
     }
   }
 
