@@ -151,6 +151,14 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
 
   return {
     name: 'maildir',
+    async alreadyDelivered(req: InjectRequest): Promise<string[]> {
+      const done: string[] = [];
+      for (const rcpt of req.envelope.to) {
+        const p = maildirPathFor(cfg.path, rcpt);
+        if (!('error' in p) && (await maildirHasPacket(p.path, req.packetId))) done.push(rcpt);
+      }
+      return done;
+    },
     async inject(req: InjectRequest): Promise<RecipientResult[]> {
       const results = new Array<RecipientResult | undefined>(req.envelope.to.length);
       const groups = new Map<string, number[]>();

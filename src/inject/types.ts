@@ -32,6 +32,11 @@ export interface Injector {
   readonly name: string;
   /** One result per recipient in envelope.to, in the same order. Never throws for delivery failures. */
   inject(req: InjectRequest): Promise<RecipientResult[]>;
+  /**
+   * After a crash during injection: the recipients of this request the destination already holds
+   * (Maildir can tell from the packet id in its file names; SMTP and sendmail cannot, and omit this).
+   */
+  alreadyDelivered?(req: InjectRequest): Promise<string[]>;
   close(): Promise<void>;
 }
 

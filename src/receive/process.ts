@@ -89,13 +89,24 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
 
 async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header: PacketHeader, message: MessageSource): Promise<Outcome> {
   const now = deps.now();
+  // "injecting" left by a previous run of this process means it died while injecting this packet.
+  const resumed = deps.journal.byHash(hash)?.state === 'injecting';
   const j = deps.journal.begin(
     { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
     now,
   );
   const done = new Set(j.doneRecipients);
-  const remaining = header.envelope.to.filter((r) => !done.has(r));
   const log = deps.log.child({ packet: header.id });
+  if (resumed && deps.injector.alreadyDelivered) {
+    // The last attempt died mid-injection: skip what the destination already holds (Maildir).
+    const held = await deps.injector.alreadyDelivered({ envelope: { from: header.envelope.from, to: header.envelope.to.filter((r) => !done.has(r)) }, ...message, size: header.size, packetId: header.id });
+    if (held.length) {
+      deps.journal.recipientsDone(hash, held);
+      for (const r of held) done.add(r);
+      log.info({ evt: 'rx.resume-skip', rcpts: held }, 'already delivered before the crash; not injected again');
+    }
+  }
+  const remaining = header.envelope.to.filter((r) => !done.has(r));
 
   const results = remaining.length
     ? await deps.injector.inject({ envelope: { from: header.envelope.from, to: remaining }, ...message, size: header.size, packetId: header.id })

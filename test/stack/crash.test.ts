@@ -11,6 +11,7 @@ import { freePort } from '../helpers/ports.js';
 import { nodePair, startNode, tmpdir, type RunningNode, type TestNode } from '../helpers/node.js';
 import { rawSmtp } from '../helpers/smtp-raw.js';
 import { waitUntil } from '../helpers/mail.js';
+import { startRecordServer } from '../helpers/stack/record-server.js';
 
 const running: RunningNode[] = [];
 afterEach(async () => {
@@ -121,7 +122,7 @@ describe('kill -9', () => {
     expect(again.events('rx.injected')).toHaveLength(0);
   });
 
-  it('receiver killed after injection, before the journal: the documented window duplicates, never loses', async () => {
+  it('receiver killed after injection, before the journal: Maildir delivery is not repeated (the packet id is in the file name)', async () => {
     const { a, b, tree, port, maildirB } = await pair();
     await start(a);
     const s = await smtpTransaction(port);
@@ -134,7 +135,32 @@ describe('kill -9', () => {
     expect(packets(tree)).toHaveLength(1);
     const again = await start(b);
     await again.waitForEvent('rx.recover-injecting');
+    await again.waitForEvent('rx.resume-skip');
     await waitUntil(() => packets(tree).length === 0, 15_000);
-    expect(mails(maildirB)).toHaveLength(2);
+    expect(mails(maildirB)).toHaveLength(1);
+    expect(again.events('rx.injected')).toHaveLength(0);
+  });
+
+  it('the one documented window: SMTP injection accepted, receiver killed before the journal → injected again (a duplicate, never a loss)', async () => {
+    const { a, b, tree, port } = await pair();
+    const mta = await startRecordServer(await freePort());
+    try {
+      b.edit((d) => d.setIn(['delivery'], { method: 'smtp', host: '127.0.0.1', port: mta.port }));
+      await start(a);
+      const s = await smtpTransaction(port);
+      s.write(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
+      expect(await s.reply()).toMatch(/^250/);
+      const crashing = await startNode(b, { FERRYPOST_TEST_CRASH_AT: 'after-inject' });
+      running.push(crashing);
+      await new Promise<void>((resolve) => crashing.proc.once('exit', () => resolve()));
+      expect(mta.messages).toHaveLength(1);
+      await start(b);
+      await waitUntil(() => packets(tree).length === 0, 15_000);
+      expect(mta.messages).toHaveLength(2); // the MTA cannot tell us it already has it
+      expect(mta.messages[1]!.raw).toEqual(mta.messages[0]!.raw);
+    } finally {
+      for (const r of running.splice(0)) await r.kill9(); // their pooled connections would hold the MTA's close
+      await mta.stop();
+    }
   });
 });
