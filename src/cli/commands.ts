@@ -87,6 +87,13 @@ export function registerCommands(program: Command, configFile: () => string, pee
       await runDaemon(file, o.logLevel ? { logLevel: o.logLevel } : {});
     });
 
+  // Listed for --help only: main.ts hands "sendmail" to its sendmail(8)-style parser before commander.
+  program
+    .command('sendmail')
+    .description('enqueue a message from stdin, sendmail(8) style: sendmail [-i] [-f SENDER] [--] RCPT... (exit 0, 75 = retry, 64/65/67 = refused)')
+    .allowUnknownOption()
+    .allowExcessArguments();
+
   program
     .command('queue')
     .description('list packets waiting: outgoing in the tree, incoming deferred (like mailq)')

@@ -14,7 +14,9 @@ import { replaceDurable } from '../tree/durable.js';
 export interface PeerAddOptions { name: string; mail: string[]; default: boolean }
 
 export async function addPeer(configFile: string, keyFile: string, o: PeerAddOptions): Promise<{ fingerprint: string; userIds: string[] }> {
-  const key = await readPublicKeyFile(keyFile);
+  const key = await readPublicKeyFile(keyFile).catch((e: unknown) => {
+    throw new FerryError('USAGE', `${(e as Error).message} (give the file that "ferrypost key export" wrote on the other node)`);
+  });
   const fingerprint = fingerprintOf(key);
   for (const m of o.mail) {
     const r = mailPattern.safeParse(m);
