@@ -7,6 +7,7 @@ import { loadConfig } from '../config/load.js';
 import { FerryError } from '../errors/index.js';
 import { loadKeyring } from '../keys/keyring.js';
 import { listQuarantine } from '../quarantine/quarantine.js';
+import { releaseQuarantined } from '../quarantine/release.js';
 import { formatQueue, queueReport } from '../queue/report.js';
 import { openJournal } from '../store/journal.js';
 import { openOutbox } from '../queue/outbox.js';
@@ -126,6 +127,17 @@ export function registerCommands(program: Command, configFile: () => string, pee
       if (!list.length) process.stdout.write('quarantine is empty\n');
       for (const e of list) {
         process.stdout.write(`${e.name}\n  ${e.reason.code}: ${e.reason.message}\n  from ${e.reason.fromNode ?? '?'}, ${e.reason.size} bytes, at ${e.reason.quarantinedAt}, was ${e.reason.originalPath}\n`);
+      }
+    });
+
+  q.command('release <name...>')
+    .description('put quarantined packets back into the inbox to be checked again (after fixing the cause)')
+    .action(async (names: string[]) => {
+      const cfg = loadConfig(configFile());
+      const ring = await loadKeyring(cfg);
+      for (const name of names) {
+        const to = await releaseQuarantined(cfg.node.state_dir, cfg.node.tree, ring.self.fingerprint, name);
+        process.stdout.write(`released ${name} -> ${to}\n`);
       }
     });
 

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listQuarantine } from '../../src/quarantine/quarantine.js';
+import { releaseQuarantined } from '../../src/quarantine/release.js';
 import { packetDir, packetNameForHash } from '../../src/tree/layout.js';
 import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
 import { tmpdir } from '../helpers/node.js';
@@ -183,5 +184,24 @@ describe('receiver refusals', () => {
     expect(existsSync(tmp)).toBe(true);
     expect(existsSync(conflict)).toBe(true);
     expect(await listQuarantine(r.stateDir)).toHaveLength(0);
+  });
+
+  it('a released packet is checked again: unknown signer, then the peer is added, then delivered', async () => {
+    const r = setup();
+    await send(X);
+    await r.receiver.scanOnce();
+    const [q] = await listQuarantine(r.stateDir);
+    expect(q!.reason.code).toBe('PACKET_UNKNOWN_SIGNER');
+    await r.close();
+    rx = undefined;
+    // The admin adds X as a peer and releases the packet.
+    const again = receivingNode(B, [A, C, X], tree, path.join(base, 'b'));
+    rx = again;
+    const to = await releaseQuarantined(again.stateDir, tree, B.fingerprint, q!.name);
+    expect(to).toBe(q!.reason.originalPath);
+    expect(await listQuarantine(again.stateDir)).toEqual([]);
+    await again.receiver.scanOnce();
+    expect(delivered(again)).toHaveLength(1);
+    await expect(releaseQuarantined(again.stateDir, tree, B.fingerprint, q!.name)).rejects.toThrow(/no quarantined packet/);
   });
 });
