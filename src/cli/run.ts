@@ -6,8 +6,6 @@ import path from 'node:path';
 import { createInjector } from '../inject/index.js';
 import { createReceiver } from '../receive/receiver.js';
 import type { CrashPoint, Outcome } from '../receive/process.js';
-import { createMetrics, serveMetrics } from '../metrics/metrics.js';
-import { createSmtpListener } from '../smtp/server.js';
 import { openJournal } from '../store/journal.js';
 import { openNode } from './context.js';
 
@@ -21,9 +19,10 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   const node = await openNode(configFile, opts.logLevel ? { logLevel: opts.logLevel } : {});
   const { cfg, log } = node;
   const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
-  const metrics = cfg.metrics ? createMetrics(() => journal.inState('deferred').length) : undefined;
+  const metricsModule = cfg.metrics ? await import('../metrics/metrics.js') : undefined;
+  const metrics = metricsModule ? metricsModule.createMetrics(() => journal.inState('deferred').length) : undefined;
   const enqueue = metrics ? metrics.countEnqueue(node.enqueue) : node.enqueue;
-  const injector = cfg.delivery ? createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
+  const injector = cfg.delivery ? await createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
   const receiver = injector
     ? createReceiver({
         tree: cfg.node.tree,
@@ -46,11 +45,12 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
       })
     : undefined;
   if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
-  const smtp = cfg.smtp ? createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
+  // Loaded only when configured: each of these modules costs start-up time and memory.
+  const smtp = cfg.smtp ? (await import('../smtp/server.js')).createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
 
   await receiver?.start();
   const bound = (await smtp?.listen()) ?? [];
-  const metricsServer = metrics && cfg.metrics ? await serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
+  const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
   if (metricsServer) log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
   log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
 

@@ -140,7 +140,7 @@ describe('maildir injector', () => {
   });
 
   it('createInjector picks the maildir injector from the delivery config', async () => {
-    const inj = createInjector(cfg({ path: join(root, 'via-index') }), { hostname: 'n' });
+    const inj = await createInjector(cfg({ path: join(root, 'via-index') }), { hostname: 'n' });
     expect(inj.name).toBe('maildir');
     const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@b.example']));
     expect(res[0]!.status).toBe('ok');
