@@ -8,7 +8,7 @@
  * but before the journal committed "delivered", the message is injected again on restart, the same
  * duplicate-over-loss choice SMTP itself makes.
  */
-import { mkdir, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { FerryError, errorCodeOf, isFerryError } from '../errors/index.js';
@@ -19,7 +19,7 @@ import type { Enqueue } from '../send/types.js';
 import type { Journal, JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
-import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource } from './verify.js';
+import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
 
 export interface ProcessDeps {
@@ -63,11 +63,10 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
   }
   if (known?.state === 'deferred' && known.nextAttempt !== null && known.nextAttempt > deps.now()) return 'skipped';
 
-  const workDir = path.join(deps.stateDir, 'work');
-  await mkdir(workDir, { recursive: true });
-  const workFile = path.join(workDir, `${hash}.msg`);
+  // Used only for packets too large to decrypt into memory (decryptAndVerify creates it then).
+  const workFile = path.join(deps.stateDir, 'work', `${hash}.msg`);
+  let verified: VerifiedPacket | undefined;
   try {
-    let verified;
     try {
       const packetBytes = await checkOuter(entry, deps.keyring);
       verified = await decryptAndVerify(entry, deps.keyring, workFile, packetBytes);
@@ -83,7 +82,7 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
     }
     return await deliver(deps, entry, hash, verified.header, verified.message);
   } finally {
-    await unlink(workFile).catch(() => undefined);
+    if (verified?.message.file) await unlink(verified.message.file).catch(() => undefined);
   }
 }
 

@@ -7,7 +7,8 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { createHash } from 'node:crypto';
-import { readFile, unlink } from 'node:fs/promises';
+import { mkdir, readFile, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { FerryError } from '../errors/index.js';
 import type { Keyring } from '../keys/keyring.js';
 import { decodePacket } from '../packet/codec.js';
@@ -49,6 +50,7 @@ export async function checkOuter(entry: TreeEntry, keyring: Keyring): Promise<Bu
 export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workFile: string, packetBytes?: Buffer): Promise<VerifiedPacket> {
   const inMemory = (packetBytes?.length ?? entry.size) <= IN_MEMORY_PACKET_BYTES;
   const chunks: Buffer[] = [];
+  if (!inMemory) await mkdir(dirname(workFile), { recursive: true });
   const sink = inMemory
     ? new Writable({
         write(chunk: Buffer, _enc, cb) {

@@ -62,6 +62,18 @@ async function smtpTransaction(port: number) {
   return s;
 }
 
+/** A queues one message for B; B's receiver starts with a crash point and dies there (SIGKILL). */
+async function deliverAndCrash(a: TestNode, b: TestNode, port: number, at: 'after-inject' | 'after-delivered'): Promise<void> {
+  await start(a);
+  const s = await smtpTransaction(port);
+  s.write(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
+  expect(await s.reply()).toMatch(/^250/);
+  const crashing = await startNode(b, { FERRYPOST_TEST_CRASH_AT: at });
+  running.push(crashing);
+  await new Promise<void>((resolve) => crashing.proc.once('exit', () => resolve()));
+  expect(crashing.proc.signalCode).toBe('SIGKILL');
+}
+
 describe('kill -9', () => {
   it('mid-DATA: the client sees a failure and no packet exists', async () => {
     const { b: _b, a, tree, port } = await pair();
@@ -104,14 +116,7 @@ describe('kill -9', () => {
 
   it('receiver killed after the journal recorded delivery, before the unlink: no second injection', async () => {
     const { a, b, tree, port, maildirB } = await pair();
-    await start(a);
-    const s = await smtpTransaction(port);
-    s.write(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
-    expect(await s.reply()).toMatch(/^250/);
-    const crashing = await startNode(b, { FERRYPOST_TEST_CRASH_AT: 'after-delivered' });
-    running.push(crashing);
-    await new Promise<void>((resolve) => crashing.proc.once('exit', () => resolve()));
-    expect(crashing.proc.signalCode).toBe('SIGKILL');
+    await deliverAndCrash(a, b, port, 'after-delivered');
     expect(mails(maildirB)).toHaveLength(1);
     expect(packets(tree)).toHaveLength(1); // still there: killed before the unlink
     const again = await start(b);
@@ -124,14 +129,7 @@ describe('kill -9', () => {
 
   it('receiver killed after injection, before the journal: Maildir delivery is not repeated (the packet id is in the file name)', async () => {
     const { a, b, tree, port, maildirB } = await pair();
-    await start(a);
-    const s = await smtpTransaction(port);
-    s.write(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
-    expect(await s.reply()).toMatch(/^250/);
-    const crashing = await startNode(b, { FERRYPOST_TEST_CRASH_AT: 'after-inject' });
-    running.push(crashing);
-    await new Promise<void>((resolve) => crashing.proc.once('exit', () => resolve()));
-    expect(mails(maildirB)).toHaveLength(1);
+    await deliverAndCrash(a, b, port, 'after-inject');    expect(mails(maildirB)).toHaveLength(1);
     expect(packets(tree)).toHaveLength(1);
     const again = await start(b);
     await again.waitForEvent('rx.recover-injecting');
@@ -146,14 +144,7 @@ describe('kill -9', () => {
     const mta = await startRecordServer(await freePort());
     try {
       b.edit((d) => d.setIn(['delivery'], { method: 'smtp', host: '127.0.0.1', port: mta.port }));
-      await start(a);
-      const s = await smtpTransaction(port);
-      s.write(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
-      expect(await s.reply()).toMatch(/^250/);
-      const crashing = await startNode(b, { FERRYPOST_TEST_CRASH_AT: 'after-inject' });
-      running.push(crashing);
-      await new Promise<void>((resolve) => crashing.proc.once('exit', () => resolve()));
-      expect(mta.messages).toHaveLength(1);
+      await deliverAndCrash(a, b, port, 'after-inject');      expect(mta.messages).toHaveLength(1);
       await start(b);
       await waitUntil(() => packets(tree).length === 0, 15_000);
       expect(mta.messages).toHaveLength(2); // the MTA cannot tell us it already has it
