@@ -5,19 +5,17 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { FerryError } from '../errors/index.js';
-import { loadKeyring } from '../keys/keyring.js';
-import { listQuarantine } from '../quarantine/quarantine.js';
-import { releaseQuarantined } from '../quarantine/release.js';
-import { formatQueue, queueReport } from '../queue/report.js';
-import { openJournal } from '../store/journal.js';
-import { openOutbox } from '../queue/outbox.js';
-import { initNode } from './init.js';
 import type { DeliveryChoice } from './config-template.js';
-import type { addPeer as AddPeer, formatFingerprint as FormatFpr } from './peer.js';
+import { formatFingerprint } from './fingerprint.js';
+
+// Each action imports what it needs when it runs: a one-shot command (queue, check, peer list) must not
+// pay for loading openpgp, sqlite or the daemon's modules it does not use.
+const keyring = () => import('../keys/keyring.js');
+const init = () => import('./init.js');
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-export function registerCommands(program: Command, configFile: () => string, peer: { addPeer: typeof AddPeer; formatFingerprint: typeof FormatFpr }): void {
+export function registerCommands(program: Command, configFile: () => string): void {
   program
     .command('init')
     .description('create a node: key pair, config, tree and state directories')
@@ -32,9 +30,10 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .option('--no-self-peer', 'do not route mail to this node itself (the embedded default does)')
     .option('--passphrase-file <file>', 'protect the secret key with the passphrase in this file')
     .action(async (o) => {
+      const { initNode } = await init();
       const r = await initNode({ dir: o.dir, name: o.name, tree: o.tree, listen: o.listen, delivery: deliveryChoice(o), selfPeer: o.selfPeer, passphraseFile: o.passphraseFile });
       process.stdout.write(
-        `node created: ${r.configFile}\nfingerprint:  ${peer.formatFingerprint(r.fingerprint)}\npublic key:   ${r.publicKeyFile}\ntree:         ${r.tree}\n` +
+        `node created: ${r.configFile}\nfingerprint:  ${formatFingerprint(r.fingerprint)}\npublic key:   ${r.publicKeyFile}\ntree:         ${r.tree}\n` +
           `next: give the public key to the other node ("ferrypost key export"), add theirs with "ferrypost peer add", then "ferrypost run".\n`,
       );
     });
@@ -45,7 +44,7 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .description('print this node\'s public key (armored)')
     .action(async () => {
       const cfg = loadConfig(configFile());
-      const ring = await loadKeyring(cfg);
+      const ring = await (await keyring()).loadKeyring(cfg);
       process.stdout.write(ring.self.publicKey.armor());
     });
 
@@ -57,8 +56,9 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .option('--mail <pattern>', 'mail routed to it: domain, *.domain or address (repeatable)', collect, [])
     .option('--default', 'route all other mail to it', false)
     .action(async (keyfile: string, o) => {
-      const r = await peer.addPeer(configFile(), keyfile, { name: o.name, mail: o.mail, default: o.default });
-      process.stdout.write(`peer "${o.name}" added\nfingerprint: ${peer.formatFingerprint(r.fingerprint)}\nuser ids:    ${r.userIds.join(', ')}\n` +
+      const { addPeer } = await import('./peer.js');
+      const r = await addPeer(configFile(), keyfile, { name: o.name, mail: o.mail, default: o.default });
+      process.stdout.write(`peer "${o.name}" added\nfingerprint: ${formatFingerprint(r.fingerprint)}\nuser ids:    ${r.userIds.join(', ')}\n` +
         `Compare this fingerprint with the one "ferrypost init" printed on that node before you trust it.\n`);
     });
   peers
@@ -67,7 +67,7 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .action(async () => {
       const cfg = loadConfig(configFile());
       for (const p of cfg.peers) {
-        process.stdout.write(`${p.name.padEnd(16)} ${peer.formatFingerprint(p.fingerprint)}  ${[...p.mail, p.default ? '(default)' : ''].join(' ').trim()}\n`);
+        process.stdout.write(`${p.name.padEnd(16)} ${formatFingerprint(p.fingerprint)}  ${[...p.mail, p.default ? '(default)' : ''].join(' ').trim()}\n`);
       }
     });
 
@@ -79,6 +79,7 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .action(async (o) => {
       let file = configFile();
       if (o.initEmbedded && !existsSync(file)) {
+        const { initNode } = await init();
         const r = await initNode({ dir: o.initEmbedded, name: 'local', delivery: { method: 'maildir', path: 'Maildir' }, selfPeer: true });
         file = r.configFile;
         process.stderr.write(`created an embedded node in ${path.resolve(o.initEmbedded)}: mail sent to 127.0.0.1:2525 is delivered to ${path.resolve(o.initEmbedded, 'Maildir')}/new\n`);
@@ -101,11 +102,15 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const cfg = loadConfig(configFile());
-      const ring = await loadKeyring(cfg);
+      const [{ loadIdentities }, { openOutbox }, { openJournal }, { formatQueue, queueReport }] = await Promise.all([
+        import('../keys/identities.js'), import('../queue/outbox.js'), import('../store/journal.js'), import('../queue/report.js'),
+      ]);
+      // Names and fingerprints only: listing the queue needs no unlocked secret key (mailq does not either).
+      const ids = await loadIdentities(cfg);
       const outbox = openOutbox(cfg.node.state_dir);
       const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
       try {
-        const r = await queueReport(cfg.node.tree, ring, outbox, journal);
+        const r = await queueReport(cfg.node.tree, ids, outbox, journal);
         process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatQueue(r));
       } finally {
         journal.close();
@@ -119,6 +124,7 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const cfg = loadConfig(configFile());
+      const { listQuarantine } = await import('../quarantine/quarantine.js');
       const list = await listQuarantine(cfg.node.state_dir);
       if (o.json) {
         process.stdout.write(JSON.stringify(list, null, 2) + '\n');
@@ -134,9 +140,10 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .description('put quarantined packets back into the inbox to be checked again (after fixing the cause)')
     .action(async (names: string[]) => {
       const cfg = loadConfig(configFile());
-      const ring = await loadKeyring(cfg);
+      const [{ loadIdentities }, { releaseQuarantined }] = await Promise.all([import('../keys/identities.js'), import('../quarantine/release.js')]);
+      const ids = await loadIdentities(cfg);
       for (const name of names) {
-        const to = await releaseQuarantined(cfg.node.state_dir, cfg.node.tree, ring.self.fingerprint, name);
+        const to = await releaseQuarantined(cfg.node.state_dir, cfg.node.tree, ids.self.fingerprint, name);
         process.stdout.write(`released ${name} -> ${to}\n`);
       }
     });
@@ -147,7 +154,7 @@ export function registerCommands(program: Command, configFile: () => string, pee
     .action(async () => {
       const file = configFile();
       const cfg = loadConfig(file);
-      const ring = await loadKeyring(cfg);
+      const ring = await (await keyring()).loadKeyring(cfg);
       if (!existsSync(cfg.node.tree)) throw new FerryError('CONFIG', `node.tree ${cfg.node.tree} does not exist (create it, or share it with Syncthing first)`);
       const st = await readFile(path.join(cfg.node.tree, '.stignore'), 'utf8').catch(() => '');
       if (!st.includes('.ferrypost')) process.stderr.write(`warning: ${cfg.node.tree}/.stignore lacks ferrypost's lines; "ferrypost init" writes them\n`);

@@ -8,17 +8,16 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { configPathFrom } from '../config/load.js';
 import { FerryError, SYSEXIT, replyFor } from '../errors/index.js';
-import { addPeer, formatFingerprint } from './peer.js';
 import { registerCommands } from './commands.js';
-import { runSendmailCli } from './sendmail-entry.js';
 
 async function main(argv: string[]): Promise<number> {
   // sendmail(8) syntax does not fit commander (-f addr, -oi, -- rcpts): handled on its own,
   // also when installed as a "sendmail" symlink.
   const invokedAs = path.basename(argv[1] ?? '');
-  if (invokedAs === 'sendmail') return runSendmailCli(argv.slice(2));
+  if (invokedAs === 'sendmail') return (await import('./sendmail-entry.js')).runSendmailCli(argv.slice(2));
   const globalConfig = argv[2] === '--config' || argv[2] === '-c' ? 2 : 0;
   if (argv[2 + globalConfig] === 'sendmail') {
+    const { runSendmailCli } = await import('./sendmail-entry.js');
     return runSendmailCli([...(globalConfig ? ['--config', argv[3]!] : []), ...argv.slice(3 + globalConfig)]);
   }
   const program = new Command('ferrypost')
@@ -27,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError('(run "ferrypost --help" for usage)');
   const configFile = () => configPathFrom(program.opts<{ config?: string }>().config);
-  registerCommands(program, configFile, { addPeer, formatFingerprint });
+  registerCommands(program, configFile);
   try {
     await program.parseAsync(argv);
     return process.exitCode === undefined ? 0 : Number(process.exitCode);

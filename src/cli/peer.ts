@@ -47,6 +47,3 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
   return { fingerprint, userIds: key.getUserIDs() };
 }
 
-export function formatFingerprint(fpr: string): string {
-  return fpr.toUpperCase().replace(/(.{4})/g, '$1 ').trim();
-}

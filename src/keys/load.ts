@@ -71,7 +71,7 @@ export function resolvePassphrase(
   return undefined;
 }
 
-async function readKeyFile(file: string, what: string): Promise<openpgp.Key> {
+export async function readKeyFile(file: string, what: string): Promise<openpgp.Key> {
   let bytes: Buffer;
   try {
     bytes = await readFile(file);

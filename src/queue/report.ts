@@ -3,7 +3,7 @@
  * the tree (not yet delivered and deleted by the peer), per peer. Incoming: packets for this node that
  * wait for a retry, with the last error.
  */
-import type { Keyring } from '../keys/keyring.js';
+import type { Identities } from '../keys/identities.js';
 import type { Journal } from '../store/journal.js';
 import { scanInbox, scanOutgoing } from '../tree/scan.js';
 import type { Outbox } from './outbox.js';
@@ -12,9 +12,9 @@ export interface OutgoingRow { peer: string; toNode: string; name: string; id?: 
 export interface IncomingRow { fromPeer: string; name: string; id: string; ageMs: number; size: number; attempts: number; nextAttempt: number | null; lastError: string | null; recipients: string[]; state: string }
 export interface QueueReport { outgoing: OutgoingRow[]; incoming: IncomingRow[]; waiting: number }
 
-export async function queueReport(tree: string, keyring: Keyring, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
+export async function queueReport(tree: string, keyring: Identities, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
   const self = keyring.self.fingerprint;
-  const peerName = (fpr: string) => [...keyring.peers.values()].find((p) => p.fingerprint === fpr)?.name ?? fpr.slice(0, 16);
+  const peerName = (fpr: string) => keyring.peers.get(fpr)?.name ?? fpr.slice(0, 16);
   const out = await scanOutgoing(tree, self, { blocking: true });
   const index = outbox.byNames(out.map((e) => e.name));
   outbox.forgetExcept(new Set(out.map((e) => e.name)));

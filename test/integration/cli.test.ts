@@ -94,6 +94,22 @@ describe('ferrypost CLI', () => {
     expect(j.outgoing[0].recipients).toEqual(['friend@example.org', 'other@elsewhere.test']);
   });
 
+  it('queue lists without unlocking the secret key (like mailq); check needs the passphrase', () => {
+    const dir = path.join(base, 'locked');
+    const pass = path.join(base, 'locked.pass');
+    writeFileSync(pass, 'correct horse\n', { mode: 0o600 });
+    const n = initNode(dir, 'locked', ['--no-self-peer', '--passphrase-file', pass]);
+    expect(cli(['check'], { config: n.config }).status).toBe(0);
+    writeFileSync(pass, 'wrong\n');
+    const check = cli(['check'], { config: n.config });
+    expect(check.status).toBe(78);
+    expect(check.stderr).toMatch(/cannot unlock node key .*wrong passphrase/);
+    const q = cli(['queue'], { config: n.config });
+    expect(q.stderr).toBe('');
+    expect(q.status).toBe(0);
+    expect(q.stdout).toBe('ferrypost queue is empty\n');
+  });
+
   it('sendmail with a missing config asks the MTA to retry (75)', () => {
     const r = cli(['sendmail', '-f', 'x@y.test', '--', 'z@y.test'], { config: path.join(base, 'missing.yaml'), input: 'x\n' });
     expect(r.status).toBe(75);
