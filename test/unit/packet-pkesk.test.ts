@@ -190,6 +190,15 @@ describe('refusals', () => {
     }
   });
 
+  it('a low-order ephemeral point (all-zero shared secret) is refused, not thrown', () => {
+    const body = bodyOf(encryptSessionKeyNative('aes256', key, bobRecipient));
+    for (const u of [Buffer.alloc(32), Buffer.concat([Uint8Array.of(1), Buffer.alloc(31)])]) {
+      const bad = Buffer.from(body);
+      u.copy(bad, 13);
+      expect(openSessionKeyNative([bad], [bobDecryptor])).toBeUndefined();
+    }
+  });
+
   it('a bad checksum, bad padding, a wrong length or a non-AES-128/256 cipher', () => {
     for (const [what, m] of [
       ['checksum', encoded(9, key, { checksumDelta: 1 })],

@@ -30,7 +30,6 @@ const KEK_CIPHERS: Record<number, { wrap: string; keyLen: number }> = {
   8: { wrap: 'id-aes192-wrap', keyLen: 24 },
   9: { wrap: 'id-aes256-wrap', keyLen: 32 },
 };
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const ANONYMOUS_SENDER = Buffer.from('Anonymous Sender    ', 'latin1');
 
@@ -151,9 +150,7 @@ function decryptorOf(packet: KeyPacket): EcdhDecryptor | undefined {
   try {
     const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, nativeScalar(d)]), format: 'der', type: 'pkcs8' });
     // Guard against a wrong byte order: the secret must give back the key's own public point.
-    const pub = createPublicKey(privateKey).export({ type: 'spki', format: 'der' }).subarray(SPKI_X25519.length);
-    const ownPoint = x25519Raw(recipient.publicKey);
-    if (!pub.equals(ownPoint)) return undefined;
+    if (!x25519Raw(createPublicKey(privateKey)).equals(x25519Raw(recipient.publicKey))) return undefined;
     return { ...recipient, privateKey };
   } catch {
     return undefined;
@@ -171,10 +168,11 @@ export function nativeScalar(d: Uint8Array): Buffer {
   return be.reverse();
 }
 
+/** JWK, not DER: Node imports/exports raw OKP keys directly, ~10x cheaper than OpenSSL 3's DER codecs. */
 export function x25519PublicKey(u: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_X25519, u]), format: 'der', type: 'spki' });
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64url') }, format: 'jwk' });
 }
 
 export function x25519Raw(publicKey: KeyObject): Buffer {
-  return publicKey.export({ type: 'spki', format: 'der' }).subarray(SPKI_X25519.length);
+  return Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
 }
