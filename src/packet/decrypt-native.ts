@@ -43,7 +43,7 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   const first = await body.next();
   if (first.done || first.value[0] !== 1) return other();
 
-  const sessionKey = openSessionKeyNative(pkesks, (await ecdhDecryptorsFor(decryptionKey)).native) ?? (await openpgpSessionKey(pkesks, decryptionKey));
+  const sessionKey = openSessionKeyNative(pkesks, await ecdhDecryptorsFor(decryptionKey)) ?? (await openpgpSessionKey(pkesks, decryptionKey));
   if (!sessionKey?.algorithm || !nodeCipherFor(sessionKey.algorithm)) return other();
   reader.stopRecording();
 

@@ -38,8 +38,8 @@ async function gpg(args: string[], input?: Buffer): Promise<{ stdout: Buffer; st
 beforeAll(async () => {
   [alice, bob] = await Promise.all([makeKey('alice'), makeKey('bob')]);
   bobRecipient = (await ecdhRecipientFor(bob.pub))!;
-  bobDecryptor = (await ecdhDecryptorsFor(bob.priv)).native[0]!;
-  aliceDecryptor = (await ecdhDecryptorsFor(alice.priv)).native[0]!;
+  bobDecryptor = (await ecdhDecryptorsFor(bob.priv))[0]!;
+  aliceDecryptor = (await ecdhDecryptorsFor(alice.priv))[0]!;
   home = await mkdtemp(path.join(tmpdir(), 'ferrypost-pkesk-gnupg-'));
   await chmod(home, 0o700);
   const file = path.join(home, 'bob.sec');
@@ -97,8 +97,17 @@ describe('keys', () => {
     expect(bobRecipient.hash).toBe('sha256');
     expect(bobRecipient.kek.keyLen).toBeGreaterThanOrEqual(16);
     expect(await ecdhRecipientFor(bob.pub)).toBe(bobRecipient);
-    expect((await ecdhDecryptorsFor(bob.priv)).native).toEqual([bobDecryptor]);
-    expect((await ecdhDecryptorsFor(bob.priv)).other).toBe(0);
+    expect(await ecdhDecryptorsFor(bob.priv)).toEqual([bobDecryptor]);
+    expect(ecdhDecryptorsFor(bob.priv)).toBe(ecdhDecryptorsFor(bob.priv)); // one cached promise
+  });
+
+  it('a locked key has no native decryptor, and gets one once unlocked in place', async () => {
+    const g = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'locked' }], passphrase: 'pw', format: 'armored' });
+    const locked = await openpgp.readPrivateKey({ armoredKey: g.privateKey });
+    expect(await ecdhDecryptorsFor(locked)).toEqual([]);
+    for (const k of [locked, ...locked.subkeys]) await (k.keyPacket as openpgp.SecretKeyPacket).decrypt('pw');
+    const [d] = await ecdhDecryptorsFor(locked);
+    expect(d?.keyId.toString('hex')).toBe(locked.subkeys[0]!.getKeyID().toHex());
   });
 
   it('reads the OpenPGP secret as a big-endian MPI (short MPIs padded on the left)', () => {
@@ -272,7 +281,7 @@ describe('other recipient key kinds go through openpgp', () => {
     it(what, async () => {
       const k = await testKey(opts as Partial<openpgp.KeyOptions>);
       expect(await ecdhRecipientFor(k.pub)).toBeUndefined();
-      expect((await ecdhDecryptorsFor(k.priv)).native).toEqual([]);
+      expect(await ecdhDecryptorsFor(k.priv)).toEqual([]);
       const payload = Buffer.from(`Subject: to ${what}\r\n\r\nbody\r\n`);
       const decoded = await decodeBuffer(await encodeToBuffer(alice, k, payload), k, [alice]);
       expect(decoded.payload.equals(payload)).toBe(true);

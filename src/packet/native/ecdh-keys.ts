@@ -47,12 +47,6 @@ export interface EcdhDecryptor extends EcdhRecipient {
   privateKey: KeyObject;
 }
 
-/** What a private key can decrypt natively; `other` counts its decryption keys that cannot. */
-export interface Decryptors {
-  native: EcdhDecryptor[];
-  other: number;
-}
-
 type KeyPacket = openpgp.Key['keyPacket'] | openpgp.Subkey['keyPacket'];
 
 interface Usable {
@@ -61,8 +55,8 @@ interface Usable {
 }
 
 const usableCache = new WeakMap<openpgp.PublicKey, Usable>();
-const recipientCache = new WeakMap<object, EcdhRecipient | null>();
-const decryptorCache = new WeakMap<openpgp.PrivateKey, Promise<Decryptors>>();
+const recipientCache = new WeakMap<KeyPacket, EcdhRecipient | null>();
+const decryptorCache = new WeakMap<openpgp.PrivateKey, Promise<EcdhDecryptor[]>>();
 
 /**
  * The native recipient for `key`'s encryption key, or undefined if it is not a v4 cv25519 key (use
@@ -81,28 +75,35 @@ export async function ecdhRecipientFor(key: openpgp.PublicKey, now: number = Dat
   return recipientOf(await usable.packet);
 }
 
-/** The native decryption keys of `key` (cached for the key object's lifetime, see the file comment). */
-export function ecdhDecryptorsFor(key: openpgp.PrivateKey): Promise<Decryptors> {
+/**
+ * The native decryption keys of `key`: cached for the key object's lifetime (see the file comment),
+ * except while one of its decryption keys is still locked (it may be unlocked in place later).
+ */
+export function ecdhDecryptorsFor(key: openpgp.PrivateKey): Promise<EcdhDecryptor[]> {
   let d = decryptorCache.get(key);
   if (!d) {
-    d = buildDecryptors(key);
+    const built = buildDecryptors(key);
+    d = built.then((b) => b.native);
     decryptorCache.set(key, d);
+    void built.then((b) => {
+      if (b.locked && decryptorCache.get(key) === d) decryptorCache.delete(key);
+    });
   }
   return d;
 }
 
-async function buildDecryptors(key: openpgp.PrivateKey): Promise<Decryptors> {
+async function buildDecryptors(key: openpgp.PrivateKey): Promise<{ native: EcdhDecryptor[]; locked: boolean }> {
   let keys: (openpgp.PrivateKey | openpgp.Subkey)[];
   try {
     keys = await key.getDecryptionKeys(undefined, null);
   } catch {
-    return { native: [], other: 1 }; // openpgp will say why
+    return { native: [], locked: false }; // none usable: openpgp says why when it is asked
   }
-  const out: Decryptors = { native: [], other: 0 };
+  const out = { native: [] as EcdhDecryptor[], locked: false };
   for (const k of keys) {
+    if (!k.keyPacket.isDecrypted()) out.locked = true;
     const d = decryptorOf(k.keyPacket);
     if (d) out.native.push(d);
-    else out.other++;
   }
   return out;
 }
