@@ -266,6 +266,24 @@ describe('refusals', () => {
   });
 });
 
+describe('which path the decoder takes', () => {
+  it('native for our cv25519 key; openpgp only for what the native code refuses', async () => {
+    const k = await openpgp.readPrivateKey({ armoredKey: bob.priv.armor() });
+    expect(await ecdhDecryptorsFor(k)).toHaveLength(1); // cached now
+    // openpgp.decryptSessionKeys asks the key for its decryption keys: make that visible
+    k.getDecryptionKeys = () => Promise.reject(new Error('openpgp was asked'));
+    const to = { ...bob, priv: k };
+    const payload = Buffer.from('Subject: path\r\n\r\nx\r\n');
+    const good = await encodeToBuffer(alice, bob, payload);
+    expect((await decodeBuffer(good, to, [alice])).payload.equals(payload)).toBe(true);
+    const bad = Buffer.from(good);
+    bad[60]! ^= 0x01; // in the wrapped key
+    const e = (await decodeBuffer(bad, to, [alice]).catch((x: unknown) => x)) as FerryError;
+    expect(e.code).toBe('PACKET_DECRYPT');
+    expect(e.message).toContain('openpgp was asked');
+  });
+});
+
 describe('other recipient key kinds go through openpgp', () => {
   async function testKey(opts: Partial<openpgp.KeyOptions>): Promise<TestKey> {
     const g = await openpgp.generateKey({ ...opts, userIDs: [{ name: 'other' }], format: 'object' });
