@@ -1,10 +1,10 @@
 /**
  * The fast decode path: parses PKESK + SEIPD v1 framing itself, decrypts the session key natively for
  * our v4 Curve25519 keys (native/pkesk.ts; openpgp.decryptSessionKeys for other keys and whatever the
- * native code does not accept, so bad session keys fail exactly as before), decrypts and checks the MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a
- * Compressed Data packet with node:zlib, and hands the inner one-pass-signed message to openpgp.verify,
- * which hashes the literal data and checks the signature. Anything else (SEIPD v2, non-AES, SKESK, other
- * packets) is handed back untouched for the openpgp.decrypt path (decode-openpgp.ts).
+ * native code does not accept, so bad session keys fail exactly as before), decrypts and checks the
+ * MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a Compressed Data packet with node:zlib,
+ * and hands the inner one-pass-signed message to openpgp.verify, which hashes the literal data and
+ * checks the signature. Anything else (SEIPD v2, non-AES, SKESK, other packets) is handed back untouched for the openpgp.decrypt path (decode-openpgp.ts).
  * Fails: PgpFormatError / openpgp errors (the caller maps them to PACKET_DECRYPT): no session key for
  * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
  * the encrypted part surface while the returned data stream is read, never as a clean end.
