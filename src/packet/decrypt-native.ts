@@ -1,9 +1,10 @@
 /**
- * The fast decode path: parses PKESK + SEIPD v1 framing itself, has openpgp.js decrypt only the
- * session key, decrypts and checks the MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a
- * Compressed Data packet with node:zlib, and hands the inner one-pass-signed message to openpgp.verify,
- * which hashes the literal data and checks the signature. Anything else (SEIPD v2, non-AES, SKESK, other
- * packets) is handed back untouched for the openpgp.decrypt path (decode-openpgp.ts).
+ * The fast decode path: parses PKESK + SEIPD v1 framing itself, decrypts the session key natively for
+ * our v4 Curve25519 keys (native/pkesk.ts; openpgp.decryptSessionKeys for other keys and whatever the
+ * native code does not accept, so bad session keys fail exactly as before), decrypts and checks the
+ * MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a Compressed Data packet with node:zlib,
+ * and hands the inner one-pass-signed message to openpgp.verify, which hashes the literal data and
+ * checks the signature. Anything else (SEIPD v2, non-AES, SKESK, other packets) is handed back untouched for the openpgp.decrypt path (decode-openpgp.ts).
  * Fails: PgpFormatError / openpgp errors (the caller maps them to PACKET_DECRYPT): no session key for
  * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
  * the encrypted part surface while the returned data stream is read, never as a clean end.
@@ -12,6 +13,8 @@ import type { Readable } from 'node:stream';
 import { pipeline, Readable as NodeReadable } from 'node:stream';
 import { createInflate, createInflateRaw } from 'node:zlib';
 import * as openpgp from 'openpgp';
+import { ecdhDecryptorsFor } from './native/ecdh-keys.js';
+import { openSessionKeyNative } from './native/pkesk.js';
 import { ByteReader, packetBody, PgpFormatError, readPacketHead } from './pgpstream.js';
 import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
 
@@ -29,12 +32,10 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   const reader = new ByteReader(input[Symbol.asyncIterator]());
   reader.startRecording();
   const other = (): NativeOpen => ({ kind: 'other', input: reader.replay() });
-  const pkesks = new openpgp.PacketList<openpgp.AnyPacket>();
+  const pkesks: Uint8Array[] = [];
   let head = await readPacketHead(reader);
   while (head && head.tag === TAG_PKESK && head.length.kind === 'fixed') {
-    const pkesk = new openpgp.PublicKeyEncryptedSessionKeyPacket();
-    pkesk.read(await reader.exact(head.length.n));
-    pkesks.push(pkesk);
+    pkesks.push(await reader.exact(head.length.n));
     head = await readPacketHead(reader);
   }
   if (!head || head.tag !== TAG_SEIPD || pkesks.length === 0) return other();
@@ -42,7 +43,7 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   const first = await body.next();
   if (first.done || first.value[0] !== 1) return other();
 
-  const [sessionKey] = await openpgp.decryptSessionKeys({ message: new openpgp.Message(pkesks), decryptionKeys: decryptionKey });
+  const sessionKey = openSessionKeyNative(pkesks, await ecdhDecryptorsFor(decryptionKey)) ?? (await openpgpSessionKey(pkesks, decryptionKey));
   if (!sessionKey?.algorithm || !nodeCipherFor(sessionKey.algorithm)) return other();
   reader.stopRecording();
 
@@ -54,6 +55,18 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   let verified = false;
   const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
   return { kind: 'native', signed: innerMessage(plain), integrityChecked: () => verified };
+}
+
+/** What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs. */
+async function openpgpSessionKey(bodies: Uint8Array[], decryptionKey: openpgp.PrivateKey): Promise<{ data: Uint8Array; algorithm: string | null } | undefined> {
+  const pkesks = new openpgp.PacketList<openpgp.AnyPacket>();
+  for (const b of bodies) {
+    const pkesk = new openpgp.PublicKeyEncryptedSessionKeyPacket();
+    pkesk.read(b);
+    pkesks.push(pkesk);
+  }
+  const [sessionKey] = await openpgp.decryptSessionKeys({ message: new openpgp.Message(pkesks), decryptionKeys: decryptionKey });
+  return sessionKey;
 }
 
 /** The decrypted packets, with one Compressed Data packet (if present) inflated. */

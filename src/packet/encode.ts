@@ -1,9 +1,9 @@
 /**
  * Packet encoder: magic line + header JSON line + payload → one-pass signed literal data ('b', empty
  * file name; openpgp.sign) → zlib (node:zlib, only if it pays: see chooseLevel) → SEIPD v1 + MDC with
- * Node's native AES-256-CFB (seipd.ts), the session key encrypted to the recipient by
- * openpgp.encryptSessionKey. Recipient keys that ask for SEIPD v2 go through openpgp.encrypt instead
- * (encode-openpgp.ts). Small Uint8Array payloads are done in memory without stream machinery; others
+ * Node's native AES-256-CFB (seipd.ts), the session key encrypted to the recipient natively for v4
+ * Curve25519 keys (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Recipient keys that ask
+ * for SEIPD v2 go through openpgp.encrypt instead (encode-openpgp.ts). Small Uint8Array payloads are done in memory without stream machinery; others
  * stream and memory does not grow with the payload.
  * Fails: invalid header (PACKET_MALFORMED), bad level or header too big (INTERNAL) before any output;
  * a payload whose length or SHA-256 differs from the header, or a payload stream that errors, makes
@@ -17,6 +17,8 @@ import * as openpgp from 'openpgp';
 import { FerryError } from '../errors/index.js';
 import { encryptWithOpenpgp } from './encode-openpgp.js';
 import { MAX_HEADER_BYTES, magicLine, parseHeader, type PacketHeader } from './header.js';
+import { ecdhRecipientFor } from './native/ecdh-keys.js';
+import { encryptSessionKeyNative } from './native/pkesk.js';
 import { framePacket, packetHeader } from './pgpstream.js';
 import { plaintextSource } from './plaintext.js';
 import { seipdV1Encrypt, seipdV1EncryptSync } from './seipd.js';
@@ -96,7 +98,10 @@ async function wantsSeipdV1(key: openpgp.PublicKey): Promise<boolean> {
   return ((features?.[0] ?? 0) & 0x08) === 0; // 0x08: SEIPD v2 (RFC 9580 §5.2.3.32)
 }
 
+/** The PKESK: natively for v4 cv25519 keys (native/pkesk.ts), by openpgp for any other kind of key. */
 async function encryptSessionKey(sessionKey: Uint8Array, key: openpgp.PublicKey): Promise<Uint8Array> {
+  const recipient = await ecdhRecipientFor(key);
+  if (recipient) return encryptSessionKeyNative(SESSION_ALGO, sessionKey, recipient);
   return (await openpgp.encryptSessionKey({ data: sessionKey, algorithm: SESSION_ALGO, encryptionKeys: key, format: 'binary' })) as Uint8Array;
 }
 
