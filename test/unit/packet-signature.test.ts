@@ -11,10 +11,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import * as openpgp from 'openpgp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isFerryError } from '../../src/errors/index.js';
 import { encodePacket } from '../../src/packet/codec.js';
-import { ed25519PrivateOf, signingKeyAt } from '../../src/packet/native/sig-keys.js';
+import { ed25519PrivateOf, REFRESH_MS, signingKeyAt } from '../../src/packet/native/sig-keys.js';
 import { nativeSignerFor, preferredHashFor, signInMemory, signStreaming, type NativeSigner } from '../../src/packet/native/signature-encode.js';
 import { openSignedStream, verifyBuffer } from '../../src/packet/native/signature-verify.js';
 import { packetHeader } from '../../src/packet/pgpstream.js';
@@ -380,6 +380,26 @@ function splitPackets(b: Uint8Array): { tag: number; body: Uint8Array }[] {
   }
   return out;
 }
+
+describe('signing-key validity cache', () => {
+  it('answers once per interval, and asks openpgp again after REFRESH_MS (a key changed in place)', async () => {
+    const g = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'inplace' }], format: 'object' });
+    const pub = g.publicKey;
+    const first = await signingKeyAt(pub, null, new Date());
+    expect(first.ok).toBe(true);
+    expect(await signingKeyAt(pub, null, new Date(Date.now() + 5000))).toBe(first); // same interval: cached
+    const { publicKey: revoked } = await openpgp.revokeKey({ key: g.privateKey, format: 'object' });
+    (pub as unknown as { revocationSignatures: unknown[] }).revocationSignatures.push(...(revoked as unknown as { revocationSignatures: unknown[] }).revocationSignatures);
+    expect((await signingKeyAt(pub, null, new Date())).ok).toBe(true); // still the cached answer
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + REFRESH_MS + 1000);
+      expect((await signingKeyAt(pub, null, new Date())).ok).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
 
 /** Types of the hashed subpackets of the (only) Signature packet in a one-pass signed message. */
 function subpacketTypes(signed: Uint8Array): number[] {

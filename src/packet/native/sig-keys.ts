@@ -5,7 +5,8 @@
  * Validity: openpgp's getSigningKey(keyID, date) only compares `date` with times written in the key
  * (key and signature creation, signature and key expiry). Between two consecutive such times the answer
  * cannot change, so it is asked once per interval and reused: exact, and a key that expires while the
- * daemon runs is handled because each packet is checked at its own signature time.
+ * daemon runs is handled because each packet is checked at its own signature time. The answers are
+ * dropped after REFRESH_MS anyway, in case a key object is changed in place (e.g. a revocation merged).
  * Fails: never throws for "not ours" keys; ed25519Of returns undefined (the caller falls back to openpgp).
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
@@ -70,7 +71,11 @@ function derivePrivate(p: PacketFields): KeyObject | undefined {
 /** What openpgp's getSigningKey(keyID, date) returned, for one interval of dates. */
 export type Validity = { ok: true; key: openpgp.Key | openpgp.Subkey } | { ok: false; error: Error };
 
+/** How long openpgp's answers about one key object are reused. */
+export const REFRESH_MS = 10 * 60_000;
+
 interface ValidityCache {
+  builtAt: number;
   breaks: number[]; // sorted, unique, ms
   byInterval: Map<string, Promise<Validity>>;
 }
@@ -83,8 +88,9 @@ const validity = new WeakMap<openpgp.Key, ValidityCache>();
  */
 export function signingKeyAt(key: openpgp.Key, keyID: Parameters<openpgp.Key['getKeys']>[0] | null, date: Date): Promise<Validity> {
   let cache = validity.get(key);
-  if (!cache) {
-    cache = { breaks: breakpoints(key), byInterval: new Map() };
+  const now = Date.now();
+  if (!cache || now - cache.builtAt >= REFRESH_MS) {
+    cache = { builtAt: now, breaks: breakpoints(key), byInterval: new Map() };
     validity.set(key, cache);
   }
   const t = date.getTime();
