@@ -134,7 +134,8 @@ describe('native signing', () => {
     expect(notation(mine)).toEqual(notation(ref));
     mine.sig[5] = ref.sig[5] = undefined;
     expect(mine).toEqual(ref);
-    expect(ours.length).toBe(theirs.length);
+    // Same length but for the MPIs r and s, which lose a leading zero octet now and then.
+    expect(Math.abs(ours.length - theirs.length)).toBeLessThanOrEqual(2);
     expect(mine.sig[3]).toBe(openpgp.enums.hash.sha512); // openpgp's pick for Ed25519 legacy, despite the sha256 preference
   });
 
@@ -277,7 +278,7 @@ describe('decodePacket: signature failures keep their error codes (in memory and
         const prefix = Buffer.from(signed);
         prefix[at.prefix]! ^= 1;
         const data = Buffer.from(signed);
-        data[at.start - 300]! ^= 1; // inside the literal data
+        data[at.start - 100]! ^= 1; // inside the literal data (after the last partial-length header)
         for (const bad of [swapped, badS, prefix, data]) expect(await decodeSigned(bad)).toBe('PACKET_BAD_SIGNATURE');
         expect(await decodeSigned(signed)).toBe('ok');
       }
