@@ -1,8 +1,9 @@
 /**
  * Packet decoder: decrypts and verifies a packet stream, checks the magic line and header, and streams
- * the payload (only) into a sink while hashing it. Memory stays bounded for any payload size: openpgp
- * runs with allowUnauthenticatedStream, so bytes reach the sink BEFORE the MDC and the signature are
- * known good. The promise resolves only once everything checked out and the sink has finished; on
+ * the payload (only) into a sink while hashing it. Memory stays bounded for any payload size: bytes
+ * reach the sink BEFORE the MDC and the signature are known good (natively, and openpgp runs with
+ * allowUnauthenticatedStream). Signatures by Ed25519 node keys are checked natively
+ * (native/signature-verify.ts), anything else by openpgp. The promise resolves only once everything checked out and the sink has finished; on
  * rejection the sink is destroyed and its contents must be treated as garbage.
  * Fails with FerryError: PACKET_DECRYPT (not for us, corrupt, truncated, MDC, trailing bytes),
  * PACKET_UNKNOWN_SIGNER, PACKET_BAD_SIGNATURE (no, several or a failing signature), PACKET_VERSION,
@@ -11,12 +12,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
 import { openNative } from './decrypt-native.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
+import { openSignedStream, verifyBuffer, type SignatureCheck } from './native/signature-verify.js';
 
 export interface DecodeOptions {
   input: Readable; // the packet file bytes
@@ -61,19 +62,13 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
     opts.input.destroy();
     throw decryptError(e);
   }
-  // The verification promises settle only after the data is read; never leave them unhandled.
-  for (const s of opened.signatures) {
-    s.verified.catch(() => undefined);
-    s.signature.catch(() => undefined);
-  }
-
   const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
-  const reader = opened.data.getReader();
+  const reader = Symbol.asyncIterator in opened.data ? opened.data[Symbol.asyncIterator]() : opened.data[Symbol.iterator]();
   const hash = createHash('sha256');
   let contentError: FerryError | undefined;
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await reader.next();
       if (done) break;
       if (contentError) continue; // drain: the MDC and the signature still decide the error code
       try {
@@ -88,14 +83,14 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
       }
     }
   } catch (e) {
-    await reader.cancel().catch(() => undefined);
+    await Promise.resolve(reader.return?.(undefined)).catch(() => undefined);
     opts.input.destroy();
     if (e instanceof SinkFailure) throw e;
     throw decryptError(e);
   }
   if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
 
-  const signer = await checkSignature(opened.signatures, opts.verificationKeys);
+  const signer = await checkSignature(opened.signatures(), opts.verificationKeys);
   if (contentError) throw contentError;
   const header = framer.finish(); // PACKET_MALFORMED if the stream ended inside the magic or header
   if (framer.payloadBytes !== header.size) {
@@ -109,42 +104,59 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
 }
 
 interface Opened {
-  data: NodeReadableStream<Uint8Array>;
-  signatures: VerificationResult[];
+  data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  /** The signatures found; complete once `data` was read to the end. */
+  signatures: () => SignatureCheck[];
   /** True once the MDC/AEAD tag was checked (openpgp.decrypt: it errors the data stream instead). */
   integrityChecked: () => boolean;
 }
 
 /**
- * Native path for SEIPD v1 + AES (decrypt-native.ts) with openpgp.verify for the signature; anything
- * else through openpgp.decrypt, which streams (allowUnauthenticatedStream) and checks the MDC/AEAD tag
- * at the end of the data stream.
+ * Native path for SEIPD v1 + AES (decrypt-native.ts) with the signature checked natively for our
+ * Ed25519 keys (native/signature-verify.ts) or by openpgp.verify for anything else; other packets
+ * through openpgp.decrypt, which streams (allowUnauthenticatedStream) and checks the MDC/AEAD tag at
+ * the end of the data stream.
  */
 async function open(opts: DecodeOptions): Promise<Opened> {
+  const keys = opts.verificationKeys;
   const native = await openNative(opts.input, opts.decryptionKey);
   if (native.kind === 'native') {
-    // Small messages (most mail): verify from one buffer; openpgp's stream machinery costs more than
-    // the crypto here. Reading to the end first also means the MDC has already been checked.
+    const integrityChecked = native.integrityChecked;
+    // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end
+    // first also means the MDC has already been checked.
     const head = await collectUpTo(native.signed, SMALL_MESSAGE_BYTES);
     if (head.complete) {
+      const mine = verifyBuffer(head.bytes, keys);
+      if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
       const message = await openpgp.readMessage({ binaryMessage: head.bytes });
-      const verified = await openpgp.verify({ message, verificationKeys: opts.verificationKeys, format: 'binary', expectSigned: false });
-      return { data: oneChunk(verified.data as Uint8Array), signatures: verified.signatures, integrityChecked: native.integrityChecked };
+      const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
+      return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
     }
-    const message = await openpgp.readMessage({ binaryMessage: pullStream(head.rest) });
-    const verified = await openpgp.verify({ message, verificationKeys: opts.verificationKeys, format: 'binary', expectSigned: false });
-    return { data: verified.data as unknown as NodeReadableStream<Uint8Array>, signatures: verified.signatures, integrityChecked: native.integrityChecked };
+    const signed = await openSignedStream(head.rest, keys);
+    if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked };
+    const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
+    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
+    return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
   }
   const message = await openpgp.readMessage({ binaryMessage: pullStream(native.input) });
   const decrypted = await openpgp.decrypt({
     message,
     decryptionKeys: opts.decryptionKey,
-    verificationKeys: opts.verificationKeys,
+    verificationKeys: keys,
     format: 'binary',
     expectSigned: false, // checked after the data has been read to the end
     config: { allowUnauthenticatedStream: true },
   });
-  return { data: decrypted.data as unknown as NodeReadableStream<Uint8Array>, signatures: decrypted.signatures, integrityChecked: () => true };
+  return { data: decrypted.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(decrypted.signatures), integrityChecked: () => true };
+}
+
+/** openpgp's results; their promises settle only after the data is read: never leave them unhandled. */
+function settled(signatures: VerificationResult[]): () => SignatureCheck[] {
+  for (const s of signatures) {
+    s.verified.catch(() => undefined);
+    s.signature.catch(() => undefined);
+  }
+  return () => signatures;
 }
 
 /** Signed messages up to this size are verified from one buffer. */
@@ -170,15 +182,6 @@ async function collectUpTo(
     for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
   }
   return { complete: false, rest: rest() };
-}
-
-function oneChunk(bytes: Uint8Array): NodeReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (bytes.length) controller.enqueue(bytes);
-      controller.close();
-    },
-  }) as unknown as NodeReadableStream<Uint8Array>;
 }
 
 /**
@@ -207,7 +210,7 @@ function pullStream(input: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array
 type VerificationResult = Awaited<ReturnType<typeof openpgp.decrypt>>['signatures'][number];
 
 /** Exactly one signature, by a key among verificationKeys, that verifies. Returns the primary fingerprint. */
-async function checkSignature(signatures: VerificationResult[], keys: openpgp.PublicKey[]): Promise<string> {
+async function checkSignature(signatures: SignatureCheck[], keys: openpgp.PublicKey[]): Promise<string> {
   if (signatures.length !== 1) {
     const what = signatures.length === 0 ? 'the packet is not signed' : `the packet has ${signatures.length} signatures`;
     throw new FerryError('PACKET_BAD_SIGNATURE', `${what}; exactly one signature by a peer node key is required`);

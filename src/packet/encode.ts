@@ -1,9 +1,11 @@
 /**
  * Packet encoder: magic line + header JSON line + payload → one-pass signed literal data ('b', empty
- * file name; openpgp.sign) → zlib (node:zlib, only if it pays: see chooseLevel) → SEIPD v1 + MDC with
- * Node's native AES-256-CFB (seipd.ts), the session key encrypted to the recipient natively for v4
- * Curve25519 keys (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Recipient keys that ask
- * for SEIPD v2 go through openpgp.encrypt instead (encode-openpgp.ts). Small Uint8Array payloads are done in memory without stream machinery; others
+ * file name; natively for Ed25519 node keys (native/signature-encode.ts), else openpgp.sign) → zlib
+ * (node:zlib, only if it pays: see chooseLevel) → SEIPD v1 + MDC with Node's native AES-256-CFB
+ * (seipd.ts), the session key encrypted to the recipient natively for v4 Curve25519 keys
+ * (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Recipient keys that ask for SEIPD v2 go
+ * through openpgp.encrypt instead (encode-openpgp.ts). Small Uint8Array payloads are done in memory
+ * without stream machinery; others
  * stream and memory does not grow with the payload.
  * Fails: invalid header (PACKET_MALFORMED), bad level or header too big (INTERNAL) before any output;
  * a payload whose length or SHA-256 differs from the header, or a payload stream that errors, makes
@@ -19,6 +21,7 @@ import { encryptWithOpenpgp } from './encode-openpgp.js';
 import { MAX_HEADER_BYTES, magicLine, parseHeader, type PacketHeader } from './header.js';
 import { ecdhRecipientFor } from './native/ecdh-keys.js';
 import { encryptSessionKeyNative } from './native/pkesk.js';
+import { nativeSignerFor, signInMemory, signStreaming } from './native/signature-encode.js';
 import { framePacket, packetHeader } from './pgpstream.js';
 import { plaintextSource } from './plaintext.js';
 import { seipdV1Encrypt, seipdV1EncryptSync } from './seipd.js';
@@ -41,7 +44,10 @@ const TAG_COMPRESSED = 8;
 const TAG_SEIPD = 18;
 const ZLIB = 2;
 const SESSION_ALGO = 'aes256';
-/** SHA-256 for the signature: as strong as Ed25519 needs, and hardware-accelerated (SHA-NI). */
+/**
+ * The sender's hash preference passed to openpgp. For Ed25519 (EdDSA legacy) keys openpgp still picks
+ * SHA-512, the curve's hash (see native/signature-encode.ts preferredHashFor); it applies to other keys.
+ */
 const SIGN_CONFIG = { preferredHashAlgorithm: openpgp.enums.hash.sha256 };
 
 export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
@@ -63,14 +69,14 @@ export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
 
   const plaintext = plaintextSource(prefix, opts.payload, header);
   const useLevel = level === 0 ? 0 : chooseLevel(Buffer.concat([prefix, await plaintext.sample(SAMPLE_BYTES)]), level);
-  const literal = await openpgp.createMessage({ binary: plaintext.stream, format: 'binary', filename: '' });
   if (!native) {
+    const literal = await openpgp.createMessage({ binary: plaintext.stream, format: 'binary', filename: '' });
     const signed = await openpgp.sign({ message: literal, signingKeys: opts.signingKey, format: 'object', config: SIGN_CONFIG });
     return guarded(await encryptWithOpenpgp(signed, opts.encryptionKey, useLevel), plaintext.failure);
   }
   const sessionKey = randomBytes(32);
   const pkesk = await encryptSessionKey(sessionKey, opts.encryptionKey);
-  const signed = (await openpgp.sign({ message: literal, signingKeys: opts.signingKey, format: 'binary', config: SIGN_CONFIG })) as unknown as AsyncIterable<Uint8Array>;
+  const signed = await signStream(opts.signingKey, plaintext.stream);
   const inner = useLevel === 0 ? signed : framePacket(TAG_COMPRESSED, deflated(signed, useLevel));
   async function* packet(): AsyncGenerator<Uint8Array> {
     yield pkesk;
@@ -113,12 +119,7 @@ async function encodeInMemory(opts: EncodeOptions, header: PacketHeader, prefix:
     return erroring(new FerryError('INTERNAL', msg));
   }
   const sessionKey = randomBytes(32);
-  const [pkesk, signed] = await Promise.all([
-    encryptSessionKey(sessionKey, opts.encryptionKey),
-    openpgp
-      .createMessage({ binary: Buffer.concat([prefix, payload]), format: 'binary', filename: '' })
-      .then((message) => openpgp.sign({ message, signingKeys: opts.signingKey, format: 'binary', config: SIGN_CONFIG })),
-  ]);
+  const [pkesk, signed] = await Promise.all([encryptSessionKey(sessionKey, opts.encryptionKey), signBuffers(opts.signingKey, [prefix, payload])]);
   let inner: Uint8Array = signed;
   if (opts.compressionLevel > 0) {
     const z = deflateSync(signed, { level: opts.compressionLevel });
@@ -128,6 +129,24 @@ async function encodeInMemory(opts: EncodeOptions, header: PacketHeader, prefix:
   }
   const body = seipdV1EncryptSync(SESSION_ALGO, sessionKey, inner);
   return Readable.from([Buffer.concat([pkesk, packetHeader(TAG_SEIPD, body.length), body])], { objectMode: false });
+}
+
+/** One-pass signed literal data for a few buffers: natively for our Ed25519 keys, else openpgp.sign. */
+async function signBuffers(key: openpgp.PrivateKey, data: Uint8Array[]): Promise<Uint8Array> {
+  const now = new Date();
+  const signer = await nativeSignerFor(key, now, SIGN_CONFIG.preferredHashAlgorithm);
+  if (signer) return signInMemory(signer, data, now);
+  const message = await openpgp.createMessage({ binary: Buffer.concat(data), format: 'binary', filename: '', date: now });
+  return openpgp.sign({ message, signingKeys: key, format: 'binary', config: SIGN_CONFIG, date: now });
+}
+
+/** The same, streamed. */
+async function signStream(key: openpgp.PrivateKey, data: ReadableStream<Uint8Array>): Promise<AsyncIterable<Uint8Array>> {
+  const now = new Date();
+  const signer = await nativeSignerFor(key, now, SIGN_CONFIG.preferredHashAlgorithm);
+  if (signer) return signStreaming(signer, data as unknown as AsyncIterable<Uint8Array>, now);
+  const message = await openpgp.createMessage({ binary: data, format: 'binary', filename: '', date: now });
+  return (await openpgp.sign({ message, signingKeys: key, format: 'binary', config: SIGN_CONFIG, date: now })) as unknown as AsyncIterable<Uint8Array>;
 }
 
 /** The Compressed Data packet body: algorithm octet, then the zlib stream. */
