@@ -100,9 +100,16 @@ export function chooseLevel(sample: Uint8Array, level: number): number {
 /** v4 recipient keys that do not advertise SEIPD v2 get SEIPD v1 (what openpgp.encrypt would pick). */
 async function wantsSeipdV1(key: openpgp.PublicKey): Promise<boolean> {
   if (key.keyPacket.version !== 4) return false;
+  // The features a key advertises are fixed for the key object; asking openpgp per packet cost ~0.5 %.
+  // Failures (e.g. no valid user id) are not cached: the caller gets openpgp's error every time.
+  const known = seipdV1ByKey.get(key);
+  if (known !== undefined) return known;
   const features = (await key.getPrimaryUser()).selfCertification.features;
-  return ((features?.[0] ?? 0) & 0x08) === 0; // 0x08: SEIPD v2 (RFC 9580 §5.2.3.32)
+  const v1 = ((features?.[0] ?? 0) & 0x08) === 0; // 0x08: SEIPD v2 (RFC 9580 §5.2.3.32)
+  seipdV1ByKey.set(key, v1);
+  return v1;
 }
+const seipdV1ByKey = new WeakMap<openpgp.PublicKey, boolean>();
 
 /** The PKESK: natively for v4 cv25519 keys (native/pkesk.ts), by openpgp for any other kind of key. */
 async function encryptSessionKey(sessionKey: Uint8Array, key: openpgp.PublicKey): Promise<Uint8Array> {
