@@ -240,6 +240,40 @@ describe('SMTP listener', () => {
   });
 });
 
+
+describe('SMTP listener, shared directory fsync failing', () => {
+  it('every message whose commit the failed fsync served gets 451 4.3.0, none a 250, nothing left in the tree', async () => {
+    let dirSyncs = 0;
+    const failing: TreeFs = {
+      ...nodeTreeFs,
+      async open(p, flags, mode) {
+        const h = await nodeTreeFs.open(p, flags, mode);
+        if (flags !== 'r') return h;
+        return {
+          ...h,
+          async sync() {
+            dirSyncs++;
+            await new Promise((r) => setTimeout(r, 200)); // long enough for the other sessions to queue up
+            throw errnoError('EIO', 'injected directory fsync failure', p);
+          },
+        };
+      },
+    };
+    const port = await start(config(), enqueue(failing));
+    const results = await Promise.all(Array.from({ length: 6 }, async () => {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+      try {
+        return await t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net'] }, raw: CRLF_MESSAGE }).then(() => undefined, (e: unknown) => e);
+      } finally {
+        t.close();
+      }
+    }));
+    for (const err of results) expect((err as { response?: string } | undefined)?.response).toMatch(/^451 4\.3\.0 /);
+    expect(dirSyncs).toBeLessThan(6); // the commits did share fsyncs
+    expect(listFiles(w.tree)).toEqual([]);
+  });
+});
+
 describe('SMTP listener with STARTTLS + AUTH', () => {
   let tlsDir: string;
   beforeAll(() => {
