@@ -153,8 +153,9 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
       const why = err instanceof Error ? err.message : String(err);
       throw new FerryError('STORE_FAILED', `committing packets: ${why}`, { cause: err });
     }
+    // debug: the caller logs the accepted message once (smtp.accepted, rx.bounced); this is per packet.
     for (const [i, q] of done.entries()) {
-      deps.log?.info(
+      deps.log?.debug(
         { evt: 'enqueue.written', packet: q.id, peer: q.peer, to_node: q.toNode, file: q.name, size: prepared[i]!.file.size, msg_size: spooled.size, rcpts: q.recipients.length },
         'packet written',
       );

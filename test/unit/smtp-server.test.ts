@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
+import pino from 'pino';
+import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpListenerConfig } from '../../src/config/schema.js';
 import { createEnqueue } from '../../src/send/enqueue.js';
@@ -121,6 +123,27 @@ describe('SMTP listener', () => {
       expect(ids).toContain(d.header.id);
       expect(d.header.envelope).toEqual({ from: 'a@example.org', to: [to === w.bob ? 'b@example.net' : 'c@sub.example.com'] });
     }
+  });
+
+  it('logs one info line per accepted message: smtp.accepted with its packets, peers and tree files', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(JSON.parse(chunk.toString())); cb(); } });
+    const log = pino({ level: 'info' }, sink);
+    const enq = createEnqueue({
+      keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
+      compressionLevel: 6, memorySpoolLimit: 1 << 20, log,
+    });
+    listener = createSmtpListener({ config: config(), enqueue: enq, router: w.router, hostname: 'mx.test', log });
+    const [addr] = await listener.listen();
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: addr!.port, secure: false, ignoreTLS: true });
+    await t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net', 'c@sub.example.com'] }, raw: CRLF_MESSAGE });
+    t.close();
+    const perMessage = lines.filter((l) => l.evt !== 'smtp.listening');
+    expect(perMessage.map((l) => l.evt)).toEqual(['smtp.accepted']);
+    const files = listFiles(w.tree).map((f) => path.basename(f));
+    expect(perMessage[0]).toMatchObject({ from: 'a@example.org', rcpts: 2, peers: ['bob', 'carol'] });
+    expect([...(perMessage[0]!.files as string[])].sort()).toEqual(files.sort());
+    expect(perMessage[0]!.packets).toHaveLength(2);
   });
 
   it('works with nodemailer as the client (null sender, 8-bit)', async () => {
