@@ -2,6 +2,9 @@
  * The sender's index of the packets it wrote: the tree holds them encrypted to their recipient, so
  * the sender cannot read its own packets back. `ferrypost queue` joins this index with what is still
  * in the tree. Informational only: losing it loses no mail (the packets themselves are the queue).
+ * So the daemon's inserts are batched (recordLater): one sqlite transaction per ~50 ms instead of one
+ * per message (each was a WAL append costing ~0.4 ms of the event loop at 150 msg/s); a crash loses at
+ * most the rows of the last batch, never a packet.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -21,11 +24,19 @@ export interface OutboxRecord {
 
 export interface Outbox {
   record(rows: OutboxRecord[]): void;
+  /**
+   * Queues rows for one transaction with the others recorded within BATCH_MS (or BATCH_ROWS rows);
+   * a failed insert is reported to `onError` of the rows concerned. Reads and close() write pending rows first.
+   */
+  recordLater(rows: OutboxRecord[], onError: (err: unknown) => void): void;
   byNames(names: readonly string[]): Map<string, OutboxRecord>;
   /** Forget entries whose packets are gone from the tree (delivered). */
   forgetExcept(names: ReadonlySet<string>): number;
   close(): void;
 }
+
+const BATCH_MS = 50;
+const BATCH_ROWS = 500;
 
 export function openOutbox(stateDir: string): Outbox {
   mkdirSync(stateDir, { recursive: true });
@@ -43,9 +54,32 @@ export function openOutbox(stateDir: string): Outbox {
   const all = db.prepare(`SELECT name FROM outbox`);
   const del = db.prepare(`DELETE FROM outbox WHERE name = ?`);
   const everything = db.prepare(`SELECT * FROM outbox`);
+  let pending: Array<{ rows: OutboxRecord[]; onError: (err: unknown) => void }> = [];
+  let pendingRows = 0;
+  let timer: NodeJS.Timeout | undefined;
+  function flush(): void {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    const batch = pending;
+    pending = [];
+    pendingRows = 0;
+    if (batch.length === 0) return;
+    try {
+      insertMany(batch.flatMap((b) => b.rows));
+    } catch (err) {
+      for (const b of batch) b.onError(err);
+    }
+  }
   return {
     record: (rows) => insertMany(rows),
+    recordLater(rows, onError) {
+      pending.push({ rows, onError });
+      pendingRows += rows.length;
+      if (pendingRows >= BATCH_ROWS) flush();
+      else timer ??= setTimeout(flush, BATCH_MS).unref();
+    },
     byNames(names) {
+      flush();
       // One pass over the index (it holds only packets still in the tree) instead of a query per name.
       const wanted = new Set(names);
       const out = new Map<string, OutboxRecord>();
@@ -60,11 +94,15 @@ export function openOutbox(stateDir: string): Outbox {
       return out;
     },
     forgetExcept(keep) {
+      flush();
       const gone = (all.all() as Array<{ name: string }>).filter((r) => !keep.has(r.name));
       db.transaction(() => gone.forEach((r) => del.run(r.name)))();
       return gone.length;
     },
-    close: () => db.close(),
+    close() {
+      flush();
+      db.close();
+    },
   };
 }
 
@@ -73,11 +111,7 @@ export function recordingEnqueue(inner: Enqueue, outbox: Outbox, onError: (err: 
   return {
     async submit(envelope: MailEnvelope, message) {
       const queued: QueuedPacket[] = await inner.submit(envelope, message);
-      try {
-        outbox.record(queued.map((q) => ({ name: q.name, id: q.id, peer: q.peer, toNode: q.toNode, from: envelope.from, recipients: q.recipients, created: now() })));
-      } catch (err) {
-        onError(err);
-      }
+      outbox.recordLater(queued.map((q) => ({ name: q.name, id: q.id, peer: q.peer, toNode: q.toNode, from: envelope.from, recipients: q.recipients, created: now() })), onError);
       return queued;
     },
   };

@@ -14,8 +14,8 @@ import type { Keyring, PeerKey } from '../keys/keyring.js';
 import { encodePacket } from '../packet/codec.js';
 import { newPacketId, type MailEnvelope, type PacketHeader } from '../packet/header.js';
 import type { Router } from '../route/router.js';
-import { prepareDurable, removeDurable, type PreparedFile } from '../tree/durable.js';
-import { errnoOf, type TreeFs } from '../tree/fs.js';
+import { createDirSync, prepareDurable, removeDurable, type DurableOptions, type PreparedFile } from '../tree/durable.js';
+import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { spoolMessage } from './spool.js';
 import type { Enqueue, QueuedPacket } from './types.js';
@@ -72,6 +72,8 @@ function storeError(err: unknown, what: string): FerryError {
 export function createEnqueue(deps: EnqueueDeps): Enqueue {
   const now = deps.now ?? (() => new Date());
   const self = deps.keyring.self.fingerprint;
+  // Concurrent messages to the same node land in the same directory: they share its fsyncs.
+  const durable: DurableOptions = { fs: deps.fs ?? nodeTreeFs, dirSync: createDirSync(deps.fs ?? nodeTreeFs) };
 
   async function submit(envelope: MailEnvelope, message: Readable | Uint8Array): Promise<QueuedPacket[]> {
     let destinations: Destination[];
@@ -123,7 +125,7 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
           throw new FerryError('STORE_FAILED', `encoding the packet for ${dest.name}: ${(err as Error).message}`, { cause: err });
         });
         try {
-          file = await prepareDurable(dir, encoded, deps.fs ? { fs: deps.fs } : {});
+          file = await prepareDurable(dir, encoded, durable);
         } catch (err) {
           encoded.destroy();
           throw storeError(err, `writing the packet for ${dest.name}`);
@@ -151,8 +153,9 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
       const why = err instanceof Error ? err.message : String(err);
       throw new FerryError('STORE_FAILED', `committing packets: ${why}`, { cause: err });
     }
+    // debug: the caller logs the accepted message once (smtp.accepted, rx.bounced); this is per packet.
     for (const [i, q] of done.entries()) {
-      deps.log?.info(
+      deps.log?.debug(
         { evt: 'enqueue.written', packet: q.id, peer: q.peer, to_node: q.toNode, file: q.name, size: prepared[i]!.file.size, msg_size: spooled.size, rcpts: q.recipients.length },
         'packet written',
       );

@@ -170,7 +170,8 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
             }
             const ids = packets.map((p) => p.id);
             log?.info(
-              { evt: 'smtp.accepted', packets: ids, from, rcpts: to.length, size: stream.byteLength, ...client(session) },
+              // The one line per accepted message: what, from whom, and where in the tree (per packet: peer, file).
+              { evt: 'smtp.accepted', packets: ids, peers: packets.map((p) => p.peer), files: packets.map((p) => p.name), from, rcpts: to.length, size: stream.byteLength, ...client(session) },
               'message accepted',
             );
             callback(null, `2.0.0 Ok: queued as ${ids.join(' ')}`);

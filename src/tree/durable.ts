@@ -1,10 +1,12 @@
 /**
  * THE durable-write helper (STYLE.md §4); nothing else in ferrypost writes durable files.
- * prepareDurable: mkdir -p (fsyncing the parents of new directories) → exclusive temp file
- * `.ferrypost.<hex>.tmp` → stream the data in while hashing → fsync → close. commit: link to the final
- * name (never overwrites: EEXIST) → unlink the temp → fsync the directory (rename after an existence check
- * where the filesystem has no hard links). Any failure removes the temp (and a final name this call
- * created) and rethrows the errno error unchanged: ENOSPC stays ENOSPC, for the caller to map (452 4.3.1).
+ * prepareDurable: exclusive temp file `.ferrypost.<hex>.tmp` (if the directory is missing: mkdir -p,
+ * fsyncing the parents of new directories, then again) → stream the data in while hashing → fsync →
+ * close. commit: link to the final name (never overwrites: EEXIST) → unlink the temp → fsync the
+ * directory (rename after an existence check where the filesystem has no hard links). With a DirSync
+ * (createDirSync), commits into the same directory share directory fsyncs (group commit). Any failure
+ * removes the temp (and a final name this call created) and rethrows the errno error unchanged: ENOSPC
+ * stays ENOSPC, for the caller to map (452 4.3.1).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
@@ -25,6 +27,14 @@ export interface DurableOptions {
   fs?: TreeFs;
   /** File mode of the new file (default 0o640). */
   mode?: number;
+  /** Shares directory fsyncs between concurrent commits (over the same fs); default: one fsync per commit. */
+  dirSync?: DirSync;
+}
+
+/** fsyncDir with group commit: see createDirSync. */
+export interface DirSync {
+  /** Resolves after an fsync of `dir` that started after this call; rejects with that fsync's error. */
+  sync(dir: string): Promise<void>;
 }
 
 export const TEMP_PREFIX = '.ferrypost.';
@@ -40,6 +50,41 @@ export async function fsyncDir(dir: string, fs: TreeFs = nodeTreeFs): Promise<vo
   } finally {
     await h.close();
   }
+}
+
+/**
+ * Group commit of directory fsyncs. A caller that arrives while an fsync of the same directory runs
+ * cannot use it (that fsync may have started before the caller's rename): it waits for the next one,
+ * which starts as soon as the running one ends and serves everyone who arrived meanwhile. Each caller
+ * thus waits at most two fsyncs, and N concurrent commits cost about two fsyncs instead of N. A failed
+ * fsync fails every caller it was serving (each then removes its own file and reports the error).
+ */
+export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
+  interface Waiter { resolve(): void; reject(err: unknown): void }
+  const queues = new Map<string, { running: boolean; waiting: Waiter[] }>();
+  function run(dir: string, q: { running: boolean; waiting: Waiter[] }): void {
+    const batch = q.waiting;
+    q.waiting = [];
+    q.running = true;
+    fsyncDir(dir, fs).then(
+      () => batch.forEach((w) => w.resolve()),
+      (err: unknown) => batch.forEach((w) => w.reject(err)),
+    ).finally(() => {
+      q.running = false;
+      if (q.waiting.length > 0) run(dir, q);
+      else queues.delete(dir);
+    });
+  }
+  return {
+    sync(dir: string): Promise<void> {
+      let q = queues.get(dir);
+      if (!q) queues.set(dir, (q = { running: false, waiting: [] }));
+      const queue = q;
+      const done = new Promise<void>((resolve, reject) => queue.waiting.push({ resolve, reject }));
+      if (!queue.running) run(dir, queue);
+      return done;
+    },
+  };
 }
 
 /** mkdir -p, then fsync the parent of every directory it created so the new entries survive a crash. */
@@ -79,9 +124,14 @@ function checkName(finalName: string): void {
 
 export async function prepareDurable(dir: string, data: Readable | Uint8Array, opts: DurableOptions = {}): Promise<PreparedFile> {
   const fs = opts.fs ?? nodeTreeFs;
-  await ensureDir(dir, fs);
   const tmpPath = join(dir, `${TEMP_PREFIX}${randomBytes(12).toString('hex')}${TEMP_SUFFIX}`);
-  const h = await fs.open(tmpPath, 'wx', opts.mode ?? 0o640);
+  const mode = opts.mode ?? 0o640;
+  // The directory almost always exists: try first, mkdir only on ENOENT (saves a syscall per packet).
+  const h = await fs.open(tmpPath, 'wx', mode).catch(async (err: unknown) => {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+    await ensureDir(dir, fs);
+    return fs.open(tmpPath, 'wx', mode);
+  });
   const hash = createHash('sha256');
   let size = 0;
   let open = true;
@@ -135,7 +185,7 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
           await fs.rename(tmpPath, finalPath);
           created = true;
         }
-        await fsyncDir(dir, fs);
+        await (opts.dirSync ? opts.dirSync.sync(dir) : fsyncDir(dir, fs));
       } catch (err) {
         // Leave nothing behind: the caller reports a failure, so the file must not appear later either.
         await unlinkQuiet(fs, tmpPath);

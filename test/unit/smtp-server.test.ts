@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
+import pino from 'pino';
+import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpListenerConfig } from '../../src/config/schema.js';
 import { createEnqueue } from '../../src/send/enqueue.js';
@@ -123,6 +125,27 @@ describe('SMTP listener', () => {
     }
   });
 
+  it('logs one info line per accepted message: smtp.accepted with its packets, peers and tree files', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(JSON.parse(chunk.toString())); cb(); } });
+    const log = pino({ level: 'info' }, sink);
+    const enq = createEnqueue({
+      keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
+      compressionLevel: 6, memorySpoolLimit: 1 << 20, log,
+    });
+    listener = createSmtpListener({ config: config(), enqueue: enq, router: w.router, hostname: 'mx.test', log });
+    const [addr] = await listener.listen();
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: addr!.port, secure: false, ignoreTLS: true });
+    await t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net', 'c@sub.example.com'] }, raw: CRLF_MESSAGE });
+    t.close();
+    const perMessage = lines.filter((l) => l.evt !== 'smtp.listening');
+    expect(perMessage.map((l) => l.evt)).toEqual(['smtp.accepted']);
+    const files = listFiles(w.tree).map((f) => path.basename(f));
+    expect(perMessage[0]).toMatchObject({ from: 'a@example.org', rcpts: 2, peers: ['bob', 'carol'] });
+    expect([...(perMessage[0]!.files as string[])].sort()).toEqual(files.sort());
+    expect(perMessage[0]!.packets).toHaveLength(2);
+  });
+
   it('works with nodemailer as the client (null sender, 8-bit)', async () => {
     const port = await start(config());
     const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
@@ -236,6 +259,40 @@ describe('SMTP listener', () => {
     t.close();
     expect((err as { responseCode?: number }).responseCode).toBe(452);
     expect((err as { response?: string }).response).toMatch(/^452 4\.3\.1 /);
+    expect(listFiles(w.tree)).toEqual([]);
+  });
+});
+
+
+describe('SMTP listener, shared directory fsync failing', () => {
+  it('every message whose commit the failed fsync served gets 451 4.3.0, none a 250, nothing left in the tree', async () => {
+    let dirSyncs = 0;
+    const failing: TreeFs = {
+      ...nodeTreeFs,
+      async open(p, flags, mode) {
+        const h = await nodeTreeFs.open(p, flags, mode);
+        if (flags !== 'r') return h;
+        return {
+          ...h,
+          async sync() {
+            dirSyncs++;
+            await new Promise((r) => setTimeout(r, 200)); // long enough for the other sessions to queue up
+            throw errnoError('EIO', 'injected directory fsync failure', p);
+          },
+        };
+      },
+    };
+    const port = await start(config(), enqueue(failing));
+    const results = await Promise.all(Array.from({ length: 6 }, async () => {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+      try {
+        return await t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net'] }, raw: CRLF_MESSAGE }).then(() => undefined, (e: unknown) => e);
+      } finally {
+        t.close();
+      }
+    }));
+    for (const err of results) expect((err as { response?: string } | undefined)?.response).toMatch(/^451 4\.3\.0 /);
+    expect(dirSyncs).toBeLessThan(6); // the commits did share fsyncs
     expect(listFiles(w.tree)).toEqual([]);
   });
 });

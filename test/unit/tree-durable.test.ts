@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { prepareDurable, removeDurable, writeDurable } from '../../src/tree/durable.js';
+import { createDirSync, prepareDurable, removeDurable, writeDurable } from '../../src/tree/durable.js';
 import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
 import { packetNameForHash } from '../../src/tree/layout.js';
 import { replyFor } from '../../src/errors/index.js';
@@ -156,6 +156,95 @@ describe('injected failures leave no temp and no final file', () => {
     }
     await expect(writeDurable(dir, Readable.from(bad()), packetNameForHash)).rejects.toThrow('client went away');
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+/** nodeTreeFs whose directory fsyncs take `ms` and are logged (with link/rename) in `events`; `failAt` fails the n-th (1-based). */
+function slowDirSync(ms: number, events: string[], failAt?: number): TreeFs {
+  let n = 0;
+  return {
+    ...nodeTreeFs,
+    async open(path, flags, mode) {
+      const h = await nodeTreeFs.open(path, flags, mode);
+      if (flags !== 'r') return h;
+      return {
+        ...h,
+        async sync() {
+          const id = ++n;
+          events.push(`start ${id}`);
+          await new Promise((r) => setTimeout(r, ms));
+          events.push(`end ${id}`);
+          if (id === failAt) throw errnoError('EIO', 'injected directory fsync failure', path);
+          return h.sync();
+        },
+      };
+    },
+    link: async (a, b) => (events.push(`link ${b.split('/').pop()}`), nodeTreeFs.link(a, b)),
+  };
+}
+
+describe('group commit of directory fsyncs (createDirSync)', () => {
+  it('concurrent commits share fsyncs, and each waits for one that started after its link', async () => {
+    const events: string[] = [];
+    const fs = slowDirSync(30, events);
+    const dirSync = createDirSync(fs);
+    const prepared = await Promise.all(Array.from({ length: 10 }, (_, i) => prepareDurable(dir, Buffer.from(`m${i}`), { fs, dirSync })));
+    await Promise.all(prepared.map((p, i) => p.commit(`f${i}`).then(() => events.push(`done f${i}`))));
+    // The first commit starts an fsync alone; the nine that linked meanwhile share the next one.
+    expect(events.filter((e) => e.startsWith('start'))).toEqual(['start 1', 'start 2']);
+    for (let i = 0; i < 10; i++) {
+      const linked = events.indexOf(`link f${i}`);
+      const done = events.indexOf(`done f${i}`);
+      const covered = [1, 2].some((id) => events.indexOf(`start ${id}`) > linked && events.indexOf(`end ${id}`) < done);
+      expect(covered, `f${i}: ${events.join(', ')}`).toBe(true);
+    }
+    expect((await readdir(dir)).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `f${i}`).sort());
+  });
+
+  it('a failing shared fsync fails every commit it served, and removes their files; others are unaffected', async () => {
+    const events: string[] = [];
+    const fs = slowDirSync(20, events, 2);
+    const dirSync = createDirSync(fs);
+    const prepared = await Promise.all(Array.from({ length: 6 }, (_, i) => prepareDurable(dir, Buffer.from(`m${i}`), { fs, dirSync })));
+    const results = await Promise.allSettled(prepared.map((p, i) => p.commit(`f${i}`)));
+    expect(results[0]!.status).toBe('fulfilled');
+    for (const r of results.slice(1)) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'EIO' } });
+    expect(await readdir(dir)).toEqual(['f0']);
+    // The queue recovers: the next commit gets a fresh fsync.
+    const next = await prepareDurable(dir, Buffer.from('later'), { fs, dirSync });
+    await next.commit('later');
+    expect((await readdir(dir)).sort()).toEqual(['f0', 'later']);
+  });
+
+  it('directories are independent', async () => {
+    const events: string[] = [];
+    const fs = slowDirSync(20, events);
+    const dirSync = createDirSync(fs);
+    const a = join(dir, 'a'), b = join(dir, 'b');
+    for (const d of [a, b]) await nodeTreeFs.mkdirp(d); // only the commits' fsyncs are counted
+    const ps = await Promise.all([a, b].map((d) => prepareDurable(d, Buffer.from(d), { fs, dirSync })));
+    await Promise.all(ps.map((p) => p.commit('x')));
+    expect(events.filter((e) => e.startsWith('start'))).toEqual(['start 1', 'start 2']);
+    expect(events.indexOf('start 2')).toBeLessThan(events.indexOf('end 1')); // not serialised
+  });
+});
+
+describe('nodeTreeFs', () => {
+  it('a handle refuses writes and a second close after close (its fd number may be reused)', async () => {
+    const h = await nodeTreeFs.open(join(dir, 'f'), 'wx', 0o600);
+    await h.write(Buffer.from('x'), 0, 1);
+    await h.sync();
+    await h.close();
+    await expect(h.close()).rejects.toMatchObject({ code: 'EBADF' });
+    await expect(h.write(Buffer.from('y'), 0, 1)).rejects.toMatchObject({ code: 'EBADF' });
+    expect(await readFile(join(dir, 'f'), 'utf8')).toBe('x');
+  });
+
+  it('errors are rejections with the errno code, not synchronous throws', async () => {
+    const opened = nodeTreeFs.open(join(dir, 'missing', 'f'), 'wx');
+    expect(opened).toBeInstanceOf(Promise);
+    await expect(opened).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(nodeTreeFs.link(join(dir, 'nope'), join(dir, 'x'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 
