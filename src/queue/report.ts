@@ -17,7 +17,8 @@ export async function queueReport(tree: string, keyring: Identities, outbox: Out
   const peerName = (fpr: string) => keyring.peers.get(fpr)?.name ?? fpr.slice(0, 16);
   const out = await scanOutgoing(tree, self, { blocking: true });
   const index = outbox.byNames(out.map((e) => e.name));
-  outbox.forgetExcept(new Set(out.map((e) => e.name)));
+  // Rows for packets no longer in the tree (delivered): only then is a pass over the index needed.
+  if (outbox.count() > index.size) outbox.forgetExcept(new Set(out.map((e) => e.name)));
   const outgoing = out
     .map((e): OutgoingRow => {
       const r = index.get(e.name);

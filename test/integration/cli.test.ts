@@ -1,5 +1,6 @@
 /** The ferrypost command as an admin uses it: real processes, real files, exit codes and messages. */
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addPeer, cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
@@ -92,6 +93,12 @@ describe('ferrypost CLI', () => {
     expect(q.stdout).toContain('<x@cabin.test>');
     const j = JSON.parse(cli(['queue', '--json'], { config: a.config }).stdout);
     expect(j.outgoing[0].recipients).toEqual(['friend@example.org', 'other@elsewhere.test']);
+    // The peer took the packet: queue is empty and forgets the packet's index row.
+    rmSync(path.join(a.dir, 'tree', b.fingerprint, a.fingerprint, j.outgoing[0].name));
+    expect(cli(['queue'], { config: a.config }).stdout).toBe('ferrypost queue is empty\n');
+    const db = new Database(path.join(a.dir, 'state', 'outbox.sqlite'), { readonly: true });
+    expect(db.prepare('SELECT count(*) FROM outbox').pluck().get()).toBe(0);
+    db.close();
   });
 
   it('queue lists without unlocking the secret key (like mailq); check needs the passphrase', () => {

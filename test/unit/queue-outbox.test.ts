@@ -66,3 +66,18 @@ describe('outbox recordLater', () => {
     o.close();
   });
 });
+
+describe('outbox reads', () => {
+  it('byNames returns full rows for names in the index only; count and forgetExcept drop delivered packets', () => {
+    const o = openOutbox(dir);
+    o.record([row('a'), row('b'), { ...row('c'), recipients: ['x@y.test', 'z@y.test'], created: 7 }]);
+    const got = o.byNames(['c', 'missing']);
+    expect([...got.keys()]).toEqual(['c']);
+    expect(got.get('c')).toEqual({ name: 'c', id: 'id-c', peer: 'b', toNode: 'f'.repeat(40), from: 'a@x.test', recipients: ['x@y.test', 'z@y.test'], created: 7 });
+    expect(o.count()).toBe(3);
+    expect(o.forgetExcept(new Set(['a']))).toBe(2);
+    expect(o.count()).toBe(1);
+    expect([...o.byNames(['a', 'b', 'c']).keys()]).toEqual(['a']);
+    o.close();
+  });
+});
