@@ -76,16 +76,23 @@ export interface ScanOptions {
 }
 
 async function statAll(tree: string, cands: Candidate[], opts: ScanOptions = {}): Promise<TreeEntry[]> {
-  const entries = await mapLimit(cands, opts.blocking ? 1 : STAT_PARALLEL, async (c): Promise<TreeEntry | undefined> => {
-    const path = join(tree, c.to, c.from, c.name);
-    try {
-      const st = opts.blocking ? statSync(path) : await fsp.stat(path);
-      return st.isFile() ? { ...c, path, size: st.size, mtimeMs: st.mtimeMs } : undefined;
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return undefined; // consumed or removed meanwhile
-      throw err;
-    }
-  });
+  const statOne = (c: Candidate, st: { isFile(): boolean; size: number; mtimeMs: number } | undefined, path: string): TreeEntry | undefined =>
+    st?.isFile() ? { ...c, path, size: st.size, mtimeMs: st.mtimeMs } : undefined; // undefined: consumed or removed meanwhile
+  const entries = opts.blocking
+    ? // A plain loop: no promise per file (10,000 packets: a third of `ferrypost queue`'s scan time).
+      cands.map((c) => {
+        const path = join(tree, c.to, c.from, c.name);
+        return statOne(c, statSync(path, { throwIfNoEntry: false }), path);
+      })
+    : await mapLimit(cands, STAT_PARALLEL, async (c): Promise<TreeEntry | undefined> => {
+        const path = join(tree, c.to, c.from, c.name);
+        try {
+          return statOne(c, await fsp.stat(path), path);
+        } catch (err) {
+          if (errnoOf(err) === 'ENOENT') return undefined;
+          throw err;
+        }
+      });
   const found = entries.filter((e): e is TreeEntry => e !== undefined);
   // Oldest first, so a backlog is delivered roughly in the order it was written.
   found.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -58,6 +58,8 @@ describe('scanInbox', () => {
     const e = got[1]!;
     expect(e).toMatchObject({ to: SELF, from: PEER, name: p1, path: join(tree, SELF, PEER, p1), size: 5, mtimeMs: 2_000_000_000_000 });
     expect(e.hash.equals(createHash('sha256').update('1').digest())).toBe(true);
+    // The blocking variant (one-shot commands) gives the same answer.
+    expect(await scanInbox(tree, SELF, { blocking: true })).toEqual(got);
   });
 
   it('scans 10,000 packets (time logged)', async () => {
