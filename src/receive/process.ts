@@ -8,6 +8,7 @@
  * but before the journal committed "delivered", the message is injected again on restart, the same
  * duplicate-over-loss choice SMTP itself makes.
  */
+import { unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -19,6 +20,7 @@ import type { Enqueue } from '../send/types.js';
 import type { Journal, JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
+import type { GroupCommit } from './group-commit.js';
 import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
 
@@ -34,8 +36,6 @@ export interface ProcessDeps {
   retryMaxMs: number;
   queueLifetimeMs: number;
   now: () => number;
-  /** Durable "delivered" record; default: journal.delivered (the receiver passes a group commit). */
-  commitDelivered?: (hash: string) => Promise<void>;
   /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
   crashAt?: CrashPoint | undefined;
 }
@@ -48,7 +48,12 @@ function crashPoint(deps: ProcessDeps, at: CrashPoint): void {
 
 export type Outcome = 'delivered' | 'deferred' | 'quarantined' | 'skipped' | 'cleaned' | 'error';
 
-export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promise<Outcome> {
+/** What processPacket needs besides ProcessDeps: the receiver's shared group commit. */
+export interface PacketDeps extends ProcessDeps {
+  commit: GroupCommit;
+}
+
+export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise<Outcome> {
   const hash = entry.hash.toString('hex');
   const known = deps.journal.byHash(hash);
   if (known?.state === 'removed') {
@@ -80,16 +85,17 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
       if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);
       throw err;
     }
-    return await deliver(deps, entry, hash, verified.header, verified.message);
+    return await deliver(deps, entry, hash, known, verified.header, verified.message);
   } finally {
     if (verified?.message.file) await unlink(verified.message.file).catch(() => undefined);
   }
 }
 
-async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header: PacketHeader, message: MessageSource): Promise<Outcome> {
+async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: JournalEntry | undefined, header: PacketHeader, message: MessageSource): Promise<Outcome> {
   const now = deps.now();
   // "injecting" left by a previous run of this process means it died while injecting this packet.
-  const resumed = deps.journal.byHash(hash)?.state === 'injecting';
+  // (`known` is still current: the receiver never handles one file twice at once.)
+  const resumed = known?.state === 'injecting';
   const j = deps.journal.begin(
     { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
     now,
@@ -135,13 +141,13 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
     log.warn({ evt: 'inject.tempfail', rcpts: temp.map((r) => r.rcpt), error, retryInMs: delay, attempts: j.attempts }, 'deferred');
     return 'deferred';
   }
-  if (deps.commitDelivered) await deps.commitDelivered(hash);
-  else deps.journal.delivered(hash, deps.now());
+  await deps.commit.delivered(hash);
   crashPoint(deps, 'after-delivered');
-  // No directory fsync for the removal: if it is lost in a crash, the journal says delivered and the
-  // file is removed again at start, never injected twice.
-  await unlinkIfPresent(entry.path);
-  deps.journal.removed(hash, deps.now());
+  // No directory fsync for the removal, and "removed" rides along with a later transaction: if either
+  // is lost in a crash, the journal says delivered and the file is removed again at start, never
+  // injected twice.
+  unlinkIfPresentSync(entry.path);
+  deps.commit.removed(hash);
   log.info({ evt: 'rx.delivered', from: entry.from, rcpts: header.envelope.to.length, size: header.size }, 'packet delivered and removed');
   return 'delivered';
 }
@@ -164,4 +170,13 @@ async function unlinkIfPresent(file: string): Promise<void> {
   await unlink(file).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ENOENT') throw e;
   });
+}
+
+/** unlink(2) without a thread-pool round trip: one syscall, cheaper blocking than scheduled. */
+function unlinkIfPresentSync(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
 }
