@@ -32,8 +32,19 @@ export function enhancedFromReply(reply: string | undefined): string | undefined
 function addressKey(a: string): string {
   const at = a.lastIndexOf('@');
   if (at < 0) return a.trim();
-  const domain = a.slice(at + 1).trim().toLowerCase();
-  return `${a.slice(0, at).trim()}@${domainToASCII(domain) || domain}`;
+  return `${a.slice(0, at).trim()}@${asciiDomain(a.slice(at + 1).trim().toLowerCase())}`;
+}
+
+/** domainToASCII is a URL host parse (~10 µs); a mail stream repeats the same few domains. */
+const domainCache = new Map<string, string>();
+function asciiDomain(domain: string): string {
+  let v = domainCache.get(domain);
+  if (v === undefined) {
+    v = domainToASCII(domain) || domain;
+    if (domainCache.size >= 1024) domainCache.clear();
+    domainCache.set(domain, v);
+  }
+  return v;
 }
 
 function statusOf(code: number | undefined): RecipientStatus {
