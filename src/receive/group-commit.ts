@@ -16,6 +16,8 @@ export interface GroupCommit {
   delivered(hash: string): Promise<void>;
   /** Records "removed" with the next transaction (not durable by itself; see the file comment). */
   removed(hash: string): void;
+  /** True while a removed() record waits for its transaction (the journal still says delivered). */
+  removedPending(hash: string): boolean;
   /** Commits whatever is pending now (shutdown). */
   flush(): void;
 }
@@ -41,6 +43,7 @@ export function createGroupCommit(journal: Journal, now: () => number, opts: Gro
   const removedDelayMs = opts.removedDelayMs ?? 200;
   let delivered: Waiter[] = [];
   let removed: string[] = [];
+  const removedSet = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
   let timerUrgent = false;
 
@@ -64,6 +67,7 @@ export function createGroupCommit(journal: Journal, now: () => number, opts: Gro
     const gone = removed;
     delivered = [];
     removed = [];
+    removedSet.clear();
     if (!waiters.length && !gone.length) return;
     try {
       journal.commit({ delivered: waiters.map((w) => w.hash), removed: gone }, now());
@@ -83,8 +87,10 @@ export function createGroupCommit(journal: Journal, now: () => number, opts: Gro
     },
     removed(hash) {
       removed.push(hash);
+      removedSet.add(hash);
       schedule(false);
     },
+    removedPending: (hash) => removedSet.has(hash),
     flush: commitNow,
   };
 }

@@ -55,6 +55,8 @@ export interface PacketDeps extends ProcessDeps {
 export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise<Outcome> {
   const hash = entry.hash.toString('hex');
   const known = deps.journal.byHash(hash);
+  // A removal not yet written (it rides on the next group commit) counts as written.
+  if (known?.state === 'delivered' && deps.commit.removedPending(hash)) known.state = 'removed';
   if (known?.state === 'removed') {
     return refuse(deps, entry, new FerryError('PACKET_REPLAY', `packet ${known.id} was already delivered and removed at ${new Date(known.updated).toISOString()}`), known.id);
   }

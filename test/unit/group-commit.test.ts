@@ -49,10 +49,12 @@ describe('group commit', () => {
     await gc.delivered(hash(1));
     gc.removed(hash(1));
     expect(j.byHash(hash(1))?.state).toBe('delivered'); // only queued
+    expect(gc.removedPending(hash(1))).toBe(true);
     await gc.delivered(hash(2));
     expect(commit).toHaveBeenCalledTimes(2);
     expect(commit.mock.calls[1]![0]).toEqual({ delivered: [hash(2)], removed: [hash(1)] });
     expect(j.byHash(hash(1))?.state).toBe('removed');
+    expect(gc.removedPending(hash(1))).toBe(false);
     gc.removed(hash(2));
     await new Promise((r) => setTimeout(r, 120));
     expect(commit).toHaveBeenCalledTimes(3);
