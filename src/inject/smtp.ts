@@ -1,16 +1,16 @@
 /**
- * SMTP/LMTP injector: hands the exact message bytes to the next-hop MTA over one pooled nodemailer
- * transport (many messages per connection). SMTP needs CRLF on the wire, so nodemailer turns bare LF
- * into CRLF (and dot-stuffs); the receiving MTA stores lines, not our line endings — every other byte
- * arrives unchanged (asserted in test/unit/inject-smtp.test.ts).
+ * SMTP/LMTP injector: hands the exact message bytes to the next-hop MTA over a small pool of nodemailer
+ * SMTPConnections (smtp-pool.ts; many messages per connection). SMTP needs CRLF on the wire, so
+ * nodemailer turns bare LF into CRLF (and dot-stuffs); the receiving MTA stores lines, not our line
+ * endings — every other byte arrives unchanged (asserted in test/unit/inject-smtp.test.ts).
  * How it fails: never throws. Per-recipient 4xx → temp, 5xx → perm (enhanced code from the reply);
  * a whole-transaction 4xx, a connection error or a timeout → every recipient temp; a whole-transaction
  * 5xx (MAIL FROM or DATA refused) → every recipient perm. A recipient without any reply → temp.
  */
 import { domainToASCII } from 'node:url';
-import nodemailer from 'nodemailer';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/schema.js';
+import { createSmtpPool, type PoolEnvelope, type PoolError, type PoolSendInfo } from './smtp-pool.js';
 import { messageStream, type InjectRequest, type Injector, type RecipientResult, type RecipientStatus } from './types.js';
 
 export type SmtpDeliveryConfig = Extract<DeliveryConfig, { method: 'smtp' | 'lmtp' }>;
@@ -19,22 +19,8 @@ export interface SmtpInjectorOptions {
   log?: Logger;
 }
 
-interface SmtpError extends Error {
-  code?: string;
-  response?: string;
-  responseCode?: number;
-  command?: string;
-  recipient?: string;
-  rejected?: string[];
-  rejectedErrors?: SmtpError[];
-}
-
-interface SendInfo {
-  accepted?: Array<string | { address: string }>;
-  rejected?: Array<string | { address: string }>;
-  rejectedErrors?: SmtpError[];
-  response?: string;
-}
+type SmtpError = PoolError;
+type SendInfo = PoolSendInfo;
 
 /** "550 5.1.1 <x>: user unknown" → "5.1.1"; undefined if the reply has no enhanced code. */
 export function enhancedFromReply(reply: string | undefined): string | undefined {
@@ -46,8 +32,19 @@ export function enhancedFromReply(reply: string | undefined): string | undefined
 function addressKey(a: string): string {
   const at = a.lastIndexOf('@');
   if (at < 0) return a.trim();
-  const domain = a.slice(at + 1).trim().toLowerCase();
-  return `${a.slice(0, at).trim()}@${domainToASCII(domain) || domain}`;
+  return `${a.slice(0, at).trim()}@${asciiDomain(a.slice(at + 1).trim().toLowerCase())}`;
+}
+
+/** domainToASCII is a URL host parse (~10 µs); a mail stream repeats the same few domains. */
+const domainCache = new Map<string, string>();
+function asciiDomain(domain: string): string {
+  let v = domainCache.get(domain);
+  if (v === undefined) {
+    v = domainToASCII(domain) || domain;
+    if (domainCache.size >= 1024) domainCache.clear();
+    domainCache.set(domain, v);
+  }
+  return v;
 }
 
 function statusOf(code: number | undefined): RecipientStatus {
@@ -67,30 +64,15 @@ function fromReply(rcpt: string, err: SmtpError): RecipientResult {
 }
 
 export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOptions = {}): Injector {
-  const transport = nodemailer.createTransport({
+  const pool = createSmtpPool({
     host: cfg.host,
     port: cfg.port,
     lmtp: cfg.method === 'lmtp',
-    pool: true,
-    maxConnections: cfg.max_connections,
-    maxMessages: Infinity,
-    secure: false,
-    ignoreTLS: true,
-    ...(cfg.helo_name ? { name: cfg.helo_name } : {}),
-    connectionTimeout: cfg.timeout,
-    greetingTimeout: cfg.timeout,
-    socketTimeout: cfg.timeout,
+    max: cfg.max_connections,
+    timeout: cfg.timeout,
+    ...(cfg.helo_name ? { heloName: cfg.helo_name } : {}),
   });
   const name = `${cfg.method}:${cfg.host}:${cfg.port}`;
-  // nodemailer reports RCPT-stage refusals only on success; when DATA then fails they are still on
-  // the envelope object it built (mail.message.getEnvelope(), filled in place by SMTPConnection).
-  // Keep a handle on it per send so such recipients keep their own reply.
-  transport.use('stream', (mail, done) => {
-    const data = mail.data as { ferryEnvelope?: { get?: () => SendInfo } };
-    const message = (mail as unknown as { message?: { getEnvelope(): SendInfo } }).message;
-    if (data.ferryEnvelope && message) data.ferryEnvelope.get = () => message.getEnvelope();
-    done();
-  });
 
   return {
     name,
@@ -104,13 +86,13 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
         if (!byKey.has(k)) byKey.set(k, { ...r, rcpt: k });
       };
       let fallback: Omit<RecipientResult, 'rcpt'>;
-      const handle: { get?: () => SendInfo } = {};
+      // SMTPConnection records RCPT-stage refusals on this object, also when DATA then fails.
+      const envelope: PoolEnvelope = { from: req.envelope.from ? addressKey(req.envelope.from) : '', to: unique };
       try {
-        const info = (await transport.sendMail({
-          envelope: { from: req.envelope.from, to: unique },
-          raw: req.bytes ? Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength) : messageStream(req),
-          ferryEnvelope: handle,
-        } as Parameters<typeof transport.sendMail>[0])) as SendInfo;
+        const info: SendInfo = await pool.send(
+          envelope,
+          req.bytes ? Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength) : () => messageStream(req),
+        );
         for (const e of info.rejectedErrors ?? []) if (e.recipient) record(e.recipient, fromReply(e.recipient, e));
         // LMTP: info.response is the last recipient's reply, so a 2xx is only trusted as such.
         const reply = /^2\d\d/.test(info.response ?? '') ? info.response! : '250 ok';
@@ -120,7 +102,7 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
       } catch (e) {
         const err = e as SmtpError;
         // After a refused MAIL FROM the (pipelined) RCPT replies are only "503 bad sequence".
-        const seen = err.command === 'MAIL FROM' ? [] : (err.rejectedErrors ?? handle.get?.().rejectedErrors ?? []);
+        const seen = err.command === 'MAIL FROM' ? [] : (err.rejectedErrors ?? envelope.rejectedErrors ?? []);
         for (const re of seen) if (re.recipient) record(re.recipient, fromReply(re.recipient, re));
         // A transaction-level failure (connection, MAIL FROM, DATA): applies to every other recipient.
         const code = err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
@@ -139,7 +121,7 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
       return req.envelope.to.map((rcpt, i) => ({ ...(byKey.get(keys[i]!) ?? fallback), rcpt }));
     },
     async close(): Promise<void> {
-      transport.close();
+      pool.close();
     },
   };
 }

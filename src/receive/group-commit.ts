@@ -1,47 +1,96 @@
 /**
- * Group commit of "delivered" journal records: packets that finish injection within a couple of
+ * Group commit of the receiver's journal records: packets that finish injection within a couple of
  * milliseconds of each other share one fsync'd SQLite transaction, instead of each blocking the event
- * loop for its own fsync. Each caller's promise resolves only after the transaction that includes its
- * packet has committed, so "delete only after the journal durably says delivered" still holds.
- * A failing commit rejects every packet of that batch (they stay in the tree and are retried).
+ * loop for its own fsync (better-sqlite3 is synchronous; an fsync on the thread pool was tried and was
+ * slower: its completion waits behind every other callback of a busy event loop).
+ * - delivered(hash) resolves only after the transaction that includes the packet has committed, so
+ *   "delete only after the journal durably says delivered" still holds.
+ * - removed(hash) (the file is gone) is only queued: it rides along with the next transaction. Losing
+ *   it in a crash is harmless: a delivered entry whose file is gone is marked removed at start.
+ * A failing commit rejects every delivered() of that batch (those packets stay in the tree and
+ * are retried); removed records of a failed transaction are dropped (recovery finishes them).
  */
 import type { Journal } from '../store/journal.js';
 
 export interface GroupCommit {
   delivered(hash: string): Promise<void>;
+  /** Records "removed" with the next transaction (not durable by itself; see the file comment). */
+  removed(hash: string): void;
+  /** True while a removed() record waits for its transaction (the journal still says delivered). */
+  removedPending(hash: string): boolean;
   /** Commits whatever is pending now (shutdown). */
   flush(): void;
 }
 
-export function createGroupCommit(journal: Journal, now: () => number, opts: { maxBatch?: number; maxDelayMs?: number } = {}): GroupCommit {
+interface Waiter {
+  hash: string;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export interface GroupCommitOptions {
+  /** Commit at once when this many records are pending. */
+  maxBatch?: number;
+  /** How long a delivered() waits for others to share its transaction. */
+  maxDelayMs?: number;
+  /** How long removed records alone wait for a transaction to ride along with. */
+  removedDelayMs?: number;
+}
+
+export function createGroupCommit(journal: Journal, now: () => number, opts: GroupCommitOptions = {}): GroupCommit {
   const maxBatch = opts.maxBatch ?? 256;
   const maxDelayMs = opts.maxDelayMs ?? 2;
-  let pending: Array<{ hash: string; resolve: () => void; reject: (e: unknown) => void }> = [];
+  const removedDelayMs = opts.removedDelayMs ?? 200;
+  let delivered: Waiter[] = [];
+  let removed: string[] = [];
+  const removedSet = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
+  let timerUrgent = false;
 
-  function flush(): void {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    const batch = pending;
-    pending = [];
-    if (!batch.length) return;
-    try {
-      journal.deliveredMany(batch.map((b) => b.hash), now());
-    } catch (err) {
-      for (const b of batch) b.reject(err);
+  function schedule(urgent: boolean): void {
+    if (delivered.length + removed.length >= maxBatch) {
+      commitNow();
       return;
     }
-    for (const b of batch) b.resolve();
+    if (timer && (timerUrgent || !urgent)) return;
+    if (timer) clearTimeout(timer);
+    timerUrgent = urgent;
+    timer = setTimeout(commitNow, urgent ? maxDelayMs : removedDelayMs);
+    // Removed records alone must not keep the process alive; flush() at stop writes them.
+    if (!urgent) timer.unref();
+  }
+
+  function commitNow(): void {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    const waiters = delivered;
+    const gone = removed;
+    delivered = [];
+    removed = [];
+    removedSet.clear();
+    if (!waiters.length && !gone.length) return;
+    try {
+      journal.commit({ delivered: waiters.map((w) => w.hash), removed: gone }, now());
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
+      return;
+    }
+    for (const w of waiters) w.resolve();
   }
 
   return {
     delivered(hash) {
       return new Promise<void>((resolve, reject) => {
-        pending.push({ hash, resolve, reject });
-        if (pending.length >= maxBatch) flush();
-        else timer ??= setTimeout(flush, maxDelayMs);
+        delivered.push({ hash, resolve, reject });
+        schedule(true);
       });
     },
-    flush,
+    removed(hash) {
+      removed.push(hash);
+      removedSet.add(hash);
+      schedule(false);
+    },
+    removedPending: (hash) => removedSet.has(hash),
+    flush: commitNow,
   };
 }

@@ -19,6 +19,7 @@ import type { Enqueue } from '../send/types.js';
 import type { Journal, JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
+import type { GroupCommit } from './group-commit.js';
 import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
 
@@ -34,8 +35,6 @@ export interface ProcessDeps {
   retryMaxMs: number;
   queueLifetimeMs: number;
   now: () => number;
-  /** Durable "delivered" record; default: journal.delivered (the receiver passes a group commit). */
-  commitDelivered?: (hash: string) => Promise<void>;
   /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
   crashAt?: CrashPoint | undefined;
 }
@@ -48,9 +47,16 @@ function crashPoint(deps: ProcessDeps, at: CrashPoint): void {
 
 export type Outcome = 'delivered' | 'deferred' | 'quarantined' | 'skipped' | 'cleaned' | 'error';
 
-export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promise<Outcome> {
+/** What processPacket needs besides ProcessDeps: the receiver's shared group commit. */
+export interface PacketDeps extends ProcessDeps {
+  commit: GroupCommit;
+}
+
+export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise<Outcome> {
   const hash = entry.hash.toString('hex');
   const known = deps.journal.byHash(hash);
+  // A removal not yet written (it rides on the next group commit) counts as written.
+  if (known?.state === 'delivered' && deps.commit.removedPending(hash)) known.state = 'removed';
   if (known?.state === 'removed') {
     return refuse(deps, entry, new FerryError('PACKET_REPLAY', `packet ${known.id} was already delivered and removed at ${new Date(known.updated).toISOString()}`), known.id);
   }
@@ -80,16 +86,17 @@ export async function processPacket(deps: ProcessDeps, entry: TreeEntry): Promis
       if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);
       throw err;
     }
-    return await deliver(deps, entry, hash, verified.header, verified.message);
+    return await deliver(deps, entry, hash, known, verified.header, verified.message);
   } finally {
     if (verified?.message.file) await unlink(verified.message.file).catch(() => undefined);
   }
 }
 
-async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header: PacketHeader, message: MessageSource): Promise<Outcome> {
+async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: JournalEntry | undefined, header: PacketHeader, message: MessageSource): Promise<Outcome> {
   const now = deps.now();
   // "injecting" left by a previous run of this process means it died while injecting this packet.
-  const resumed = deps.journal.byHash(hash)?.state === 'injecting';
+  // (`known` is still current: the receiver never handles one file twice at once.)
+  const resumed = known?.state === 'injecting';
   const j = deps.journal.begin(
     { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
     now,
@@ -135,13 +142,15 @@ async function deliver(deps: ProcessDeps, entry: TreeEntry, hash: string, header
     log.warn({ evt: 'inject.tempfail', rcpts: temp.map((r) => r.rcpt), error, retryInMs: delay, attempts: j.attempts }, 'deferred');
     return 'deferred';
   }
-  if (deps.commitDelivered) await deps.commitDelivered(hash);
-  else deps.journal.delivered(hash, deps.now());
+  await deps.commit.delivered(hash);
   crashPoint(deps, 'after-delivered');
-  // No directory fsync for the removal: if it is lost in a crash, the journal says delivered and the
-  // file is removed again at start, never injected twice.
+  // No directory fsync for the removal, and "removed" rides along with a later transaction: if either
+  // is lost in a crash, the journal says delivered and the file is removed again at start, never
+  // injected twice.
+  // Not a blocking unlinkSync: unlink waits for the filesystem journal while fsyncs are under way
+  // (measured: 4.7 % of the receiver's main thread when it was blocking).
   await unlinkIfPresent(entry.path);
-  deps.journal.removed(hash, deps.now());
+  deps.commit.removed(hash);
   log.info({ evt: 'rx.delivered', from: entry.from, rcpts: header.envelope.to.length, size: header.size }, 'packet delivered and removed');
   return 'delivered';
 }
@@ -165,3 +174,4 @@ async function unlinkIfPresent(file: string): Promise<void> {
     if (e.code !== 'ENOENT') throw e;
   });
 }
+

@@ -10,7 +10,7 @@ import PQueue from 'p-queue';
 import { inboxDir } from '../tree/layout.js';
 import { removeStaleTemps, scanInbox, type TreeEntry } from '../tree/scan.js';
 import { watchInbox } from '../tree/watch.js';
-import { processPacket, type Outcome, type ProcessDeps } from './process.js';
+import { processPacket, type Outcome, type PacketDeps, type ProcessDeps } from './process.js';
 import { existsSync } from 'node:fs';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
@@ -36,9 +36,9 @@ export interface Receiver {
   stop(): Promise<void>;
 }
 
-export function createReceiver(deps: ReceiverDeps): Receiver {
-  const groupCommit = createGroupCommit(deps.journal, deps.now);
-  deps = { ...deps, commitDelivered: deps.commitDelivered ?? groupCommit.delivered };
+export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
+  const groupCommit = createGroupCommit(receiverDeps.journal, receiverDeps.now);
+  const deps: ReceiverDeps & PacketDeps = { ...receiverDeps, commit: groupCommit };
   const queue = new PQueue({ concurrency: deps.concurrency });
   const inFlight = new Set<string>();
   const self = deps.keyring.self.fingerprint;

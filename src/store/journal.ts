@@ -1,12 +1,15 @@
 /**
- * The receiver's durable journal (better-sqlite3, WAL, synchronous=FULL): one row per packet, keyed by
- * the packet file's SHA-256 (hex), with the packet id unique too (replay detection via byId).
+ * The receiver's durable journal (better-sqlite3, WAL): one row per packet, keyed by the packet file's
+ * SHA-256 (hex), with the packet id unique too (replay detection via byId).
  * States: injecting → deferred ⇄ injecting → delivered → removed. Every method that writes has committed
- * its transaction before it returns. `defer` and `delivered` are fsync'd (synchronous=FULL) before they
- * return: they are what stops a second injection. `begin`, `recipientsDone` and `removed` commit without
- * an fsync of their own (synchronous=NORMAL): losing them in a crash changes nothing that matters (an
- * entry still "injecting" is injected again either way; a delivered entry without its file is marked
- * removed at start), and the next fsync'd commit makes them durable too, in order (WAL). Illegal transitions, unknown hashes and a reused id throw FerryError
+ * its transaction (written to the WAL, so it survives kill -9) before it returns. `defer` and `delivered`
+ * are also fsync'd before they return (synchronous=FULL for that transaction): they are what stops a
+ * second injection. The others commit without an fsync (synchronous=NORMAL): losing them in a power
+ * failure changes nothing that matters (an entry still "injecting" is injected again either way; a
+ * delivered entry without its file is marked removed at start), and the next fsync makes them durable
+ * too, in order (WAL). The receiver's hot path uses `commit`: several packets' records in one fsync'd
+ * transaction (its group commit), so the fsync, which blocks the event loop (better-sqlite3 is
+ * synchronous), is shared. Illegal transitions, unknown hashes and a reused id throw FerryError
  * (PACKET_REPLAY for a reused id or re-delivery, INTERNAL otherwise); an unopenable or newer-schema file
  * throws FerryError('STORE_FAILED' / 'CONFIG') naming the file.
  */
@@ -43,6 +46,11 @@ export interface BeginArgs {
   size: number;
 }
 
+export interface JournalBatch {
+  delivered?: readonly string[];
+  removed?: readonly string[];
+}
+
 export interface Journal {
   byHash(hash: string): JournalEntry | undefined;
   byId(id: string): JournalEntry | undefined;
@@ -51,8 +59,13 @@ export interface Journal {
   recipientsDone(hash: string, rcpts: string[]): void;
   defer(hash: string, error: string, nextAttempt: number, now?: number): void;
   delivered(hash: string, now?: number): void;
-  /** delivered() for many packets in one fsync'd transaction (group commit). */
-  deliveredMany(hashes: readonly string[], now?: number): void;
+  /**
+   * Several packets' records in one transaction (the receiver's group commit), fsync'd when it holds
+   * delivered records: `delivered` as
+   * delivered() (an illegal transition throws and nothing of the batch is written); `removed` for
+   * entries that are delivered (others are left as they are).
+   */
+  commit(batch: JournalBatch, now?: number): void;
   removed(hash: string, now?: number): void;
   inState(state: JournalState): JournalEntry[];
   /** Deferred entries with nextAttempt <= now, earliest first. */
@@ -126,7 +139,8 @@ function openDb(file: string): Database.Database {
     const db = new Database(file);
     try {
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
+      // Per transaction: NORMAL (written, not fsync'd) unless durably() or sync() says otherwise.
+      db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
     } catch (err) {
@@ -181,15 +195,15 @@ export function openJournal(file: string): Journal {
     return row;
   };
 
-  /** Runs one transaction without the per-commit fsync (see the file comment). */
+  /** Runs one transaction with its own fsync before it returns (see the file comment). */
   const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
   const syncFull = db.prepare('PRAGMA synchronous = FULL');
-  function lazily<T>(fn: () => T): T {
-    syncNormal.run();
+  function durably<T>(fn: () => T): T {
+    syncFull.run();
     try {
       return fn();
     } finally {
-      syncFull.run();
+      syncNormal.run();
     }
   }
 
@@ -203,6 +217,11 @@ export function openJournal(file: string): Journal {
         });
       }
       insert.run({ ...e, recipients: JSON.stringify(e.recipients), now });
+      // What the row now holds, without reading it back.
+      return {
+        hash: e.hash, id: e.id, fromNode: e.fromNode, state: 'injecting', firstSeen: now, updated: now, attempts: 1,
+        nextAttempt: null, lastError: null, doneRecipients: [], recipients: [...e.recipients], expires: e.expires, size: e.size,
+      };
     } else {
       if (row.id !== e.id) throw new FerryError('INTERNAL', `journal: hash ${e.hash} recorded with id ${row.id}, not ${e.id}`);
       if (row.state !== 'injecting' && row.state !== 'deferred') {
@@ -227,18 +246,20 @@ export function openJournal(file: string): Journal {
     const row = must(hash, ['injecting', 'deferred', 'delivered'], 'delivered');
     if (row.state !== 'delivered') setState.run('delivered', now, hash);
   });
-  const deliveredMany = db.transaction((hashes: readonly string[], now: number): void => {
-    for (const hash of hashes) {
+  const setRemovedIfDelivered = db.prepare("UPDATE packets SET state = 'removed', next_attempt = NULL, updated = ? WHERE hash = ? AND state = 'delivered'");
+  const commit = db.transaction((batch: JournalBatch, now: number): void => {
+    for (const hash of batch.delivered ?? []) {
       const row = must(hash, ['injecting', 'deferred', 'delivered'], 'delivered');
       if (row.state !== 'delivered') setState.run('delivered', now, hash);
     }
+    for (const hash of batch.removed ?? []) setRemovedIfDelivered.run(now, hash);
   });
   const removed = db.transaction((hash: string, now: number): void => {
     const row = must(hash, ['delivered', 'removed'], 'removed');
     if (row.state !== 'removed') setState.run('removed', now, hash);
   });
 
-  let open = true;
+  let isOpen = true;
   return {
     byHash: (hash) => {
       const r = get(hash);
@@ -248,20 +269,22 @@ export function openJournal(file: string): Journal {
       const r = selId.get(id) as Row | undefined;
       return r === undefined ? undefined : toEntry(r);
     },
-    begin: (e, now = Date.now()) => lazily(() => begin.immediate(e, now)),
-    recipientsDone: (hash, rcpts) => lazily(() => recipientsDone.immediate(hash, rcpts)),
-    defer: (hash, error, nextAttempt, now = Date.now()) => defer.immediate(hash, error, nextAttempt, now),
-    delivered: (hash, now = Date.now()) => delivered.immediate(hash, now),
-    deliveredMany: (hashes, now = Date.now()) => deliveredMany.immediate(hashes, now),
-    removed: (hash, now = Date.now()) => lazily(() => removed.immediate(hash, now)),
+    begin: (e, now = Date.now()) => begin.immediate(e, now),
+    recipientsDone: (hash, rcpts) => recipientsDone.immediate(hash, rcpts),
+    defer: (hash, error, nextAttempt, now = Date.now()) => durably(() => defer.immediate(hash, error, nextAttempt, now)),
+    delivered: (hash, now = Date.now()) => durably(() => delivered.immediate(hash, now)),
+    // Only "delivered" needs the fsync; a batch of removed records alone rides on the next one.
+    commit: (batch, now = Date.now()) => (batch.delivered?.length ? durably(() => commit.immediate(batch, now)) : commit.immediate(batch, now)),
+    removed: (hash, now = Date.now()) => removed.immediate(hash, now),
     inState: (state) => (selState.all(state) as Row[]).map(toEntry),
     dueForRetry: (now) => (selDue.all(now) as Row[]).map(toEntry),
     prune: (now) => del.run(PRUNE_GRACE_MS, now).changes,
     close: () => {
-      if (open) {
-        open = false;
+      if (isOpen) {
+        isOpen = false;
         db.close();
       }
     },
   };
 }
+

@@ -29,10 +29,11 @@ interface Sink {
   close(): Promise<void>;
 }
 
-async function startSink(lmtp = false): Promise<Sink> {
+async function startSink(lmtp = false, socketTimeout?: number): Promise<Sink> {
   const sink: Omit<Sink, 'port' | 'close'> = { received: [], connections: 0, mode: {} };
   const server = new SMTPServer({
     lmtp,
+    ...(socketTimeout ? { socketTimeout } : {}),
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
@@ -166,6 +167,110 @@ describe('smtp injector', () => {
     const all = await Promise.all(Array.from({ length: 40 }, (_, i) => inj.inject(req(file, 'alice@a.example', [`u${i}@b.example`]))));
     expect(all.flat().every((r) => r.status === 'ok')).toBe(true);
     expect(sink.connections - before).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('smtp injector: connection pool', () => {
+  it('a pooled connection the server closed while idle is replaced; the message still goes out once', async () => {
+    const sink = await startSink(false, 150); // the server drops idle sessions after 150 ms
+    const inj = createSmtpInjector(cfg(sink.port));
+    const file = join(FIX, 'crlf-plain.eml');
+    try {
+      expect((await inj.inject(req(file, 'alice@a.example', ['bob@b.example'])))[0]!.status).toBe('ok');
+      await new Promise((r) => setTimeout(r, 400));
+      expect((await inj.inject(req(file, 'alice@a.example', ['carol@b.example'])))[0]!.status).toBe('ok');
+      expect(sink.received.map((m) => m.to)).toEqual([['bob@b.example'], ['carol@b.example']]);
+      expect(sink.connections).toBe(2);
+    } finally {
+      await inj.close();
+      await sink.close();
+    }
+  });
+
+  it('a reused connection that drops at MAIL FROM (no reply) is replaced and the message sent again', async () => {
+    // A bare SMTP server that hangs up on the second transaction of every connection.
+    let messages = 0;
+    let connections = 0;
+    const srv = net.createServer((sock) => {
+      connections += 1;
+      let buf = '';
+      let inData = false;
+      let mails = 0;
+      sock.write('220 test ESMTP\r\n');
+      sock.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        for (;;) {
+          if (inData) {
+            const end = buf.indexOf('\r\n.\r\n');
+            if (end < 0) return;
+            buf = buf.slice(end + 5);
+            inData = false;
+            messages += 1;
+            sock.write('250 2.0.0 queued\r\n');
+            continue;
+          }
+          const nl = buf.indexOf('\r\n');
+          if (nl < 0) return;
+          const line = buf.slice(0, nl).toUpperCase();
+          buf = buf.slice(nl + 2);
+          if (line.startsWith('EHLO')) sock.write('250-test\r\n250 PIPELINING\r\n');
+          else if (line.startsWith('MAIL')) {
+            if (++mails === 2) return void sock.destroy();
+            sock.write('250 2.1.0 ok\r\n');
+          } else if (line.startsWith('RCPT')) sock.write('250 2.1.5 ok\r\n');
+          else if (line === 'DATA') {
+            inData = true;
+            sock.write('354 go\r\n');
+          } else if (line === 'QUIT') sock.end('221 bye\r\n');
+          else sock.write('250 ok\r\n');
+        }
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const inj = createSmtpInjector(cfg((srv.address() as net.AddressInfo).port, { max_connections: 1 }));
+    const file = join(FIX, 'crlf-plain.eml');
+    try {
+      expect((await inj.inject(req(file, 'alice@a.example', ['bob@b.example'])))[0]!.status).toBe('ok');
+      expect((await inj.inject(req(file, 'alice@a.example', ['carol@b.example'])))[0]!.status).toBe('ok');
+      expect(messages).toBe(2);
+      expect(connections).toBe(2);
+    } finally {
+      await inj.close();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+
+  it('queues messages beyond max_connections and sends them all, in any order, one per transaction', async () => {
+    const sink = await startSink();
+    const inj = createSmtpInjector(cfg(sink.port, { max_connections: 3 }));
+    const file = join(FIX, 'crlf-plain.eml');
+    try {
+      const res = await Promise.all(Array.from({ length: 25 }, (_, i) => inj.inject(req(file, 'alice@a.example', [`u${i}@b.example`, 'unknown@b.example']))));
+      expect(res.map((r) => r.map((x) => x.status))).toEqual(Array.from({ length: 25 }, () => ['ok', 'perm']));
+      expect(sink.received.map((m) => m.to[0]).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `u${i}@b.example`).sort());
+      expect(sink.connections).toBeLessThanOrEqual(3);
+    } finally {
+      await inj.close();
+      await sink.close();
+    }
+  });
+
+  it('after a refused transaction the connection is reset and used again', async () => {
+    const sink = await startSink();
+    const inj = createSmtpInjector(cfg(sink.port, { max_connections: 1 }));
+    const file = join(FIX, 'crlf-plain.eml');
+    try {
+      sink.mode.mailFrom = rcptError(553, '5.7.1 sender refused');
+      expect((await inj.inject(req(file, 'alice@a.example', ['bob@b.example'])))[0]!.status).toBe('perm');
+      sink.mode = {};
+      expect((await inj.inject(req(file, 'alice@a.example', ['unknown@b.example'])))[0]!.status).toBe('perm');
+      expect((await inj.inject(req(file, 'alice@a.example', ['bob@b.example'])))[0]!.status).toBe('ok');
+      expect(sink.connections).toBe(1);
+    } finally {
+      await inj.close();
+      await sink.close();
+    }
   });
 });
 

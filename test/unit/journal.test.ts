@@ -124,6 +124,27 @@ describe('journal', () => {
     expect(j.byHash(H3)?.state).toBe('removed');
   });
 
+  it('commit: several packets delivered and removed in one transaction; an illegal transition writes nothing', () => {
+    j.begin(pkt(H1, 'id1'));
+    j.begin(pkt(H2, 'id2'));
+    j.delivered(H1, 10);
+    j.commit({ delivered: [H2], removed: [H1] }, 20);
+    expect(j.byHash(H1)).toMatchObject({ state: 'removed', updated: 20 });
+    expect(j.byHash(H2)).toMatchObject({ state: 'delivered', updated: 20 });
+    j.begin(pkt(H3, 'id3'));
+    // removed only applies to delivered entries: H3 (injecting) stays as it is
+    j.commit({ removed: [H3] }, 30);
+    expect(j.byHash(H3)?.state).toBe('injecting');
+    // H1 is removed: delivering it again is illegal, and the whole batch (H2 removed too) is rolled back
+    expect(() => j.commit({ delivered: [H3, H1], removed: [H2] }, 40)).toThrow(/cannot mark packet id1 delivered from state removed/);
+    expect(j.byHash(H3)?.state).toBe('injecting');
+    expect(j.byHash(H2)?.state).toBe('delivered');
+    j.close();
+    j = openJournal(file);
+    expect(j.byHash(H2)?.state).toBe('delivered');
+    expect(j.byHash(H1)?.state).toBe('removed');
+  });
+
   it('stores the database in WAL mode', () => {
     j.close();
     const db = new Database(file, { readonly: true });
