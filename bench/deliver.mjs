@@ -17,7 +17,9 @@ function quarantined(node) {
 
 /** One drain of the stash into `delivery`; returns packets/s. */
 export async function drainOnce(pair, stash, delivery) {
-  await pair.b.edit((doc) => doc.setIn(['delivery'], delivery));
+  const conns = process.env.DELIVER_CONNECTIONS;
+  await pair.b.edit((doc) => doc.setIn(['delivery'], conns ? { ...delivery, max_connections: Number(conns) } : delivery));
+  if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
   resetState(pair.b);
   const staged = stage(stash, pair.inboxB);
   const node = await startNode(pair.b, { nodeArgs });
@@ -54,7 +56,7 @@ export async function main() {
   report('deliver', [
     { figure: `ferrypost deliver ${N} waiting packets into Postfix (SMTP, median of ${res.pf.length})`, value: p, unit: 'pkt/s', anchor: 'Postfix accept (smtp-source, 10 sessions)', anchorValue: a, ratio: p / a, target: '>= 0.9x', met: p / a >= 0.9 },
     { figure: `ferrypost deliver ${N} waiting packets into smtp-sink`, value: s, unit: 'pkt/s', target: '>= 500 pkt/s', met: s >= 500 },
-  ], { runs: Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.map((x) => +x.toFixed(1))])), receiver: 'receive.concurrency and delivery.max_connections at their defaults (config/ferrypost.example.yaml)' });
+  ], { runs: Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.map((x) => +x.toFixed(1))])), receiver: `receive.concurrency ${process.env.DELIVER_CONCURRENCY ?? 'default'}, delivery.max_connections ${process.env.DELIVER_CONNECTIONS ?? 'default'} (defaults: config/ferrypost.example.yaml)` });
   return { p, s, a };
 }
 

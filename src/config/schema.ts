@@ -81,8 +81,12 @@ const smtpDelivery = z
     method: z.enum(['smtp', 'lmtp']),
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(1).max(65535),
-    /** Connections kept open to the MTA (messages per connection are unlimited). */
-    max_connections: z.number().int().min(1).max(64).default(4),
+    /**
+     * Connections kept open to the MTA (messages per connection are unlimited). 10, like smtp-source's
+     * sessions and half Postfix's default_destination_concurrency_limit: delivery is latency-bound, and
+     * 4 connections left both the MTA and the receiver idle (deliver bench: 4 → 10 gave +20 %).
+     */
+    max_connections: z.number().int().min(1).max(64).default(10),
     timeout: duration.prefault(120),
     /** Name sent in EHLO/LHLO. */
     helo_name: z.string().optional(),
@@ -149,7 +153,8 @@ export const configSchema = z
     receive: z
       .object({
         rescan_interval: duration.prefault(30),
-        concurrency: z.number().int().min(1).max(64).default(8),
+        /** Packets verified and injected at once; more than delivery.max_connections keeps them busy. */
+        concurrency: z.number().int().min(1).max(64).default(16),
         retry_initial: duration.prefault(60),
         retry_max: duration.prefault(3600),
         /** After this long in temporary failure, the message bounces (Postfix maximal_queue_lifetime). */
