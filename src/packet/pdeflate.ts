@@ -16,9 +16,15 @@ export interface ParallelDeflateOptions {
   inFlight?: number; // blocks compressing at once
 }
 
-/** 1 MiB blocks: ~100 pool jobs for 100 MiB, dictionary and flush overhead ~0.01 %. */
-export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
-/** The machine has 2 cores; a third block keeps the pool busy while the main thread catches up. */
+/**
+ * 512 KiB blocks: ~200 pool jobs for 100 MiB, dictionary and flush overhead ~0.01 %; 1 MiB blocks
+ * raised the sender's peak RSS by ~4 MiB more for no measurable speed.
+ */
+export const DEFAULT_BLOCK_SIZE = 512 * 1024;
+/**
+ * For 2 cores: a third block keeps both busy while the main thread reads the next one, and one of
+ * libuv's 4 pool threads stays free for the file reads of the source.
+ */
 export const DEFAULT_IN_FLIGHT = 3;
 const WINDOW = 32 * 1024;
 
@@ -31,16 +37,23 @@ export async function* parallelZlib(source: AsyncIterable<Uint8Array>, level: nu
   if (!Number.isInteger(inFlight) || inFlight < 1) throw new RangeError(`in-flight blocks must be a positive integer, got ${inFlight}`);
 
   yield zlibHeader(level);
-  const pending: Promise<Buffer>[] = [];
+  const pending: Array<{ input: Buffer; output: Promise<Buffer> }> = [];
+  const free: Buffer[] = []; // input blocks already compressed, reused: less garbage, lower peak RSS
   let adler = 1;
   let dictionary: Buffer | undefined;
-  let block = Buffer.allocUnsafe(blockSize);
+  let block: Buffer = Buffer.allocUnsafe(blockSize);
   let filled = 0;
-  const submit = (data: Buffer, last: boolean): void => {
-    adler = adler32(adler, data);
-    pending.push(deflateBlock(data, level, dictionary, last));
-    // A copy: the dictionary must not keep the whole block alive.
-    if (!last) dictionary = Buffer.from(data.subarray(Math.max(0, data.length - WINDOW)));
+  const submit = (input: Buffer, last: boolean): void => {
+    adler = adler32(adler, input);
+    pending.push({ input, output: deflateBlock(input, level, dictionary, last) });
+    // A copy: the dictionary must outlive the block's reuse.
+    if (!last) dictionary = Buffer.from(input.subarray(Math.max(0, input.length - WINDOW)));
+  };
+  const oldest = async (): Promise<Buffer> => {
+    const { input, output } = pending.shift()!;
+    const out = await output;
+    if (input.length === blockSize) free.push(input);
+    return out;
   };
   try {
     for await (const chunk of source) {
@@ -52,18 +65,18 @@ export async function* parallelZlib(source: AsyncIterable<Uint8Array>, level: nu
         off += n;
         if (filled === blockSize) {
           submit(block, false);
-          block = Buffer.allocUnsafe(blockSize);
           filled = 0;
           // Wait for the oldest only when the pool is full: reading on overlaps compressing.
-          if (pending.length >= inFlight) yield await pending.shift()!;
+          if (pending.length >= inFlight) yield await oldest();
+          block = free.pop() ?? Buffer.allocUnsafe(blockSize);
         }
       }
     }
     submit(block.subarray(0, filled), true);
-    while (pending.length > 0) yield await pending.shift()!;
+    while (pending.length > 0) yield await oldest();
   } finally {
     // On a source error or an abandoned consumer: nobody awaits these any more.
-    for (const p of pending) p.catch(() => undefined);
+    for (const p of pending) p.output.catch(() => undefined);
   }
   const trailer = Buffer.allocUnsafe(4);
   trailer.writeUInt32BE(adler);
