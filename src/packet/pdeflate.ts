@@ -17,15 +17,13 @@ export interface ParallelDeflateOptions {
 }
 
 /**
- * 512 KiB blocks: ~200 pool jobs for 100 MiB, dictionary and flush overhead ~0.01 %; 1 MiB blocks
- * raised the sender's peak RSS by ~4 MiB more for no measurable speed.
+ * 512 KiB blocks: ~200 pool jobs for 100 MiB, dictionary and flush overhead ~0.01 %. Each block in
+ * flight costs ~1.3 MiB (input, output, deflate state); 1 MiB blocks or a third block in flight put
+ * the sender's peak RSS on a 100 MiB message over 128 MiB for no measurable speed on 2 cores.
  */
 export const DEFAULT_BLOCK_SIZE = 512 * 1024;
-/**
- * For 2 cores: a third block keeps both busy while the main thread reads the next one, and one of
- * libuv's 4 pool threads stays free for the file reads of the source.
- */
-export const DEFAULT_IN_FLIGHT = 3;
+/** Two blocks keep 2 cores busy (the main thread reads, hashes and encrypts meanwhile). */
+export const DEFAULT_IN_FLIGHT = 2;
 const WINDOW = 32 * 1024;
 
 /** Yields the zlib stream of `source` at `level` (0..9). */
