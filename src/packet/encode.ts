@@ -1,20 +1,20 @@
 /**
  * Packet encoder: magic line + header JSON line + payload → one-pass signed literal data ('b', empty
  * file name; natively for Ed25519 node keys (native/signature-encode.ts), else openpgp.sign) → zlib
- * (node:zlib, only if it pays: see chooseLevel) → SEIPD v1 + MDC with Node's native AES-256-CFB
- * (seipd.ts), the session key encrypted to the recipient natively for v4 Curve25519 keys
- * (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Recipient keys that ask for SEIPD v2 go
- * through openpgp.encrypt instead (encode-openpgp.ts). Small Uint8Array payloads are done in memory
- * without stream machinery; others
- * stream and memory does not grow with the payload.
+ * (node:zlib, only if it pays: see chooseLevel; streamed payloads in parallel blocks: pdeflate.ts) →
+ * SEIPD v1 + MDC with Node's native AES-256-CFB (seipd.ts), the session key encrypted to the recipient
+ * natively for v4 Curve25519 keys (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Recipient
+ * keys that ask for SEIPD v2 go through openpgp.encrypt instead (encode-openpgp.ts). Small Uint8Array
+ * payloads are done in memory without stream machinery; others stream and memory does not grow with
+ * the payload.
  * Fails: invalid header (PACKET_MALFORMED), bad level or header too big (INTERNAL) before any output;
  * a payload whose length or SHA-256 differs from the header, or a payload stream that errors, makes
  * the returned stream emit 'error' (INTERNAL) instead of 'end', so a caller writing it to a temp file
  * never renames it into place.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { pipeline, Readable } from 'node:stream';
-import { createDeflate, deflateSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { deflateSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import { FerryError } from '../errors/index.js';
 import { encryptWithOpenpgp } from './encode-openpgp.js';
@@ -22,6 +22,7 @@ import { MAX_HEADER_BYTES, magicLine, parseHeader, type PacketHeader } from './h
 import { ecdhRecipientFor } from './native/ecdh-keys.js';
 import { encryptSessionKeyNative } from './native/pkesk.js';
 import { nativeSignerFor, signInMemory, signStreaming } from './native/signature-encode.js';
+import { parallelZlib } from './pdeflate.js';
 import { framePacket, packetHeader } from './pgpstream.js';
 import { plaintextSource } from './plaintext.js';
 import { seipdV1Encrypt, seipdV1EncryptSync } from './seipd.js';
@@ -156,12 +157,13 @@ async function signStream(key: openpgp.PrivateKey, data: ReadableStream<Uint8Arr
   return (await openpgp.sign({ message, signingKeys: key, format: 'binary', config: SIGN_CONFIG, date: now })) as unknown as AsyncIterable<Uint8Array>;
 }
 
-/** The Compressed Data packet body: algorithm octet, then the zlib stream. */
+/**
+ * The Compressed Data packet body: algorithm octet, then the zlib stream, compressed in blocks on the
+ * libuv pool (pdeflate.ts): one zlib stream on one core was the sender's bottleneck on large messages.
+ */
 async function* deflated(signed: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
   yield Uint8Array.of(ZLIB);
-  const z = createDeflate({ level, chunkSize: 1 << 16 });
-  pipeline(Readable.from(signed, { objectMode: false }), z, () => undefined);
-  yield* z as AsyncIterable<Uint8Array>;
+  yield* parallelZlib(signed, level);
 }
 
 function erroring(e: Error): Readable {
