@@ -129,9 +129,12 @@ export async function nodePair(base, { delivery, aDelivery, tune, existing } = {
   return { a, b, tree, inboxB: path.join(tree, b.fpr, a.fpr) };
 }
 
+/** The V8 flags of the installed `ferrypost` command's interpreter line (src/cli/main.ts). */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'];
+
 /** Starts `ferrypost run`; resolves once it logged node.started. nodeArgs e.g. ['--cpu-prof']. */
 export async function startNode(node, { nodeArgs = [], logLevel = 'info' } = {}) {
-  const proc = spawn(process.execPath, [...nodeArgs, CLI, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
+  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, CLI, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
   let buf = '';
   const onData = (d) => { buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
   proc.stdout.on('data', onData);

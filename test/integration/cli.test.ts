@@ -1,9 +1,10 @@
 /** The ferrypost command as an admin uses it: real processes, real files, exit codes and messages. */
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addPeer, cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
+import { addPeer, CLI, cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
 
 let base: string;
 let a: TestNode;
@@ -25,6 +26,14 @@ describe('ferrypost CLI', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`node cabin ${a.fingerprint}, 0 peer(s), delivery maildir`);
     expect(readFileSync(b.config, 'utf8')).toMatch(/method: smtp\n  host: 127.0.0.1\n  port: 25/);
+  });
+
+  it('runs as an installed command through its interpreter line, with its V8 flags', () => {
+    chmodSync(CLI, 0o755); // what npm does for a package's bin
+    expect(readFileSync(CLI, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S node --max-semi-space-size=4');
+    const r = spawnSync(CLI, ['check'], { env: { ...process.env, FERRYPOST_CONFIG: a.config }, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
   });
 
   it('init refuses to overwrite a node', () => {
