@@ -72,7 +72,7 @@ export async function main() {
     packetSize = fs.statSync(path.join(pair.inboxB, name)).size;
     const held = path.join(pair.tree, `.held-${name}`);
     fs.renameSync(path.join(pair.inboxB, name), held);
-    const b = await startNode(pair.b);
+    const b = await startNode(pair.b, { nodeArgs: process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [] });
     try {
       const newDir = path.join(pair.b.dir, 'Maildir', 'new');
       const t0 = performance.now();
