@@ -35,8 +35,8 @@ function setup(): ReceivingNode {
   return rx;
 }
 
-async function send(from: NodeKeys, opts: { now?: () => Date; expiryMs?: number } = {}): Promise<string> {
-  const q = await enqueueFor(from, B, tree, path.join(base, from.name), opts).submit({ from: 'a@offline.test', to: ['b@home.test'] }, MSG);
+async function send(from: NodeKeys, opts: { now?: () => Date; expiryMs?: number; message?: Buffer } = {}): Promise<string> {
+  const q = await enqueueFor(from, B, tree, path.join(base, from.name), opts).submit({ from: 'a@offline.test', to: ['b@home.test'] }, opts.message ?? MSG);
   return q[0]!.path;
 }
 
@@ -122,6 +122,52 @@ describe('receiver refusals', () => {
     writeFileSync(p, b);
     renameToHash(p);
     await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
+  });
+
+  // Packets over 1 MiB are name-checked while decryption reads them: the verdict must be the same.
+  const LARGE = Buffer.concat([Buffer.from('From: a@offline.test\r\nSubject: big\r\n\r\n'), Buffer.from(randomBytes(1536 * 1024).toString('base64'))]);
+
+  it('large packet: tampered bytes under the original name → PACKET_HASH, nothing left in work/', async () => {
+    const r = setup();
+    const p = await send(A, { message: LARGE });
+    const b = readFileSync(p);
+    expect(b.length).toBeGreaterThan(1 << 20);
+    b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
+    writeFileSync(p, b);
+    await expectQuarantined(r, 'PACKET_HASH');
+    expect(existsSync(path.join(r.stateDir, 'work')) ? readdirSync(path.join(r.stateDir, 'work')) : []).toEqual([]);
+  });
+
+  it('large packet: truncated, and with bytes appended → PACKET_HASH', async () => {
+    for (const cut of [(b: Buffer) => b.subarray(0, b.length - 1000), (b: Buffer) => Buffer.concat([b, Buffer.from('junk')])]) {
+      const r = setup();
+      const p = await send(A, { message: LARGE });
+      writeFileSync(p, cut(readFileSync(p)));
+      await expectQuarantined(r, 'PACKET_HASH');
+      await r.close();
+      rx = undefined;
+    }
+  });
+
+  it('large packet: tampered and renamed to match its hash → a decryption error, not PACKET_HASH', async () => {
+    const r = setup();
+    const p = await send(A, { message: LARGE });
+    const b = readFileSync(p);
+    b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
+    writeFileSync(p, b);
+    renameToHash(p);
+    await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
+    expect(delivered(r)).toEqual([]);
+  });
+
+  it('large packet intact → delivered byte-exact', async () => {
+    const r = setup();
+    await send(A, { message: LARGE });
+    await r.receiver.scanOnce();
+    expect(await listQuarantine(r.stateDir)).toEqual([]);
+    const got = delivered(r);
+    expect(got).toHaveLength(1);
+    expect(readFileSync(path.join(r.maildir, 'new', got[0]!)).subarray(-1000).equals(LARGE.subarray(-1000))).toBe(true);
   });
 
   it('truncated file', async () => {
