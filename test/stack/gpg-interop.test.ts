@@ -1,44 +1,26 @@
 /** Packets against real GnuPG (/usr/bin/gpg): gpg decrypts and verifies ours, we decode gpg's, gpg refuses tampering. */
-import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gpgHome, type GpgHome } from '../helpers/gpg.js';
 import { decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from '../unit/packet-helpers.js';
 
-const run = promisify(execFile);
-const GPG = '/usr/bin/gpg';
-
-let home: string;
+let G: GpgHome;
 let work: string;
 let sender: TestKey;
 let recipient: TestKey;
 
-async function gpg(args: string[], allowFail = false): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(GPG, ['--batch', '--no-tty', '--homedir', home, ...args], { env: { ...process.env, GNUPGHOME: home }, maxBuffer: 64 << 20 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    if (!allowFail) throw e;
-    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
-  }
-}
+const gpg = (args: string[], allowFail = false) => G.gpg(args, { allowFail });
 
 beforeAll(async () => {
-  home = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));
-  await chmod(home, 0o700);
   work = await mkdtemp(path.join(tmpdir(), 'ferrypost-gpgwork-'));
   [sender, recipient] = await Promise.all([makeKey('sender'), makeKey('recipient')]);
-  await writeFile(path.join(work, 'recipient.sec'), recipient.priv.armor());
-  await writeFile(path.join(work, 'sender.sec'), sender.priv.armor());
-  await gpg(['--import', path.join(work, 'recipient.sec'), path.join(work, 'sender.sec')]);
+  G = await gpgHome([recipient.priv, sender.priv]);
 });
 
 afterAll(async () => {
-  await run('gpgconf', ['--kill', 'all'], { env: { ...process.env, GNUPGHOME: home } }).catch(() => undefined);
-  await rm(home, { recursive: true, force: true });
+  await G.close();
   await rm(work, { recursive: true, force: true });
 });
 

@@ -1,13 +1,11 @@
 /** Parallel zlib (src/packet/pdeflate.ts): a standard zlib stream, bounded, errors surface; gpg reads a large packet. */
-import { execFile } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { adler32, DEFAULT_BLOCK_SIZE, parallelZlib, zlibHeader } from '../../src/packet/pdeflate.js';
+import { gpgHome } from '../helpers/gpg.js';
 import { decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf } from './packet-helpers.js';
 
 const B = 64 * 1024; // small blocks keep the edge cases fast
@@ -147,23 +145,15 @@ describe('a streamed (> 1 MiB) compressed packet', () => {
     expect(packet.length).toBeLessThan(payload.length / 2); // it was compressed
     expect((await decodeBuffer(packet, recipient, [sender])).payload.equals(payload)).toBe(true);
 
-    const run = promisify(execFile);
-    const home = await mkdtemp(path.join(tmpdir(), 'ferrypost-pdeflate-gnupg-'));
-    const env = { ...process.env, GNUPGHOME: home };
-    const gpg = (args: string[]) => run('/usr/bin/gpg', ['--batch', '--no-tty', '--homedir', home, ...args], { env, maxBuffer: 64 << 20 });
+    const G = await gpgHome([recipient.priv, sender.priv]);
     try {
-      await chmod(home, 0o700);
-      await writeFile(path.join(home, 'keys.asc'), recipient.priv.armor() + sender.priv.armor());
-      await gpg(['--import', path.join(home, 'keys.asc')]);
-      await writeFile(path.join(home, 'p.pgp'), packet);
-      const r = await gpg(['--status-fd', '1', '--output', path.join(home, 'p.out'), '--decrypt', path.join(home, 'p.pgp')]);
+      const r = await G.gpg(['--status-fd', '1', '--output', path.join(G.home, 'p.out'), '--decrypt'], { input: packet });
       expect(r.stdout).toMatch(/^\[GNUPG:\] GOODSIG /m);
       expect(r.stdout).toMatch(/^\[GNUPG:\] GOODMDC/m);
-      expect((await readFile(path.join(home, 'p.out'))).equals(plaintextOf(header, payload))).toBe(true);
-      expect((await gpg(['--list-packets', path.join(home, 'p.pgp')])).stdout).toContain('compressed packet: algo=2');
+      expect((await readFile(path.join(G.home, 'p.out'))).equals(plaintextOf(header, payload))).toBe(true);
+      expect((await G.gpg(['--list-packets'], { input: packet })).stdout).toContain('compressed packet: algo=2');
     } finally {
-      await run('gpgconf', ['--kill', 'all'], { env }).catch(() => undefined);
-      await rm(home, { recursive: true, force: true });
+      await G.close();
     }
   });
 });

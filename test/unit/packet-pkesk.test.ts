@@ -3,12 +3,7 @@
  * open natively; anything wrong is refused natively and, through the openpgp fallback, by the decoder;
  * recipient keys of other kinds (RSA, NIST P-256, v6) go through openpgp as before.
  */
-import { execFile } from 'node:child_process';
 import { createCipheriv, createHash, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
@@ -16,41 +11,26 @@ import { ecdhDecryptorsFor, ecdhRecipientFor, nativeScalar, x25519Raw, type Ecdh
 import { decryptEcdhPkesk, encryptSessionKeyNative, openSessionKeyNative, parseEcdhPkesk } from '../../src/packet/native/pkesk.js';
 import { ByteReader, packetBody, packetHeader, readPacketHead } from '../../src/packet/pgpstream.js';
 import { seipdV1EncryptSync } from '../../src/packet/seipd.js';
+import { gpgHome, type GpgHome } from '../helpers/gpg.js';
 import { decodeBuffer, encodeToBuffer, makeKey, type TestKey } from './packet-helpers.js';
-
-const run = promisify(execFile);
-const GPG = '/usr/bin/gpg';
 
 let alice: TestKey;
 let bob: TestKey;
 let bobRecipient: EcdhRecipient;
 let bobDecryptor: EcdhDecryptor;
 let aliceDecryptor: EcdhDecryptor;
-let home: string;
-
-async function gpg(args: string[], input?: Buffer): Promise<{ stdout: Buffer; stderr: string }> {
-  const p = run(GPG, ['--batch', '--no-tty', '--homedir', home, ...args], { env: { ...process.env, GNUPGHOME: home }, encoding: 'buffer', maxBuffer: 16 << 20 });
-  if (input) p.child.stdin!.end(input);
-  const r = await p;
-  return { stdout: r.stdout, stderr: r.stderr.toString('utf8') };
-}
+let G: GpgHome;
+const gpg = (args: string[], input?: Buffer) => G.gpg(args, input ? { input } : {});
 
 beforeAll(async () => {
   [alice, bob] = await Promise.all([makeKey('alice'), makeKey('bob')]);
   bobRecipient = (await ecdhRecipientFor(bob.pub))!;
   bobDecryptor = (await ecdhDecryptorsFor(bob.priv))[0]!;
   aliceDecryptor = (await ecdhDecryptorsFor(alice.priv))[0]!;
-  home = await mkdtemp(path.join(tmpdir(), 'ferrypost-pkesk-gnupg-'));
-  await chmod(home, 0o700);
-  const file = path.join(home, 'bob.sec');
-  await writeFile(file, bob.priv.armor());
-  await gpg(['--import', file]);
+  G = await gpgHome([bob.priv]);
 });
 
-afterAll(async () => {
-  await run('gpgconf', ['--kill', 'all'], { env: { ...process.env, GNUPGHOME: home } }).catch(() => undefined);
-  await rm(home, { recursive: true, force: true });
-});
+afterAll(() => G.close());
 
 /** A literal data packet ('b', no name, date 0) in a SEIPD v1 behind `pkesk`. */
 function message(pkesk: Uint8Array, algorithm: string, key: Uint8Array, data: Uint8Array): Buffer {
@@ -147,7 +127,7 @@ describe('native encryption is read by others', () => {
     const key = randomBytes(32);
     const data = randomBytes(1000);
     const r = await gpg(['--show-session-key', '--decrypt'], message(encryptSessionKeyNative('aes256', key, bobRecipient), 'aes256', key, data));
-    expect(r.stdout.equals(data)).toBe(true);
+    expect(r.stdoutBytes.equals(data)).toBe(true);
     expect(r.stderr).toContain(`session key: '9:${key.toString('hex').toUpperCase()}'`);
   });
 
@@ -169,9 +149,9 @@ describe('others are read natively', () => {
 
   it('GnuPG 2.2 (gpg --encrypt)', async () => {
     const enc = await gpg(['--trust-model', 'always', '-r', bob.fpr, '--encrypt'], Buffer.from('hello'));
-    const shown = await gpg(['--show-session-key', '--decrypt'], enc.stdout);
+    const shown = await gpg(['--show-session-key', '--decrypt'], enc.stdoutBytes);
     const [, algo, hex] = /session key: '(\d+):([0-9A-F]+)'/.exec(shown.stderr)!;
-    const sk = openSessionKeyNative(await pkeskBodies(enc.stdout), [bobDecryptor]);
+    const sk = openSessionKeyNative(await pkeskBodies(enc.stdoutBytes), [bobDecryptor]);
     expect(sk?.algorithm).toBe(algo === '9' ? 'aes256' : 'aes128');
     expect(sk?.data.toString('hex').toUpperCase()).toBe(hex);
   });

@@ -3,13 +3,10 @@
  * gpg; what openpgp and gpg sign verifies natively; every way a signature can be wrong gives the error
  * decode.ts gave before; anything unusual still goes through openpgp (and works).
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isFerryError } from '../../src/errors/index.js';
@@ -19,46 +16,32 @@ import { nativeSignerFor, preferredHashFor, signInMemory, signStreaming, type Na
 import { openSignedStream, verifyBuffer } from '../../src/packet/native/signature-verify.js';
 import { packetHeader } from '../../src/packet/pgpstream.js';
 import { seipdV1EncryptSync } from '../../src/packet/seipd.js';
+import { gpgHome, type GpgHome } from '../helpers/gpg.js';
 import { decodeBuffer, makeHeader, makeKey, plaintextOf, readAll, type TestKey } from './packet-helpers.js';
 
-const run = promisify(execFile);
 const SHA256 = openpgp.enums.hash.sha256;
 const MiB = 1 << 20;
 
 let alice: TestKey;
 let bob: TestKey;
 let carol: TestKey;
-let home: string;
+let G: GpgHome;
 
 beforeAll(async () => {
   [alice, bob, carol] = await Promise.all([makeKey('alice'), makeKey('bob'), makeKey('carol')]);
-  home = await mkdtemp(path.join(tmpdir(), 'ferrypost-sig-gnupg-'));
-  await chmod(home, 0o700);
-  await writeFile(path.join(home, 'keys.asc'), alice.priv.armor() + '\n' + bob.priv.armor());
-  await gpg(['--import', path.join(home, 'keys.asc')]);
+  G = await gpgHome([alice.priv, bob.priv]);
 });
 
-afterAll(async () => {
-  await run('gpgconf', ['--kill', 'all'], { env: { ...process.env, GNUPGHOME: home } }).catch(() => undefined);
-  await rm(home, { recursive: true, force: true });
-});
+afterAll(() => G.close());
 
-async function gpg(args: string[], input?: Uint8Array): Promise<{ code: number; stdout: string; out: Buffer }> {
-  const outFile = path.join(home, `out-${randomBytes(4).toString('hex')}`);
-  const inFile = path.join(home, `in-${randomBytes(4).toString('hex')}`);
-  if (input) await writeFile(inFile, input);
+/** gpg on `input`, its status lines in `stdout` and its output (written to a file) in `out`. */
+async function gpg(args: string[], input: Uint8Array): Promise<{ code: number; stdout: string; out: Buffer }> {
+  const outFile = path.join(G.home, `out-${randomBytes(4).toString('hex')}`);
   try {
-    const r = await run('gpg', ['--batch', '--no-tty', '--homedir', home, '--trust-model', 'always', '--status-fd', '1', ...(input ? ['--output', outFile] : []), ...args, ...(input ? [inFile] : [])], {
-      env: { ...process.env, GNUPGHOME: home },
-      maxBuffer: 64 << 20,
-    });
-    return { code: 0, stdout: r.stdout, out: input ? await readFile(outFile) : Buffer.alloc(0) };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string };
-    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', out: Buffer.alloc(0) };
+    const r = await G.gpg(['--trust-model', 'always', '--status-fd', '1', '--output', outFile, ...args], { input, allowFail: true });
+    return { code: r.code, stdout: r.stdout, out: r.code === 0 ? await readFile(outFile) : Buffer.alloc(0) };
   } finally {
     await rm(outFile, { force: true });
-    await rm(inFile, { force: true });
   }
 }
 
