@@ -16,13 +16,13 @@ function quarantined(node) {
 }
 
 /** One drain of the stash into `delivery`; returns packets/s. */
-export async function drainOnce(pair, stash, delivery) {
+export async function drainOnce(pair, stash, delivery, { cli } = {}) {
   const conns = process.env.DELIVER_CONNECTIONS;
   await pair.b.edit((doc) => doc.setIn(['delivery'], conns ? { ...delivery, max_connections: Number(conns) } : delivery));
   if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
   resetState(pair.b);
   const staged = stage(stash, pair.inboxB);
-  const node = await startNode(pair.b, { nodeArgs });
+  const node = await startNode(pair.b, { nodeArgs, ...(cli ? { cli } : {}) });
   try {
     const t0 = release(staged, pair.inboxB);
     const s = await drained(pair.inboxB, t0, 600_000, node);

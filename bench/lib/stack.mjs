@@ -132,9 +132,12 @@ export async function nodePair(base, { delivery, aDelivery, tune, existing } = {
 /** The V8 flags of the installed `ferrypost` command's interpreter line (src/cli/main.ts). */
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'];
 
-/** Starts `ferrypost run`; resolves once it logged node.started. nodeArgs e.g. ['--cpu-prof']. */
-export async function startNode(node, { nodeArgs = [], logLevel = 'info' } = {}) {
-  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, CLI, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
+/**
+ * Starts `ferrypost run`; resolves once it logged node.started. nodeArgs e.g. ['--cpu-prof']; cli: another
+ * build's dist/cli/main.js (A/B scripts), default CLI.
+ */
+export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = CLI } = {}) {
+  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, cli, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
   let buf = '';
   const onData = (d) => { buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
   proc.stdout.on('data', onData);

@@ -28,6 +28,19 @@ afterEach(async () => {
 });
 
 describe('journal', () => {
+  it('runs at synchronous=NORMAL between transactions, also after the fsync\'d ones', () => {
+    // A connection left at FULL fsyncs every transaction (it once did: see durably() in journal.ts).
+    expect(j.syncLevel()).toBe(1);
+    j.begin(pkt(H1, 'id1'), 1000);
+    expect(j.syncLevel()).toBe(1);
+    j.delivered(H1, 1001);
+    expect(j.syncLevel()).toBe(1);
+    j.begin(pkt(H2, 'id2'), 1002);
+    j.defer(H2, 'x', 5000, 1003);
+    j.commit({ removed: [H1] }, 1004);
+    expect(j.syncLevel()).toBe(1);
+  });
+
   it('begin inserts an injecting entry; data survives close and reopen', () => {
     const e = j.begin(pkt(H1, 'id1'), 1000);
     expect(e).toEqual({
