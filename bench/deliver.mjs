@@ -15,8 +15,14 @@ function quarantined(node) {
   return fs.existsSync(q) ? fs.readdirSync(q, { recursive: true }).length : 0;
 }
 
+/** utime + stime of a running process, ms (A/B scripts compare CPU per packet, steadier than rates). */
+function cpuMs(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // fields 14, 15 of stat; USER_HZ 100
+}
+
 /** One drain of the stash into `delivery`; returns packets/s. */
-export async function drainOnce(pair, stash, delivery, { cli } = {}) {
+export async function drainOnce(pair, stash, delivery, { cli, stats } = {}) {
   const conns = process.env.DELIVER_CONNECTIONS;
   await pair.b.edit((doc) => doc.setIn(['delivery'], conns ? { ...delivery, max_connections: Number(conns) } : delivery));
   if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
@@ -26,6 +32,7 @@ export async function drainOnce(pair, stash, delivery, { cli } = {}) {
   try {
     const t0 = release(staged, pair.inboxB);
     const s = await drained(pair.inboxB, t0, 600_000, node);
+    if (stats) stats.cpuMs = cpuMs(node.pid);
     const q = quarantined(pair.b);
     if (q > 0) throw new Error(`${q} packets quarantined (stale cached packets? rerun with BENCH_FRESH=1): ${node.logs().slice(-2000)}`);
     return N / s;
