@@ -21,6 +21,15 @@ function cpuMs(pid) {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // fields 14, 15 of stat; USER_HZ 100
 }
 
+/** [user, system] ms per thread of a running process, keyed "tid:name". */
+function threadCpuMs(pid) {
+  return Object.fromEntries(fs.readdirSync(`/proc/${pid}/task`).map((t) => {
+    const s = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    const f = s.split(') ')[1].split(' ');
+    return [`${t}:${s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'))}`, [Number(f[11]) * 10, Number(f[12]) * 10]];
+  }));
+}
+
 /** One drain of the stash into `delivery`; returns packets/s. */
 export async function drainOnce(pair, stash, delivery, { cli, stats } = {}) {
   const conns = process.env.DELIVER_CONNECTIONS;
@@ -32,7 +41,7 @@ export async function drainOnce(pair, stash, delivery, { cli, stats } = {}) {
   try {
     const t0 = release(staged, pair.inboxB);
     const s = await drained(pair.inboxB, t0, 600_000, node);
-    if (stats) stats.cpuMs = cpuMs(node.pid);
+    if (stats) Object.assign(stats, { cpuMs: cpuMs(node.pid), threads: threadCpuMs(node.pid) });
     const q = quarantined(pair.b);
     if (q > 0) throw new Error(`${q} packets quarantined (stale cached packets? rerun with BENCH_FRESH=1): ${node.logs().slice(-2000)}`);
     return N / s;

@@ -131,13 +131,15 @@ export async function nodePair(base, { delivery, aDelivery, tune, existing } = {
 
 /** The V8 flags of the installed `ferrypost` command's interpreter line (src/cli/main.ts). */
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'];
+/** BENCH_NODE_FLAGS: extra V8/Node flags for the daemon, after the default ones (A/B of runtime flags). */
+const extraNodeFlags = () => (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 /**
  * Starts `ferrypost run`; resolves once it logged node.started. nodeArgs e.g. ['--cpu-prof']; cli: another
  * build's dist/cli/main.js (A/B scripts), default CLI.
  */
 export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = CLI } = {}) {
-  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, cli, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
+  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...extraNodeFlags(), ...nodeArgs, cli, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
   let buf = '';
   const onData = (d) => { buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
   proc.stdout.on('data', onData);
