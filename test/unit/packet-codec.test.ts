@@ -43,6 +43,10 @@ describe('round trip', () => {
     ['8-bit binary, all byte values, CR/LF/NUL', () => Uint8Array.from({ length: 4096 }, (_, i) => (i * 7) % 256), 6],
     ['5 MiB random, compressed', () => randomBytes(5 * 1024 * 1024), 6],
     ['5 MiB random, uncompressed', () => randomBytes(5 * 1024 * 1024), 0],
+    // The decoder inflates small bodies in one call and streams the others (decrypt-native.ts):
+    ['200 KiB of text: inflated in one call', () => Buffer.from('Subject: hi\r\n\r\n' + 'a line of text\r\n'.repeat(12_800)), 6],
+    ['6 MiB of one line: small body, output over the one-call cap, streamed', () => Buffer.from(('x'.repeat(100) + '\r\n').repeat(61_681)), 6],
+    ['1.5 MiB base64: body over the one-call size, streamed', () => Buffer.from(randomBytes(1024 * 1024).toString('base64')), 6],
   ];
   for (const [name, make, level] of cases) {
     it(name, async () => {
