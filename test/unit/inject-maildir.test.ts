@@ -126,6 +126,8 @@ describe('maildir injector', () => {
       mkdir: fsp.mkdir,
       rename: fsp.rename,
       unlink: fsp.unlink,
+      readdir: (p) => fsp.readdir(p),
+      stat: fsp.stat,
       async open(path, flags, mode) {
         const fh = await fsp.open(path, flags, mode);
         if (flags === 'wx') fh.sync = () => Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
