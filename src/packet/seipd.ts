@@ -78,8 +78,8 @@ export async function* seipdV1Decrypt(
   const mdc = createHash('sha1');
   let prefixLeft = BLOCK + 2;
   let tail: Uint8Array = new Uint8Array(0); // held back: may be the MDC packet
-  /** The plaintext of one decrypted piece, minus the prefix and the last MDC_LEN bytes seen so far. */
-  function* take(decrypted: Uint8Array): Generator<Uint8Array> {
+  /** The plaintext parts of one decrypted piece: the prefix cut off, the last MDC_LEN bytes held back. */
+  const take = (decrypted: Uint8Array): Uint8Array[] => {
     let pt = decrypted;
     if (prefixLeft > 0) {
       const p = pt.subarray(0, prefixLeft);
@@ -87,31 +87,26 @@ export async function* seipdV1Decrypt(
       prefixLeft -= p.length;
       pt = pt.subarray(p.length);
     }
-    if (pt.length === 0) return;
+    if (pt.length === 0) return [];
     if (pt.length >= MDC_LEN) {
-      if (tail.length > 0) {
-        mdc.update(tail);
-        yield tail;
-      }
+      const parts = tail.length > 0 ? [tail] : [];
       const out = pt.subarray(0, pt.length - MDC_LEN);
       tail = Buffer.from(pt.subarray(pt.length - MDC_LEN)); // copy: small, outlives the chunk
-      if (out.length > 0) {
-        mdc.update(out);
-        yield out;
-      }
-    } else {
-      const joined = Buffer.concat([tail, pt]);
-      const cut = Math.max(0, joined.length - MDC_LEN);
-      if (cut > 0) {
-        const out = joined.subarray(0, cut);
-        mdc.update(out);
-        yield out;
-      }
-      tail = joined.subarray(cut);
+      if (out.length > 0) parts.push(out);
+      for (const part of parts) mdc.update(part);
+      return parts;
     }
-  }
-  for await (const ct of body) yield* take(decipher.update(ct));
-  yield* take(decipher.final());
+    const joined = Buffer.concat([tail, pt]);
+    const cut = Math.max(0, joined.length - MDC_LEN);
+    tail = joined.subarray(cut);
+    if (cut === 0) return [];
+    const out = joined.subarray(0, cut);
+    mdc.update(out);
+    return [out];
+  };
+  // (Parts are returned, not yielded by a nested generator: a yield* per chunk cost ~6 µs per small packet.)
+  for await (const ct of body) for (const part of take(decipher.update(ct))) yield part;
+  for (const part of take(decipher.final())) yield part;
   if (prefixLeft > 0 || tail.length !== MDC_LEN || tail[0] !== 0xd3 || tail[1] !== 0x14) {
     throw new PgpFormatError('modification detected: the integrity check (MDC) packet is missing');
   }
