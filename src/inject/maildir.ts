@@ -2,6 +2,8 @@
  * Maildir injector: delivers each recipient's copy into a Maildir chosen by a path template
  * (%u local part, %d domain, %a address). Per message and maildir: write tmp/<unique> (optional
  * Return-Path/Delivered-To + the exact message bytes) → fsync → close → rename into new/ → fsync new/.
+ * Large messages with one maildir can instead be staged (maildir-stage.ts): written once into tmp/ by
+ * the receiver and renamed into new/ after verification, the same sequence without the copy.
  * How it fails: never throws for delivery problems. A recipient outside `recipients` is perm 5.1.1, an
  * address that cannot be a safe path component is perm 5.1.3; every filesystem error is temporary
  * (ENOSPC/EIO 4.3.0, EDQUOT 4.2.2, EACCES/EPERM 4.2.0, anything else 4.3.0), so the packet is kept.
@@ -13,7 +15,8 @@ import { matchesRecipientPattern } from '../route/pattern.js';
 
 export { matchesRecipientPattern };
 import type { DeliveryConfig } from '../config/schema.js';
-import { messageStream, type InjectRequest, type Injector, type RecipientResult } from './types.js';
+import { stageInMaildir } from './maildir-stage.js';
+import { messageStream, type InjectRequest, type Injector, type RecipientResult, type StageRequest, type StagedDelivery } from './types.js';
 
 export type MaildirDeliveryConfig = Extract<DeliveryConfig, { method: 'maildir' }>;
 
@@ -23,6 +26,8 @@ export interface MaildirFs {
   open(path: string, flags: string, mode?: number): Promise<nodeFs.FileHandle>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  stat(path: string): Promise<{ mtimeMs: number }>;
 }
 
 export interface MaildirInjectorOptions {
@@ -109,6 +114,8 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
   const fs: MaildirFs = opts.fs ?? nodeFs;
   const host = safeHostname(opts.hostname);
   let counter = 0;
+  /** Wall-clock time this process started: tmp/ files older than it are nobody's work in progress. */
+  const startedAt = performance.timeOrigin;
 
   function uniqueName(packetId: string, size: number): string {
     const now = process.hrtime.bigint();
@@ -119,12 +126,36 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
     return `${sec}.M${usec}P${process.pid}Q${counter}_${packetId}.${host},S=${size}`;
   }
 
-  async function deliverOne(dir: string, req: InjectRequest, rcpt: string, prefix: Buffer): Promise<string> {
+  async function ensureMaildir(dir: string): Promise<void> {
     for (const sub of ['tmp', 'new', 'cur']) await fs.mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+  }
+
+  /** tmp/NAME → new/NAME, then fsync new/ so the rename survives a crash; tmp/NAME is removed if the rename failed. */
+  async function publish(dir: string, name: string): Promise<void> {
+    const tmp = join(dir, 'tmp', name);
+    try {
+      await fs.rename(tmp, join(dir, 'new', name));
+    } catch (e) {
+      await fs.unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    const d = await fs.open(join(dir, 'new'), 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
+  function prefixFor(from: string, rcpt: string, eol: string): Buffer {
+    return cfg.add_headers ? Buffer.from(`Return-Path: <${from}>${eol}Delivered-To: ${rcpt}${eol}`, 'utf8') : Buffer.alloc(0);
+  }
+
+  async function deliverOne(dir: string, req: InjectRequest, rcpt: string, prefix: Buffer): Promise<string> {
+    await ensureMaildir(dir);
     const name = uniqueName(req.packetId, prefix.length + req.size);
     const tmp = join(dir, 'tmp', name);
     const fh = await fs.open(tmp, 'wx', 0o600);
-    let renamed = false;
     try {
       try {
         if (prefix.length) await fh.write(prefix);
@@ -133,20 +164,51 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       } finally {
         await fh.close();
       }
-      await fs.rename(tmp, join(dir, 'new', name));
-      renamed = true;
-      const d = await fs.open(join(dir, 'new'), 'r');
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
     } catch (e) {
-      if (!renamed) await fs.unlink(tmp).catch(() => undefined);
+      await fs.unlink(tmp).catch(() => undefined);
       throw e;
     }
+    await publish(dir, name);
     opts.log?.info({ evt: 'inject.maildir', packet: req.packetId, rcpt, file: join(dir, 'new', name) }, 'delivered');
     return name;
+  }
+
+  /** Per recipient: a refusal (perm result) or the maildir it goes to; recipients sharing a maildir get one copy. */
+  function route(to: string[]): { results: Array<RecipientResult | undefined>; groups: Map<string, number[]> } {
+    const results = new Array<RecipientResult | undefined>(to.length);
+    const groups = new Map<string, number[]>();
+    to.forEach((rcpt, i) => {
+      if (cfg.recipients && !cfg.recipients.some((p) => matchesRecipientPattern(rcpt, p))) {
+        results[i] = { rcpt, status: 'perm', code: 550, enhanced: '5.1.1', message: `<${rcpt}>: user unknown` };
+        return;
+      }
+      const p = maildirPathFor(cfg.path, rcpt);
+      if ('error' in p) {
+        results[i] = { rcpt, status: 'perm', code: 553, enhanced: '5.1.3', message: `<${rcpt}>: ${p.error}` };
+        return;
+      }
+      const g = groups.get(p.path);
+      if (g) g.push(i);
+      else groups.set(p.path, [i]);
+    });
+    return { results, groups };
+  }
+
+  /**
+   * Files a crash left in tmp/ while this packet was staged. Only files older than this process: one
+   * being written now (this packet id under another file name) is not a leftover.
+   */
+  async function removeLeftovers(dir: string, packetId: string): Promise<void> {
+    const needle = `_${packetId}.`;
+    for (const n of await fs.readdir(join(dir, 'tmp'))) {
+      if (!n.includes(needle)) continue;
+      const file = join(dir, 'tmp', n);
+      const st = await fs.stat(file).catch(() => undefined);
+      if (st && st.mtimeMs < startedAt) {
+        await fs.unlink(file).catch(() => undefined);
+        opts.log?.info({ evt: 'inject.maildir-leftover', packet: packetId, file }, 'removed a temp file left by a crash');
+      }
+    }
   }
 
   return {
@@ -159,23 +221,31 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       }
       return done;
     },
+    async stage(req: StageRequest): Promise<StagedDelivery | undefined> {
+      const { results, groups } = route(req.envelope.to);
+      // Only the plain case: every recipient accepted and one maildir (one file). Anything else goes
+      // through inject(), which handles refusals and several copies.
+      if (groups.size !== 1 || results.some((r) => r !== undefined)) return undefined;
+      const [dir, idxs] = [...groups][0]!;
+      const rcpt = req.envelope.to[idxs[0]!]!;
+      await ensureMaildir(dir);
+      await removeLeftovers(dir, req.packetId);
+      return stageInMaildir(
+        {
+          open: (p, flags, mode) => fs.open(p, flags, mode),
+          unlink: (p) => fs.unlink(p),
+          publish,
+          uniqueName,
+          prefix: (eol) => prefixFor(req.envelope.from, rcpt, eol),
+          lineEnding: lineEndingOf,
+          tempResult,
+          log: opts.log,
+        },
+        { dir, packetId: req.packetId, size: req.size, recipients: [...req.envelope.to] },
+      );
+    },
     async inject(req: InjectRequest): Promise<RecipientResult[]> {
-      const results = new Array<RecipientResult | undefined>(req.envelope.to.length);
-      const groups = new Map<string, number[]>();
-      req.envelope.to.forEach((rcpt, i) => {
-        if (cfg.recipients && !cfg.recipients.some((p) => matchesRecipientPattern(rcpt, p))) {
-          results[i] = { rcpt, status: 'perm', code: 550, enhanced: '5.1.1', message: `<${rcpt}>: user unknown` };
-          return;
-        }
-        const p = maildirPathFor(cfg.path, rcpt);
-        if ('error' in p) {
-          results[i] = { rcpt, status: 'perm', code: 553, enhanced: '5.1.3', message: `<${rcpt}>: ${p.error}` };
-          return;
-        }
-        const g = groups.get(p.path);
-        if (g) g.push(i);
-        else groups.set(p.path, [i]);
-      });
+      const { results, groups } = route(req.envelope.to);
 
       let eol = '\r\n';
       if (cfg.add_headers && groups.size) {
@@ -189,9 +259,7 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
 
       for (const [dir, idxs] of groups) {
         const rcpt = req.envelope.to[idxs[0]!]!;
-        const prefix = cfg.add_headers
-          ? Buffer.from(`Return-Path: <${req.envelope.from}>${eol}Delivered-To: ${rcpt}${eol}`, 'utf8')
-          : Buffer.alloc(0);
+        const prefix = prefixFor(req.envelope.from, rcpt, eol);
         let r: Omit<RecipientResult, 'rcpt'>;
         try {
           const name = await deliverOne(dir, req, rcpt, prefix);

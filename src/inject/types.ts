@@ -1,6 +1,6 @@
 /** The narrow interface the receiver calls to hand a verified message to the next hop. */
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import type { MailEnvelope } from '../packet/header.js';
 
 export type RecipientStatus = 'ok' | 'temp' | 'perm';
@@ -37,7 +37,38 @@ export interface Injector {
    * (Maildir can tell from the packet id in its file names; SMTP and sendmail cannot, and omit this).
    */
   alreadyDelivered?(req: InjectRequest): Promise<string[]>;
+  /**
+   * Optional, for large messages: a place where the receiver writes the message once and which then
+   * becomes the delivery itself (Maildir: a file in tmp/, renamed into new/ by commit), instead of a
+   * work file that inject() copies. Resolves undefined when this request cannot be staged (Maildir:
+   * several maildirs, or a recipient that inject() would refuse); the caller then uses inject().
+   */
+  stage?(req: StageRequest): Promise<StagedDelivery | undefined>;
   close(): Promise<void>;
+}
+
+/** What stage() needs before the message bytes exist (from the packet header). */
+export interface StageRequest {
+  envelope: MailEnvelope;
+  size: number;
+  packetId: string;
+}
+
+/**
+ * A message being written straight into its destination, invisible to readers until commit().
+ * The caller writes the exact message bytes to `sink` and ends it ('finish': written and fsync'd),
+ * checks everything, then calls commit() (or discard() if anything failed). discard() is always safe:
+ * before, during or after the writing, more than once, and after commit() (then it does nothing).
+ */
+export interface StagedDelivery {
+  readonly sink: Writable;
+  /** The recipients commit() delivers to (those of the StageRequest). */
+  readonly recipients: string[];
+  /** The message's header block (dsn/headers.ts rules), for a DSN; available once the sink finished. */
+  headerBlock(): Buffer;
+  /** Publishes the staged copy (durably); one result per recipient, 'ok' or 'temp', never throws. */
+  commit(): Promise<RecipientResult[]>;
+  discard(): Promise<void>;
 }
 
 /** The message of a request as a stream: its bytes if in memory, else its file. */

@@ -23,7 +23,13 @@ export interface DecodeOptions {
   input: Readable; // the packet file bytes
   decryptionKey: openpgp.PrivateKey;
   verificationKeys: openpgp.PublicKey[]; // the configured peers' keys
-  payloadSink: Writable; // e.g. fs.createWriteStream(tmp): receives payload bytes only
+  /**
+   * Receives the payload bytes only, e.g. fs.createWriteStream(tmp). A function is called once, when
+   * the header has been read and before any payload byte is written, so the caller can choose where
+   * the payload goes from the header's claims (the receiver decodes a large message straight into its
+   * Maildir temp file). That header is NOT authenticated yet: use it to pick a place, never to trust.
+   */
+  payloadSink: Writable | ((header: PacketHeader) => Writable | Promise<Writable>);
   maxHeaderBytes?: number; // default 65536
 }
 
@@ -39,22 +45,48 @@ class SinkFailure {
 }
 
 export async function decodePacket(opts: DecodeOptions): Promise<DecodedPacket> {
-  const { payloadSink: sink } = opts;
-  const sinkState = watchSink(sink);
+  const sink = new SinkSlot(opts.payloadSink);
   try {
-    const result = await decodeInto(opts, sinkState);
-    await finishSink(sink, sinkState);
+    const result = await decodeInto(opts, sink);
+    await finishSink(await sink.get(result.header));
     return result;
   } catch (e) {
     sink.destroy();
     if (e instanceof SinkFailure) throw e.error;
     throw e;
   } finally {
-    sinkState.dispose();
+    sink.dispose();
   }
 }
 
-async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<DecodedPacket> {
+/** The payload sink, given or made from the header on first use; watched for errors from then on. */
+class SinkSlot {
+  private state: SinkState | undefined;
+  constructor(private readonly source: DecodeOptions['payloadSink']) {
+    if (typeof source !== 'function') this.state = watchSink(source);
+  }
+
+  async get(header: PacketHeader): Promise<SinkState> {
+    if (this.state) return this.state;
+    const make = this.source as (h: PacketHeader) => Writable | Promise<Writable>;
+    try {
+      this.state = watchSink(await make(header));
+    } catch (e) {
+      throw new SinkFailure(e); // a local problem (e.g. cannot create the file), not a bad packet
+    }
+    return this.state;
+  }
+
+  destroy(): void {
+    this.state?.sink.destroy();
+  }
+
+  dispose(): void {
+    this.state?.dispose();
+  }
+}
+
+async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedPacket> {
   let opened: Opened;
   try {
     opened = await open(opts);
@@ -72,9 +104,12 @@ async function decodeInto(opts: DecodeOptions, sinkState: SinkState): Promise<De
       if (done) break;
       if (contentError) continue; // drain: the MDC and the signature still decide the error code
       try {
-        for (const part of framer.push(value)) {
+        const parts = framer.push(value);
+        if (parts.length === 0) continue;
+        const out = await sink.get(framer.headerRead!);
+        for (const part of parts) {
           hash.update(part);
-          await sinkState.write(part);
+          await out.write(part);
         }
       } catch (e) {
         if (e instanceof SinkFailure) throw e;
@@ -245,6 +280,7 @@ function messageOf(e: unknown): string {
 }
 
 interface SinkState {
+  readonly sink: Writable;
   write(chunk: Uint8Array): Promise<void>;
   failure(): unknown;
   dispose(): void;
@@ -262,6 +298,7 @@ function watchSink(sink: Writable): SinkState {
   };
   sink.on('error', onError);
   return {
+    sink,
     failure: () => (failed ? error : undefined),
     async write(chunk) {
       if (failed) throw new SinkFailure(error);
@@ -290,7 +327,8 @@ function watchSink(sink: Writable): SinkState {
   };
 }
 
-async function finishSink(sink: Writable, state: SinkState): Promise<void> {
+async function finishSink(state: SinkState): Promise<void> {
+  const { sink } = state;
   if (state.failure() !== undefined) throw new SinkFailure(state.failure());
   await new Promise<void>((resolve, reject) => {
     sink.once('finish', () => resolve());

@@ -19,6 +19,11 @@ export class PayloadFramer {
 
   constructor(private readonly maxHeaderBytes: number) {}
 
+  /** The header as soon as its line was parsed (before the end of the stream: not authenticated yet). */
+  get headerRead(): PacketHeader | undefined {
+    return this.header;
+  }
+
   /** Feeds one chunk; returns the parts of it that are payload. */
   push(chunk: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];

@@ -19,7 +19,11 @@ export interface BounceDeps {
 }
 
 export async function bounce(deps: BounceDeps, header: PacketHeader, message: MessageSource, failed: RecipientResult[]): Promise<void> {
-  const headers = message.bytes ? headerBlockOf(message.bytes) : await readHeaderBlock(message.file!);
+  const headers = message.bytes
+    ? headerBlockOf(message.bytes)
+    : message.staged
+      ? message.staged.headerBlock()
+      : await readHeaderBlock(message.file!);
   if (!shouldBounce(header.envelope.from, headers)) {
     deps.log.warn({ evt: 'rx.bounce-suppressed', packet: header.id, from: header.envelope.from, rcpts: failed.map((f) => f.rcpt) },
       'permanent failure not bounced (null sender or a DSN)');

@@ -12,7 +12,7 @@ import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { FerryError, errorCodeOf, isFerryError } from '../errors/index.js';
-import type { Injector, RecipientResult } from '../inject/types.js';
+import type { InjectRequest, Injector, RecipientResult } from '../inject/types.js';
 import type { Keyring } from '../keys/keyring.js';
 import { quarantinePacket } from '../quarantine/quarantine.js';
 import type { Enqueue } from '../send/types.js';
@@ -20,7 +20,7 @@ import type { Journal, JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
-import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type VerifiedPacket } from './verify.js';
+import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
 
 export interface ProcessDeps {
@@ -75,7 +75,7 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
   try {
     try {
       const packetBytes = await checkOuter(entry, deps.keyring);
-      verified = await decryptAndVerify(entry, deps.keyring, workFile, packetBytes);
+      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known) });
       if (!known) checkExpiry(verified.header, deps.now());
       const sameId = deps.journal.byId(verified.header.id);
       if (sameId && sameId.hash !== hash) {
@@ -89,7 +89,37 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
     return await deliver(deps, entry, hash, known, verified.header, verified.message);
   } finally {
     if (verified?.message.file) await unlink(verified.message.file).catch(() => undefined);
+    await verified?.message.staged?.discard(); // nothing if it was committed
   }
+}
+
+/**
+ * Large packets for an injector that can stage (Maildir): the message is decoded straight into its
+ * destination for the recipients not yet done, and published only after every check (deliver()).
+ */
+function stagerFor(injector: Injector, known: JournalEntry | undefined): Stager | undefined {
+  const stage = injector.stage?.bind(injector);
+  if (!stage) return undefined;
+  const done = new Set(known?.doneRecipients ?? []);
+  return async (h) => {
+    const to = h.envelope.to.filter((r) => !done.has(r));
+    return to.length ? stage({ envelope: { from: h.envelope.from, to }, size: h.size, packetId: h.id }) : undefined;
+  };
+}
+
+/** The request for these recipients; a staged message has neither bytes nor file (only alreadyDelivered sees it). */
+function requestFor(header: PacketHeader, to: string[], message: MessageSource): InjectRequest {
+  return { envelope: { from: header.envelope.from, to }, bytes: message.bytes, file: message.file, size: header.size, packetId: header.id };
+}
+
+/** Publishes a staged copy for exactly the recipients it was staged for; anything else is retried later. */
+async function injectStaged(message: MessageSource, remaining: string[]): Promise<RecipientResult[]> {
+  const staged = message.staged!;
+  const same = remaining.length === staged.recipients.length && remaining.every((r) => staged.recipients.includes(r));
+  if (same) return staged.commit();
+  // Not reached with one maildir per staged copy (its recipients are done or not together); kept safe:
+  // the journal now knows which are done, so the next attempt stages the right set.
+  return remaining.map((rcpt) => ({ rcpt, status: 'temp', code: 451, enhanced: '4.3.0', message: 'staged copy does not match the recipients left; retrying' }));
 }
 
 async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: JournalEntry | undefined, header: PacketHeader, message: MessageSource): Promise<Outcome> {
@@ -105,7 +135,7 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   const log = deps.log.child({ packet: header.id });
   if (resumed && deps.injector.alreadyDelivered) {
     // The last attempt died mid-injection: skip what the destination already holds (Maildir).
-    const held = await deps.injector.alreadyDelivered({ envelope: { from: header.envelope.from, to: header.envelope.to.filter((r) => !done.has(r)) }, ...message, size: header.size, packetId: header.id });
+    const held = await deps.injector.alreadyDelivered(requestFor(header, header.envelope.to.filter((r) => !done.has(r)), message));
     if (held.length) {
       deps.journal.recipientsDone(hash, held);
       for (const r of held) done.add(r);
@@ -114,9 +144,11 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   }
   const remaining = header.envelope.to.filter((r) => !done.has(r));
 
-  const results = remaining.length
-    ? await deps.injector.inject({ envelope: { from: header.envelope.from, to: remaining }, ...message, size: header.size, packetId: header.id })
-    : [];
+  const results = !remaining.length
+    ? []
+    : message.staged
+      ? await injectStaged(message, remaining)
+      : await deps.injector.inject(requestFor(header, remaining, message));
   if (results.some((r) => r.status === 'ok')) crashPoint(deps, 'after-inject');
   const ok = results.filter((r) => r.status === 'ok');
   const perm = results.filter((r) => r.status === 'perm');

@@ -5,7 +5,8 @@
  * the decryption's single read of the file (one pass over 100 MiB instead of two); its verdict still
  * comes first: a file that does not match its name is PACKET_HASH whatever decryption said, and
  * nothing decrypted from it is used. Throws FerryError PACKET_* on any failure;
- * the caller quarantines. The message (bytes or work file) is returned only if everything passed.
+ * the caller quarantines. The message (bytes, work file or staged delivery) is returned only if
+ * everything passed; on any failure the work file or staged copy has been removed.
  */
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { pipeline, Readable, Transform, Writable } from 'node:stream';
@@ -13,16 +14,22 @@ import { createHash } from 'node:crypto';
 import { mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FerryError, isFerryError } from '../errors/index.js';
+import type { StagedDelivery } from '../inject/types.js';
 import type { Keyring } from '../keys/keyring.js';
 import { decodePacket } from '../packet/codec.js';
 import type { PacketHeader } from '../packet/header.js';
 import { hashFile, type TreeEntry } from '../tree/scan.js';
 
-/** The verified message: in memory if small, else in a work file. */
+/** The verified message: in memory if small, else in a work file, or already in its destination's temp file. */
 export interface MessageSource {
   bytes?: Uint8Array;
   file?: string;
+  /** Written straight into the destination (Maildir tmp/), not yet published; bytes and file are unset. */
+  staged?: StagedDelivery;
 }
+
+/** Offers a large packet's destination from its (not yet authenticated) header; undefined = use a work file. */
+export type Stager = (header: PacketHeader) => Promise<StagedDelivery | undefined>;
 
 export interface VerifiedPacket {
   header: PacketHeader;
@@ -84,10 +91,45 @@ function hashingReader(file: string): { input: Readable; digest: () => Promise<{
   };
 }
 
-export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workFile: string, packetBytes?: Buffer): Promise<VerifiedPacket> {
+export interface DecryptOptions {
+  /** Where a large packet's message goes if it is not staged; created here, removed on failure. */
+  workFile: string;
+  /** The packet's bytes, if checkOuter read them (small packets). */
+  packetBytes?: Buffer | undefined;
+  /** Large packets: decode straight into the destination when it offers (docs/delivery.md). */
+  stage?: Stager | undefined;
+}
+
+export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, opts: DecryptOptions): Promise<VerifiedPacket> {
+  const used = { staged: false };
+  try {
+    return await decryptOnce(entry, keyring, opts, used);
+  } catch (err) {
+    // A staged write that failed for a local reason (quota, permissions, disk full in the Maildir) is
+    // retried through the work file, so that inject() turns the same error into its usual per-recipient
+    // result (deferral, DSN after queue_lifetime) instead of an unclassified error. A bad packet
+    // (FerryError) is a bad packet either way.
+    if (!used.staged || isFerryError(err)) throw err;
+    return await decryptOnce(entry, keyring, { ...opts, stage: undefined }, used);
+  }
+}
+
+async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOptions, used: { staged: boolean }): Promise<VerifiedPacket> {
+  const { workFile, packetBytes, stage } = opts;
   const inMemory = (packetBytes?.length ?? entry.size) <= IN_MEMORY_PACKET_BYTES;
   const chunks: Buffer[] = [];
-  if (!inMemory) await mkdir(dirname(workFile), { recursive: true });
+  let staged: StagedDelivery | undefined;
+  let working = false;
+  /** The sink for a large packet: the staged destination if offered, else the work file. */
+  const largeSink = async (h: PacketHeader): Promise<Writable> => {
+    if (stage) used.staged = true; // stage() itself may fail (mkdir in the Maildir)
+    staged = stage ? await stage(h) : undefined;
+    if (staged) return staged.sink;
+    used.staged = false;
+    await mkdir(dirname(workFile), { recursive: true });
+    working = true;
+    return createWriteStream(workFile, { mode: 0o600, highWaterMark: STREAM_CHUNK });
+  };
   const sink = inMemory
     ? new Writable({
         write(chunk: Buffer, _enc, cb) {
@@ -95,9 +137,10 @@ export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workF
           cb();
         },
       })
-    : createWriteStream(workFile, { mode: 0o600, highWaterMark: STREAM_CHUNK });
+    : largeSink;
   const discard = async () => {
-    if (!inMemory) await unlink(workFile).catch(() => undefined);
+    if (staged) await staged.discard();
+    if (working) await unlink(workFile).catch(() => undefined);
   };
   let header: PacketHeader;
   let signer: string;
@@ -117,7 +160,7 @@ export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workF
     }));
     await checkName();
   } catch (err) {
-    sink.destroy();
+    if (typeof sink !== 'function') sink.destroy();
     await discard();
     if (!isFerryError(err) || err.code === 'PACKET_HASH') throw err;
     await checkName(); // throws PACKET_HASH if the file is not what its name says
@@ -135,7 +178,8 @@ export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, workF
     await discard();
     throw new FerryError('PACKET_WRONG_RECIPIENT', `addressed to ${header.to_node}, this node is ${keyring.self.fingerprint}`);
   }
-  return { header, message: inMemory ? { bytes: Buffer.concat(chunks) } : { file: workFile } };
+  const message: MessageSource = inMemory ? { bytes: Buffer.concat(chunks) } : staged ? { staged } : { file: workFile };
+  return { header, message };
 }
 
 /** A packet past its expiry is refused unless the journal already accepted it (then it retries). */

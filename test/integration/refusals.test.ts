@@ -61,6 +61,9 @@ async function expectQuarantined(r: ReceivingNode, code: string | RegExp): Promi
   expect(q[0]!.reason.message.length).toBeGreaterThan(5);
   expect(existsSync(q[0]!.path)).toBe(true);
   expect(delivered(r)).toHaveLength(0);
+  // nor a staged copy of a large packet in the Maildir's tmp/
+  const tmp = path.join(r.maildir, 'tmp');
+  expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
   // nothing left in the inbox either
   const inbox = path.join(tree, B.fingerprint);
   const left = existsSync(inbox) ? readdirSync(inbox, { recursive: true }).filter((n) => String(n).endsWith('.pgp')) : [];

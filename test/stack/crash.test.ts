@@ -2,8 +2,8 @@
  * kill -9 at the moments that matter, with real processes. Nothing accepted is lost; nothing is
  * injected twice once the journal recorded it; the one documented window duplicates, never loses.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashFromPacketName } from '../../src/tree/layout.js';
@@ -63,10 +63,10 @@ async function smtpTransaction(port: number) {
 }
 
 /** A queues one message for B; B's receiver starts with a crash point and dies there (SIGKILL). */
-async function deliverAndCrash(a: TestNode, b: TestNode, port: number, at: 'after-inject' | 'after-delivered'): Promise<void> {
+async function deliverAndCrash(a: TestNode, b: TestNode, port: number, at: 'after-inject' | 'after-delivered', message = MESSAGE): Promise<void> {
   await start(a);
   const s = await smtpTransaction(port);
-  s.write(Buffer.concat([MESSAGE, Buffer.from('.\r\n')]));
+  s.write(Buffer.concat([message, Buffer.from('.\r\n')]));
   expect(await s.reply()).toMatch(/^250/);
   const crashing = await startNode(b, { FERRYPOST_TEST_CRASH_AT: at });
   running.push(crashing);
@@ -137,6 +137,26 @@ describe('kill -9', () => {
     await waitUntil(() => packets(tree).length === 0, 15_000);
     expect(mails(maildirB)).toHaveLength(1);
     expect(again.events('rx.injected')).toHaveLength(0);
+  });
+
+  it('large message (decoded straight into Maildir tmp/): killed after the rename into new/, before the journal → not repeated, tmp/ empty', async () => {
+    const { a, b, tree, port, maildirB } = await pair();
+    // Random base64: still over 1 MiB (the in-memory limit) once compressed, so the receiver stages it.
+    const body = randomBytes(1536 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const big = Buffer.concat([MESSAGE, Buffer.from(`${body}\r\n`)]);
+    await deliverAndCrash(a, b, port, 'after-inject', big);
+    expect(packets(tree).map((p) => statSync(p).size)).toEqual([expect.any(Number)]);
+    expect(statSync(packets(tree)[0]!).size).toBeGreaterThan(1 << 20);
+    expect(mails(maildirB)).toHaveLength(1);
+    const again = await start(b);
+    await again.waitForEvent('rx.resume-skip');
+    await waitUntil(() => packets(tree).length === 0, 30_000);
+    const got = mails(maildirB);
+    expect(got).toHaveLength(1);
+    const expected = Buffer.from(big.toString('latin1').replace('..dot', '.dot'), 'latin1');
+    expect(got[0]!.subarray(got[0]!.length - expected.length).equals(expected)).toBe(true);
+    expect(again.events('rx.injected')).toHaveLength(0);
+    expect(readdirSync(path.join(maildirB, 'tmp'))).toEqual([]); // the second run's staged copy was discarded
   });
 
   it('the one documented window: SMTP injection accepted, receiver killed before the journal → injected again (a duplicate, never a loss)', async () => {

@@ -1,5 +1,6 @@
 // Maildir injector in real temp dirs: byte-exact delivery, prepended headers (matching line endings),
-// unique names, recipient filter, unsafe addresses, de-duplication, fs faults → temp, maildirHasPacket.
+// unique names, recipient filter, unsafe addresses, de-duplication, fs faults → temp, maildirHasPacket,
+// and staging (a large message written once into tmp/, published by commit, removed by discard).
 import * as fsp from 'node:fs/promises';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -126,6 +127,8 @@ describe('maildir injector', () => {
       mkdir: fsp.mkdir,
       rename: fsp.rename,
       unlink: fsp.unlink,
+      readdir: (p) => fsp.readdir(p),
+      stat: fsp.stat,
       async open(path, flags, mode) {
         const fh = await fsp.open(path, flags, mode);
         if (flags === 'wx') fh.sync = () => Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
@@ -157,5 +160,85 @@ describe('maildir injector', () => {
     const [f] = newFiles(dir);
     await fsp.rename(join(dir, 'new', f!), join(dir, 'cur', `${f}:2,S`));
     expect(await maildirHasPacket(dir, 'abc')).toBe(true);
+  });
+});
+
+describe('maildir staging (large messages written once into tmp/)', () => {
+  async function writeAll(sink: NodeJS.WritableStream & { end(cb?: () => void): unknown }, parts: Buffer[]): Promise<void> {
+    for (const p of parts) sink.write(p);
+    await new Promise<void>((resolve, reject) => {
+      sink.once('error', reject);
+      sink.once('finish', () => resolve());
+      sink.end();
+    });
+  }
+  const sreq = (to: string[], size: number) => ({ envelope: { from: 'alice@a.example', to }, size, packetId: 'pkt9' });
+
+  it('only the plain case is staged: several maildirs or a refused recipient → undefined (inject() then)', async () => {
+    const inj = createMaildirInjector(cfg({ recipients: ['b.example'] }), { hostname: 'n' });
+    expect(await inj.stage!(sreq(['x@b.example', 'y@b.example'], 10))).toBeUndefined(); // two maildirs (%u)
+    expect(await inj.stage!(sreq(['x@c.example'], 10))).toBeUndefined(); // refused
+    expect(await inj.stage!(sreq(['x@b.example'], 10))).toBeDefined();
+  });
+
+  it.each(fixtures)('%s staged with prefix lines: invisible until commit, then byte-exact in new/', async (name) => {
+    const msg = readFileSync(join(FIX, name));
+    const inj = createMaildirInjector(cfg({ add_headers: true }), { hostname: 'n' });
+    const staged = (await inj.stage!(sreq(['bob@b.example'], msg.length)))!;
+    // in small pieces, as the decoder writes them
+    await writeAll(staged.sink, Array.from({ length: Math.ceil(msg.length / 1000) }, (_, i) => msg.subarray(i * 1000, (i + 1) * 1000)));
+    const md = join(root, 'b.example', 'bob', 'Maildir');
+    expect(newFiles(md)).toEqual([]);
+    expect(readdirSync(join(md, 'tmp'))).toHaveLength(1);
+    const res = await staged.commit();
+    expect(res).toMatchObject([{ rcpt: 'bob@b.example', status: 'ok', code: 250 }]);
+    const [f] = newFiles(md);
+    const got = readFileSync(join(md, 'new', f!));
+    // the same bytes inject() writes for this message
+    const viaInject = createMaildirInjector(cfg({ add_headers: true, path: join(root, 'ref', '%u') }), { hostname: 'n' });
+    await viaInject.inject(req(join(FIX, name), 'alice@a.example', ['bob@b.example'], 'pkt9'));
+    const [ref] = newFiles(join(root, 'ref', 'bob'));
+    expect(got.equals(readFileSync(join(root, 'ref', 'bob', 'new', ref!)))).toBe(true);
+    expect(f).toMatch(new RegExp(`_pkt9\\.n,S=${got.length}$`));
+    expect(readdirSync(join(md, 'tmp'))).toEqual([]);
+    expect(staged.headerBlock().toString('latin1')).toMatch(/^(From|Return-Path|Received|Date|Subject|To|Message-ID|MIME-Version|Content-Type)/i);
+    await staged.discard(); // after commit: nothing
+    expect(newFiles(md)).toHaveLength(1);
+  });
+
+  it('discard before, during and after the writing leaves nothing', async () => {
+    const inj = createMaildirInjector(cfg(), { hostname: 'n' });
+    const md = join(root, 'b.example', 'bob', 'Maildir');
+    const before = (await inj.stage!(sreq(['bob@b.example'], 10)))!;
+    await before.discard();
+    const during = (await inj.stage!(sreq(['bob@b.example'], 300_000)))!;
+    during.sink.write(Buffer.alloc(200_000, 0x61)); // past the head: the file exists
+    await new Promise((r) => setTimeout(r, 50));
+    during.sink.destroy();
+    await during.discard();
+    const after = (await inj.stage!(sreq(['bob@b.example'], 100_000)))!;
+    await writeAll(after.sink, [Buffer.alloc(100_000, 0x62)]);
+    expect(readdirSync(join(md, 'tmp'))).toHaveLength(1);
+    await after.discard();
+    expect(readdirSync(join(md, 'tmp'))).toEqual([]);
+    expect(newFiles(md)).toEqual([]);
+  });
+
+  it('a failing rename → temp results, tmp/ file removed', async () => {
+    const faulty: MaildirFs = {
+      mkdir: fsp.mkdir,
+      unlink: fsp.unlink,
+      readdir: (p) => fsp.readdir(p),
+      stat: fsp.stat,
+      open: (p, f, m) => fsp.open(p, f, m),
+      rename: () => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })),
+    };
+    const inj = createMaildirInjector(cfg(), { hostname: 'n', fs: faulty });
+    const staged = (await inj.stage!(sreq(['bob@b.example'], 5)))!;
+    await writeAll(staged.sink, [Buffer.from('hello')]);
+    expect(await staged.commit()).toMatchObject([{ rcpt: 'bob@b.example', status: 'temp', enhanced: '4.3.0' }]);
+    const md = join(root, 'b.example', 'bob', 'Maildir');
+    expect(readdirSync(join(md, 'tmp'))).toEqual([]);
+    expect(newFiles(md)).toEqual([]);
   });
 });

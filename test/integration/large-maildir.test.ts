@@ -1,0 +1,214 @@
+/**
+ * Large packets (> IN_MEMORY_PACKET_BYTES) for a Maildir: decoded straight into the Maildir's tmp/
+ * file and renamed into new/ only after every check. Byte-exact with and without the prefix lines;
+ * a bad packet leaves nothing in the Maildir (tmp/ included) and is quarantined; a failing staged
+ * write falls back to the work file and inject() (same result as before staging); a resumed packet
+ * whose file is already in new/ is not delivered twice; crash leftovers in tmp/ are removed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createMaildirInjector, type MaildirFs } from '../../src/inject/maildir.js';
+import type { Injector } from '../../src/inject/types.js';
+import { listQuarantine } from '../../src/quarantine/quarantine.js';
+import { IN_MEMORY_PACKET_BYTES } from '../../src/receive/verify.js';
+import { packetNameForHash } from '../../src/tree/layout.js';
+import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
+import { tmpdir } from '../helpers/node.js';
+
+let A: NodeKeys, B: NodeKeys;
+beforeAll(async () => {
+  [A, B] = await Promise.all([makeKeys('a'), makeKeys('b')]);
+});
+
+let base: string;
+let tree: string;
+let rx: ReceivingNode | undefined;
+afterEach(async () => {
+  await rx?.close();
+  rx = undefined;
+});
+
+/** ~2 MiB of CRLF lines (random base64: the packet stays over the in-memory limit after zlib). */
+function largeMessage(eol = '\r\n'): Buffer {
+  const body = randomBytes(1536 * 1024).toString('base64').replace(/.{76}/g, `$&${eol}`);
+  return Buffer.from(`From: a@offline.test${eol}To: b@home.test${eol}Subject: big${eol}${eol}${body}${eol}`);
+}
+
+function setup(opts: { addHeaders?: boolean; fs?: MaildirFs; injector?: Injector } = {}): ReceivingNode {
+  base = tmpdir('fp-large-md-');
+  tree = path.join(base, 'tree');
+  const maildir = path.join(base, 'b', 'Maildir');
+  const injector =
+    opts.injector ??
+    createMaildirInjector({ method: 'maildir', path: maildir, add_headers: opts.addHeaders ?? false }, { hostname: 'test.invalid', ...(opts.fs ? { fs: opts.fs } : {}) });
+  rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector });
+  return rx;
+}
+
+async function send(message: Buffer, to = ['b@home.test']): Promise<{ path: string; id: string }> {
+  const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to }, message);
+  expect(readFileSync(q[0]!.path).length).toBeGreaterThan(IN_MEMORY_PACKET_BYTES);
+  return { path: q[0]!.path, id: q[0]!.id };
+}
+
+function files(r: ReceivingNode, sub: 'tmp' | 'new' | 'cur'): string[] {
+  const dir = path.join(r.maildir, sub);
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+/** The work file path was not taken (it creates work/): the message went straight into the Maildir. */
+function expectStaged(r: ReceivingNode): void {
+  expect(existsSync(path.join(r.stateDir, 'work'))).toBe(false);
+}
+
+/** No work file left behind. */
+function expectNoWorkFile(r: ReceivingNode): void {
+  const work = path.join(r.stateDir, 'work');
+  expect(existsSync(work) ? readdirSync(work) : []).toEqual([]);
+}
+
+describe('large packet into a Maildir', () => {
+  it('without prefix lines: byte-exact in new/, tmp/ empty, no work file, packet removed', async () => {
+    const r = setup();
+    const msg = largeMessage();
+    const p = await send(msg);
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    const got = files(r, 'new');
+    expect(got).toHaveLength(1);
+    expect(got[0]).toContain(`_${p.id}.`);
+    expect(got[0]).toMatch(new RegExp(`,S=${msg.length}$`));
+    expect(readFileSync(path.join(r.maildir, 'new', got[0]!)).equals(msg)).toBe(true);
+    expect(files(r, 'tmp')).toEqual([]);
+    expect(existsSync(p.path)).toBe(false);
+    expectStaged(r);
+  });
+
+  it.each([['\r\n'], ['\n']])('with Return-Path/Delivered-To (line ending %j): prefix + exact message, size in the name', async (eol) => {
+    const r = setup({ addHeaders: true });
+    const msg = largeMessage(eol);
+    await send(msg);
+    await r.receiver.scanOnce();
+    const got = files(r, 'new');
+    expect(got).toHaveLength(1);
+    const bytes = readFileSync(path.join(r.maildir, 'new', got[0]!));
+    const prefix = Buffer.from(`Return-Path: <a@offline.test>${eol}Delivered-To: b@home.test${eol}`);
+    expect(bytes.subarray(0, prefix.length).equals(prefix)).toBe(true);
+    expect(bytes.subarray(prefix.length).equals(msg)).toBe(true);
+    expect(got[0]).toMatch(new RegExp(`,S=${bytes.length}$`));
+    expect(files(r, 'tmp')).toEqual([]);
+    expectStaged(r);
+  });
+
+  it('two recipients in one maildir: one staged copy, both recorded', async () => {
+    const r = setup({ addHeaders: true });
+    const msg = largeMessage();
+    await send(msg, ['b@home.test', 'c@home.test']);
+    await r.receiver.scanOnce();
+    const got = files(r, 'new');
+    expect(got).toHaveLength(1);
+    expect(readFileSync(path.join(r.maildir, 'new', got[0]!)).subarray(-msg.length).equals(msg)).toBe(true);
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    expectStaged(r);
+  });
+
+  it('tampered (renamed to match its hash): quarantined, nothing in new/ or tmp/', async () => {
+    const r = setup();
+    const p = await send(largeMessage());
+    const b = readFileSync(p.path);
+    b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
+    writeFileSync(p.path, b);
+    renameSync(p.path, path.join(path.dirname(p.path), packetNameForHash(createHash('sha256').update(b).digest())));
+    await r.receiver.scanOnce();
+    const q = await listQuarantine(r.stateDir);
+    expect(q.map((e) => e.reason.code)).toEqual([expect.stringMatching(/^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/)]);
+    // The staged file was written (the message is 2 MiB) and must be gone.
+    expect(existsSync(path.join(r.maildir, 'tmp'))).toBe(true);
+    expect(files(r, 'tmp')).toEqual([]);
+    expect(files(r, 'new')).toEqual([]);
+    expectStaged(r);
+  });
+
+  it('tampered under its original name: PACKET_HASH, nothing in new/ or tmp/', async () => {
+    const r = setup({ addHeaders: true });
+    const p = await send(largeMessage());
+    const b = readFileSync(p.path);
+    b.writeUInt8(b[b.length - 100]! ^ 0x01, b.length - 100); // late: most of the message is staged already
+    writeFileSync(p.path, b);
+    await r.receiver.scanOnce();
+    expect((await listQuarantine(r.stateDir)).map((e) => e.reason.code)).toEqual(['PACKET_HASH']);
+    expect(files(r, 'tmp')).toEqual([]);
+    expect(files(r, 'new')).toEqual([]);
+    expectStaged(r);
+  });
+
+  it('a staged write that fails (quota) falls back to inject(): deferred 4.2.2 as before, nothing left', async () => {
+    let stagedOpens = 0;
+    const quotaOnStage: MaildirFs = {
+      mkdir: fsp.mkdir,
+      rename: fsp.rename,
+      unlink: fsp.unlink,
+      readdir: (p) => fsp.readdir(p),
+      stat: fsp.stat,
+      async open(p, flags, mode) {
+        const fh = await fsp.open(p, flags, mode);
+        if (flags === 'wx') {
+          stagedOpens += 1;
+          // Every tmp/ write fails, staged or copied: the fallback must still classify it.
+          fh.sync = () => Promise.reject(Object.assign(new Error('EDQUOT: injected'), { code: 'EDQUOT' }));
+        }
+        return fh;
+      },
+    };
+    const r = setup({ fs: quotaOnStage });
+    const p = await send(largeMessage());
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['deferred']);
+    expect(stagedOpens).toBe(2); // the staged attempt, then inject()'s copy
+    expect(r.journal.byId(p.id)?.lastError).toMatch(/quota/);
+    expect(existsSync(p.path)).toBe(true);
+    expect(files(r, 'tmp')).toEqual([]);
+    expect(files(r, 'new')).toEqual([]);
+    expectNoWorkFile(r);
+  });
+
+  it('resumed after a crash that had already published the file: not delivered again', async () => {
+    const r = setup();
+    const msg = largeMessage();
+    const p = await send(msg);
+    // What a kill -9 between the rename into new/ and the journal leaves: "injecting" + the file in new/.
+    r.journal.begin({ hash: hashOfFile(p.path), id: p.id, fromNode: A.fingerprint, recipients: ['b@home.test'], expires: Date.now() + 86_400_000, size: msg.length }, Date.now());
+    mkdirSync(path.join(r.maildir, 'new'), { recursive: true });
+    writeFileSync(path.join(r.maildir, 'new', `1.M1P1Q1_${p.id}.test.invalid,S=${msg.length}`), msg);
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    expect(files(r, 'new')).toHaveLength(1);
+    expect(files(r, 'tmp')).toEqual([]);
+    expect(existsSync(p.path)).toBe(false);
+    expectStaged(r); // staged, then discarded: the Maildir already held it
+  });
+
+  it('a tmp/ file a crash left for the same packet is removed when it is staged again', async () => {
+    const r = setup();
+    const msg = largeMessage();
+    const p = await send(msg);
+    const leftover = path.join(r.maildir, 'tmp', `1.M1P1Q1_${p.id}.test.invalid,S=${msg.length}`);
+    const other = path.join(r.maildir, 'tmp', '1.M1P1Q2_someotherpacketid234567ab.test.invalid,S=5');
+    mkdirSync(path.dirname(leftover), { recursive: true });
+    writeFileSync(leftover, msg.subarray(0, 1000));
+    writeFileSync(other, 'other');
+    const old = new Date(Date.now() - 3_600_000);
+    utimesSync(leftover, old, old);
+    utimesSync(other, old, old);
+    await r.receiver.scanOnce();
+    expect(files(r, 'tmp')).toEqual([path.basename(other)]);
+    expect(files(r, 'new')).toHaveLength(1);
+  });
+});
+
+function hashOfFile(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
