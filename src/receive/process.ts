@@ -77,10 +77,9 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
       const packetBytes = await checkOuter(entry, deps.keyring);
       verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known) });
       if (!known) checkExpiry(verified.header, deps.now());
-      const sameId = deps.journal.byId(verified.header.id);
-      if (sameId && sameId.hash !== hash) {
-        throw new FerryError('PACKET_REPLAY', `duplicate of packet ${sameId.id} (state ${sameId.state}) under another file name`);
-      }
+      // A packet id already recorded under another file name is refused by journal.begin() (in
+      // deliver), in the same transaction that records this one: one indexed read fewer per packet,
+      // and no window between the check and the record.
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'skipped'; // gone meanwhile (synced deletion)
       if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);
@@ -127,10 +126,16 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   // "injecting" left by a previous run of this process means it died while injecting this packet.
   // (`known` is still current: the receiver never handles one file twice at once.)
   const resumed = known?.state === 'injecting';
-  const j = deps.journal.begin(
-    { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
-    now,
-  );
+  let j: JournalEntry;
+  try {
+    j = deps.journal.begin(
+      { hash, id: header.id, fromNode: entry.from, recipients: header.envelope.to, expires: Date.parse(header.expires), size: header.size },
+      now,
+    );
+  } catch (err) {
+    if (isFerryError(err) && err.code === 'PACKET_REPLAY') return await refuse(deps, entry, err);
+    throw err;
+  }
   const done = new Set(j.doneRecipients);
   const log = deps.log.child({ packet: header.id });
   if (resumed && deps.injector.alreadyDelivered) {

@@ -217,7 +217,7 @@ export function openJournal(file: string): Journal {
     if (row === undefined) {
       const other = selId.get(e.id) as Row | undefined;
       if (other !== undefined) {
-        throw new FerryError('PACKET_REPLAY', `packet id ${e.id} already seen with another file hash ${other.hash}`, {
+        throw new FerryError('PACKET_REPLAY', `duplicate of packet ${e.id} (state ${other.state}) under another file name (first seen as file hash ${other.hash})`, {
           detail: { id: e.id, hash: e.hash, seenHash: other.hash, seenState: other.state },
         });
       }

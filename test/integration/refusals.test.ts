@@ -7,6 +7,8 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Readable, Writable } from 'node:stream';
+import { decodePacket, encodePacket } from '../../src/packet/codec.js';
 import { listQuarantine } from '../../src/quarantine/quarantine.js';
 import { releaseQuarantined } from '../../src/quarantine/release.js';
 import { packetDir, packetNameForHash } from '../../src/tree/layout.js';
@@ -211,6 +213,33 @@ describe('receiver refusals', () => {
     await r.receiver.scanOnce();
     const q = await listQuarantine(r.stateDir);
     expect(q.map((e) => e.reason.code)).toEqual(['PACKET_REPLAY']);
+    expect(delivered(r)).toHaveLength(1);
+  });
+
+  it('the same packet id under another file name (re-encrypted and re-signed by its sender)', async () => {
+    // A carrier cannot make such a packet (it needs A's key), but a confused or compromised sender can:
+    // the id, not the file name, is what says "this message was delivered".
+    const r = setup();
+    const p = await send(A);
+    const payload: Buffer[] = [];
+    const { header } = await decodePacket({
+      input: Readable.from([readFileSync(p)]),
+      decryptionKey: B.privateKey,
+      verificationKeys: [A.publicKey],
+      payloadSink: new Writable({ write: (c: Buffer, _e, cb) => (payload.push(c), cb()) }),
+    });
+    await r.receiver.scanOnce();
+    expect(delivered(r)).toHaveLength(1);
+    const again = await encodePacket({ header, payload: Buffer.concat(payload), signingKey: A.privateKey, encryptionKey: B.publicKey, compressionLevel: 6 });
+    const chunks: Buffer[] = [];
+    for await (const c of again) chunks.push(c as Buffer);
+    const tmp = path.join(path.dirname(p), 'again');
+    writeFileSync(tmp, Buffer.concat(chunks));
+    expect(path.basename(renameToHash(tmp))).not.toBe(path.basename(p)); // fresh session key: other bytes
+    await r.receiver.scanOnce();
+    const q = await listQuarantine(r.stateDir);
+    expect(q.map((e) => e.reason.code)).toEqual(['PACKET_REPLAY']);
+    expect(q[0]!.reason.message).toContain(header.id);
     expect(delivered(r)).toHaveLength(1);
   });
 
