@@ -77,9 +77,8 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
       const packetBytes = await checkOuter(entry, deps.keyring);
       verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known) });
       if (!known) checkExpiry(verified.header, deps.now());
-      // A packet id already recorded under another file name is refused by journal.begin() (in
-      // deliver), in the same transaction that records this one: one indexed read fewer per packet,
-      // and no window between the check and the record.
+      // An id already recorded under another file name is refused by journal.begin() (in deliver):
+      // the check and the record are one transaction, so no other packet can take the id in between.
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'skipped'; // gone meanwhile (synced deletion)
       if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);

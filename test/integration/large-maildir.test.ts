@@ -7,10 +7,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMaildirInjector, type MaildirFs } from '../../src/inject/maildir.js';
+import { syncFailsOnCreate } from '../helpers/maildir-fs.js';
 import type { Injector } from '../../src/inject/types.js';
 import { listQuarantine } from '../../src/quarantine/quarantine.js';
 import { IN_MEMORY_PACKET_BYTES } from '../../src/receive/verify.js';
@@ -166,22 +166,8 @@ describe('large packet into a Maildir', () => {
 
   it('a staged write that fails (quota) falls back to inject(): deferred 4.2.2 as before, nothing left', async () => {
     let stagedOpens = 0;
-    const quotaOnStage: MaildirFs = {
-      mkdir: fsp.mkdir,
-      rename: fsp.rename,
-      unlink: fsp.unlink,
-      readdir: (p) => fsp.readdir(p),
-      stat: fsp.stat,
-      async open(p, flags, mode) {
-        const fh = await fsp.open(p, flags, mode);
-        if (flags === 'wx') {
-          stagedOpens += 1;
-          // Every tmp/ write fails, staged or copied: the fallback must still classify it.
-          fh.sync = () => Promise.reject(Object.assign(new Error('EDQUOT: injected'), { code: 'EDQUOT' }));
-        }
-        return fh;
-      },
-    };
+    // Every tmp/ write fails, staged or copied: the fallback must still classify it.
+    const quotaOnStage = syncFailsOnCreate('EDQUOT', () => (stagedOpens += 1));
     const r = setup({ fs: quotaOnStage });
     const p = await send(largeMessage());
     await r.receiver.scanOnce();

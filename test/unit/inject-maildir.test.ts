@@ -11,10 +11,10 @@ import {
   maildirHasPacket,
   maildirPathFor,
   type MaildirDeliveryConfig,
-  type MaildirFs,
 } from '../../src/inject/maildir.js';
 import { createInjector } from '../../src/inject/index.js';
 import type { InjectRequest } from '../../src/inject/types.js';
+import { errnoError, maildirFsWith, syncFailsOnCreate } from '../helpers/maildir-fs.js';
 
 const FIX = join(import.meta.dirname, '../../fixtures/mail');
 const fixtures = readdirSync(FIX).filter((f) => f.endsWith('.eml'));
@@ -123,18 +123,7 @@ describe('maildir injector', () => {
     ['EIO', '4.3.0'],
     ['EACCES', '4.2.0'],
   ])('fsync failing with %s → temp %s, no file left in tmp/ or new/', async (code, enhanced) => {
-    const faulty: MaildirFs = {
-      mkdir: fsp.mkdir,
-      rename: fsp.rename,
-      unlink: fsp.unlink,
-      readdir: (p) => fsp.readdir(p),
-      stat: fsp.stat,
-      async open(path, flags, mode) {
-        const fh = await fsp.open(path, flags, mode);
-        if (flags === 'wx') fh.sync = () => Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
-        return fh;
-      },
-    };
+    const faulty = syncFailsOnCreate(code);
     const inj = createMaildirInjector(cfg({ path: join(root, 'md') }), { hostname: 'n', fs: faulty });
     const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@b.example']));
     expect(res[0]).toMatchObject({ status: 'temp', enhanced });
@@ -225,14 +214,7 @@ describe('maildir staging (large messages written once into tmp/)', () => {
   });
 
   it('a failing rename → temp results, tmp/ file removed', async () => {
-    const faulty: MaildirFs = {
-      mkdir: fsp.mkdir,
-      unlink: fsp.unlink,
-      readdir: (p) => fsp.readdir(p),
-      stat: fsp.stat,
-      open: (p, f, m) => fsp.open(p, f, m),
-      rename: () => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })),
-    };
+    const faulty = maildirFsWith({ rename: () => Promise.reject(errnoError('EIO')) });
     const inj = createMaildirInjector(cfg(), { hostname: 'n', fs: faulty });
     const staged = (await inj.stage!(sreq(['bob@b.example'], 5)))!;
     await writeAll(staged.sink, [Buffer.from('hello')]);
