@@ -1,0 +1,115 @@
+// decode-large: where the large receiver's time goes, without the daemon. One LARGE_MIB (50) MiB
+// message (base64 CRLF lines, as bench/large-message.mjs) is encoded once into a packet; then, REPS
+// times each, in this process:
+//   decoder: dist/packet/decode.js decodePacket from the packet file into a file (what the receiver
+//     runs: async generators, streamed zlib on the thread pool, fs streams);
+//   floor:   the same primitives as ONE synchronous loop on the same bytes (zlib stream, AES-256-CFB,
+//     no OpenPGP framing): 256 KiB reads into one buffer, decrypt, SHA-1 (MDC), inflate through the
+//     zlib handle's writeSync into one reused buffer, SHA-512 (signature) + SHA-256 (payload), write.
+// Prints MiB/s of output, wall, CPU (user+system, all threads) and minor page faults per run. The
+// floor is what a synchronous push decoder could reach on one thread; the gap is the decoder's
+// per-chunk machinery (docs/performance.md). Not part of `npm run bench`. Env: LARGE_MIB, REPS.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import * as openpgp from 'openpgp';
+import { generateNodeKey } from '../dist/keys/generate.js';
+import { decodePacket } from '../dist/packet/decode.js';
+import { encodePacket } from '../dist/packet/encode.js';
+import { rm, tmp } from './lib/stack.mjs';
+
+const MIB = Number(process.env.LARGE_MIB ?? 50);
+const REPS = Number(process.env.REPS ?? 4);
+const CHUNK = 256 * 1024;
+
+const faults = () => Number(fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[7]);
+
+function message() {
+  return Buffer.from(crypto.randomBytes(MIB * 786432).toString('base64').replace(/.{76}/g, '$&\r\n'));
+}
+
+async function timed(label, outBytes, fn) {
+  const f0 = faults(), c0 = process.cpuUsage(), t0 = performance.now();
+  await fn();
+  const s = (performance.now() - t0) / 1000, c = process.cpuUsage(c0);
+  const row = { label, mibps: outBytes / 1048576 / s, wall: s, cpu: (c.user + c.system) / 1e6, faults: faults() - f0 };
+  console.log(`  ${label.padEnd(8)} ${row.mibps.toFixed(1).padStart(6)} MiB/s | wall ${s.toFixed(3)} s | CPU ${row.cpu.toFixed(3)} s | minor faults ${row.faults}`);
+  return row;
+}
+
+/** The floor: one synchronous loop over read → AES-CFB → SHA-1 → inflate → SHA-512 + SHA-256 → write. */
+function floorDecode(file, key, out) {
+  const fd = fs.openSync(file, 'r'), wfd = fs.openSync(out, 'w');
+  const inBuf = Buffer.allocUnsafeSlow(CHUNK), outBuf = Buffer.allocUnsafeSlow(CHUNK);
+  const dec = crypto.createDecipheriv('aes-256-cfb', key, Buffer.alloc(16));
+  const mdc = crypto.createHash('sha1'), sig = crypto.createHash('sha512'), body = crypto.createHash('sha256');
+  const z = zlib.createInflate();
+  const handle = z._handle, state = z._writeState; // node:zlib internals, the same calls inflateSync makes
+  let total = 0;
+  try {
+    for (let n; (n = fs.readSync(fd, inBuf, 0, CHUNK, null)) > 0;) {
+      const plain = dec.update(inBuf.subarray(0, n));
+      mdc.update(plain);
+      for (let off = 0, left = plain.length; ;) {
+        handle.writeSync(zlib.constants.Z_NO_FLUSH, plain, off, left, outBuf, 0, CHUNK);
+        const [availOut, availIn] = state;
+        const o = outBuf.subarray(0, CHUNK - availOut);
+        sig.update(o);
+        body.update(o);
+        fs.writeSync(wfd, o);
+        total += o.length;
+        off += left - availIn;
+        left = availIn;
+        if (availOut !== 0) break;
+      }
+    }
+    mdc.digest(); sig.digest(); body.digest();
+  } finally {
+    fs.closeSync(fd);
+    fs.closeSync(wfd);
+    z.close();
+  }
+  return total;
+}
+
+export async function main() {
+  const dir = tmp('decode-large');
+  try {
+    const msg = message();
+    console.log(`== decode-large: ${(msg.length / 1048576).toFixed(1)} MiB message, ${REPS} runs each (2 cores; see docs/performance.md)`);
+    // The real packet, through the real encoder.
+    const [ka, kb] = await Promise.all([generateNodeKey({ name: 'a' }), generateNodeKey({ name: 'b' })]);
+    const A = await openpgp.readPrivateKey({ armoredKey: ka.privateArmored });
+    const B = await openpgp.readPrivateKey({ armoredKey: kb.privateArmored });
+    const now = new Date();
+    const header = { v: 1, type: 'mail', id: 'decodelargebenchaaaaaaaaaa', from_node: ka.fingerprint, to_node: kb.fingerprint, created: now.toISOString(), expires: new Date(now.getTime() + 864e5).toISOString(), envelope: { from: 'a@offline.test', to: ['b@example.org'] }, size: msg.length, sha256: crypto.createHash('sha256').update(msg).digest('hex') };
+    const packet = path.join(dir, 'packet.pgp');
+    await pipeline(await encodePacket({ header, payload: Readable.from([msg]), signingKey: A, encryptionKey: B.toPublic(), compressionLevel: 6 }), fs.createWriteStream(packet));
+    // The floor's input: the same message deflated at the same level, AES-256-CFB encrypted.
+    const key = crypto.randomBytes(32);
+    const c = crypto.createCipheriv('aes-256-cfb', key, Buffer.alloc(16));
+    const raw = path.join(dir, 'floor.bin');
+    fs.writeFileSync(raw, Buffer.concat([c.update(zlib.deflateSync(msg, { level: 6 })), c.final()]));
+    const rows = [];
+    for (let i = 0; i < REPS; i++) {
+      rows.push(await timed('decoder', msg.length, async () => {
+        const r = await decodePacket({ input: fs.createReadStream(packet, { highWaterMark: CHUNK }), decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }) });
+        if (r.header.size !== msg.length) throw new Error('decoder: wrong size');
+      }));
+      rows.push(await timed('floor', msg.length, async () => {
+        if (floorDecode(raw, key, path.join(dir, 'out.floor')) !== msg.length) throw new Error('floor: wrong size');
+      }));
+    }
+    const med = (label, k) => { const xs = rows.filter((r) => r.label === label).map((r) => r[k]).sort((x, y) => x - y); return xs[Math.floor(xs.length / 2)]; };
+    console.log(`  median: decoder ${med('decoder', 'mibps').toFixed(1)} MiB/s (${med('decoder', 'cpu').toFixed(3)} s CPU), floor ${med('floor', 'mibps').toFixed(1)} MiB/s (${med('floor', 'cpu').toFixed(3)} s CPU); decoder / floor ${(med('decoder', 'mibps') / med('floor', 'mibps')).toFixed(2)}`);
+    console.log(`BENCH-JSON ${JSON.stringify({ bench: 'decode-large', rows })}`);
+    return rows;
+  } finally {
+    rm(dir);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -1,0 +1,100 @@
+// deliver-floor: what the deliver target (>= 0.9x Postfix's own accept rate into the same Postfix)
+// asks of CPU, measured. Into one Postfix (smtpd -> queue -> discard(8)), 2,000 x 4 KiB messages:
+//   smtp-source, 10 sessions (the anchor of bench/deliver.mjs),
+//   ferrypost's own SMTP client pool alone (dist/inject/smtp-pool.js, 10 connections, the receiver's
+//     default delivery.max_connections), messages already in memory: no tree, no decryption, no journal,
+// printing msg/s and CPU per message of the client and of Postfix (master + children, reaped ones
+// included via the master's cutime/cstime). Not part of `npm run bench`; no timing is asserted.
+// Env: DELIVER_N.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createSmtpPool } from '../dist/inject/smtp-pool.js';
+import { startPostfix } from './lib/stack.mjs';
+
+const N = Number(process.env.DELIVER_N ?? 2000);
+const TICK_MS = 10;
+
+function times(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { self: (Number(f[11]) + Number(f[12])) * TICK_MS, children: (Number(f[13]) + Number(f[14])) * TICK_MS, ppid: Number(f[1]) };
+}
+
+function postfixCpu(master) {
+  const m = times(master);
+  let sum = m.self + m.children;
+  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const t = times(Number(p));
+      if (t.ppid === master) sum += t.self;
+    } catch { /* exited meanwhile */ }
+  }
+  return sum;
+}
+
+function smtpSource(port, count) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', '/usr/sbin/smtp-source', '-s', '10', '-m', String(count), '-l', '4096', '-f', 'bench@gw.test', '-t', 'sink@discard.test', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    child.once('exit', (code) => {
+      const m = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (code !== 0 || !m) return reject(new Error(`smtp-source exited ${code}: ${err.slice(-1500)}`));
+      resolve({ s: (performance.now() - t0) / 1000, clientMs: (Number(m[1]) + Number(m[2])) * 1000 });
+    });
+  });
+}
+
+/** 4 KiB messages like smtp-source's, CRLF lines. */
+function messages(n) {
+  const body = `${'x'.repeat(78)}\r\n`.repeat(50);
+  return Array.from({ length: n }, (_, i) => Buffer.from(`From: <bench@gw.test>\r\nTo: <sink@discard.test>\r\nSubject: floor ${i}\r\nMessage-ID: <${i}.floor@gw.test>\r\n\r\n${body}`));
+}
+
+async function poolRun(port, msgs) {
+  const pool = createSmtpPool({ host: '127.0.0.1', port, lmtp: false, max: 10, timeout: 60_000, heloName: 'floor.test' });
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => { // receive.concurrency default: 16 at once
+    while (next < msgs.length) {
+      const m = msgs[next++];
+      await pool.send({ from: 'bench@gw.test', to: ['sink@discard.test'] }, m);
+    }
+  }));
+  const s = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  pool.close();
+  return { s, clientMs: (c.user + c.system) / 1000 };
+}
+
+async function measure(label, master, fn) {
+  const p0 = postfixCpu(master);
+  const r = await fn();
+  const row = { label, rate: N / r.s, clientMs: r.clientMs / N, postfixMs: (postfixCpu(master) - p0) / N };
+  console.log(`  ${label.padEnd(52)} ${row.rate.toFixed(0).padStart(5)} msg/s | client CPU ${row.clientMs.toFixed(2)} ms/msg | Postfix CPU ${row.postfixMs.toFixed(2)} ms/msg`);
+  return row;
+}
+
+export async function main() {
+  console.log(`== deliver-floor: ${N} x 4 KiB into Postfix -> discard, CPU per message (2 cores; see docs/performance.md)`);
+  const postfix = await startPostfix('dfloor');
+  const rows = [];
+  try {
+    const master = Number(fs.readFileSync(path.join(postfix.dir, 'spool/pid/master.pid'), 'utf8').trim());
+    const msgs = messages(N);
+    await smtpSource(postfix.port, 200); // warm-up both
+    await poolRun(postfix.port, msgs.slice(0, 200));
+    for (let i = 0; i < 2; i++) {
+      rows.push(await measure('smtp-source, 10 sessions', master, () => smtpSource(postfix.port, N)));
+      rows.push(await measure("ferrypost's SMTP client pool alone, 10 connections", master, () => poolRun(postfix.port, msgs)));
+    }
+  } finally {
+    await postfix.stop();
+  }
+  console.log(`BENCH-JSON ${JSON.stringify({ bench: 'deliver-floor', rows })}`);
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

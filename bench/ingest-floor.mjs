@@ -1,0 +1,111 @@
+// ingest-floor: what the SMTP ingest target (>= 2x Postfix's queue-in rate) asks of CPU, measured.
+// Under one smtp-source load (1,000 x 4 KiB, 10 sessions, a connection per message), for each of
+//   bare smtp-server that discards (the library's own cost: parse, reply, one connection per message),
+//   bare smtp-server + one durable file per message (write, fsync, close, rename),
+//   ferrypost (sign + compress + encrypt + durable packet + dir fsync),
+//   Postfix smtpd -> cleanup -> qmgr -> discard(8),
+// prints msg/s and CPU per message (user + system, every thread; Postfix: the master and all its
+// children, including those that exited, via the master's cutime/cstime) and smtp-source's own CPU.
+// Not part of `npm run bench` (3 extra servers); no timing is asserted. Env: INGEST_N.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { nodePair, rm, ROOT, startNode, startPostfix, tmp } from './lib/stack.mjs';
+
+const N = Number(process.env.INGEST_N ?? 1000);
+const TICK_MS = 10; // USER_HZ 100
+
+/** utime, stime, cutime, cstime of one process, in ms. */
+function times(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { self: (Number(f[11]) + Number(f[12])) * TICK_MS, children: (Number(f[13]) + Number(f[14])) * TICK_MS, ppid: Number(f[1]) };
+}
+
+/** CPU ms of pid and (optionally) every live child plus the reaped ones. */
+function cpuOf(pid, withChildren) {
+  const root = times(pid);
+  if (!withChildren) return root.self;
+  let sum = root.self + root.children;
+  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const t = times(Number(p));
+      if (t.ppid === pid) sum += t.self;
+    } catch { /* exited meanwhile */ }
+  }
+  return sum;
+}
+
+/** smtp-source under /usr/bin/time: wall seconds and its own CPU ms. */
+function source(port, count) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', '/usr/sbin/smtp-source', '-s', '10', '-m', String(count), '-l', '4096', '-f', 'bench@gw.test', '-t', 'sink@discard.test', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    child.once('exit', (code) => {
+      const m = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (code !== 0 || !m || /error|refused|fatal/i.test(err.replace(/CPU [\d.]+ [\d.]+/, ''))) return reject(new Error(`smtp-source exited ${code}: ${err.slice(-1500)}`));
+      resolve({ s: (performance.now() - t0) / 1000, cpuMs: (Number(m[1]) + Number(m[2])) * 1000 });
+    });
+  });
+}
+
+async function measure(label, port, pid, withChildren) {
+  await source(port, 100); // warm-up
+  const c0 = cpuOf(pid, withChildren);
+  const r = await source(port, N);
+  const cpu = (cpuOf(pid, withChildren) - c0) / N;
+  const row = { label, rate: N / r.s, serverMs: cpu, sourceMs: r.cpuMs / N };
+  console.log(`  ${label.padEnd(44)} ${row.rate.toFixed(0).padStart(5)} msg/s | server CPU ${cpu.toFixed(2)} ms/msg | smtp-source CPU ${row.sourceMs.toFixed(2)} ms/msg`);
+  return row;
+}
+
+async function bare(mode, dir) {
+  const child = spawn(process.execPath, ['--max-semi-space-size=4', path.join(ROOT, 'bench/lib/bare-smtp.mjs'), mode, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((res, rej) => {
+    child.stdout.once('data', (d) => res(Number(String(d).trim())));
+    child.once('exit', (c) => rej(new Error(`bare smtp-server exited ${c}`)));
+  });
+  return { port, pid: child.pid, stop: () => child.kill() };
+}
+
+export async function main() {
+  const base = tmp('ingest-floor');
+  const rows = [];
+  console.log(`== ingest-floor: ${N} x 4 KiB, 10 sessions, CPU per message (2 cores; see docs/performance.md)`);
+  try {
+    for (const mode of ['discard', 'durable']) {
+      const dir = path.join(base, mode);
+      fs.mkdirSync(dir);
+      const s = await bare(mode, dir);
+      try {
+        rows.push(await measure(`bare smtp-server, ${mode === 'discard' ? 'discard' : 'durable file per message'}`, s.port, s.pid, false));
+      } finally {
+        s.stop();
+      }
+    }
+    const { a } = await nodePair(base);
+    const node = await startNode(a);
+    try {
+      rows.push(await measure('ferrypost ingest', a.port, node.pid, false));
+    } finally {
+      await node.stop();
+    }
+    const postfix = await startPostfix('floor');
+    try {
+      const master = Number(fs.readFileSync(path.join(postfix.dir, 'spool/pid/master.pid'), 'utf8').trim());
+      rows.push(await measure('Postfix smtpd -> queue -> discard', postfix.port, master, true));
+    } finally {
+      await postfix.stop();
+    }
+  } finally {
+    rm(base);
+  }
+  const pf = rows.at(-1);
+  const cores = 2000; // ms of CPU per second on this machine's two cores
+  console.log(`  2x Postfix here = ${(2 * pf.rate).toFixed(0)} msg/s = at most ${(cores / (2 * pf.rate)).toFixed(2)} ms of CPU per message for server + smtp-source together`);
+  console.log(`BENCH-JSON ${JSON.stringify({ bench: 'ingest-floor', rows })}`);
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
