@@ -136,6 +136,19 @@ describe('tampering under a valid MDC', () => {
     bzip[packetHeader(8, z.length + 1).length] = 3;
     expect(await code(decodeBuffer(await sealed(bzip, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
   });
+  it('a compressed body large enough to be inflated in slices (> 256 KiB): control decodes; truncated or corrupt deflate data under a valid MDC is PACKET_DECRYPT', async () => {
+    const big = Buffer.from(randomBytes(450 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n'));
+    const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, big), big), format: 'binary', filename: '' });
+    const bigSigned = Buffer.from(await openpgp.sign({ message, signingKeys: alice.priv, format: 'binary' }));
+    const z = deflateSync(bigSigned);
+    expect(z.length).toBeGreaterThan(256 * 1024); // over the one-call limit in decrypt-native.ts
+    const pack = (zz: Uint8Array): Buffer => Buffer.concat([packetHeader(8, zz.length + 1), Uint8Array.of(2), zz]);
+    expect((await decodeBuffer(await sealed(pack(z), bob), bob, [alice])).payload.equals(big)).toBe(true);
+    expect(await code(decodeBuffer(await sealed(pack(z.subarray(0, z.length - 1000)), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    const corrupt = Buffer.from(z);
+    corrupt[z.length >> 1]! ^= 0xff;
+    expect(await code(decodeBuffer(await sealed(pack(corrupt), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+  });
   it('an empty encrypted body and a missing MDC: PACKET_DECRYPT', async () => {
     expect(await code(decodeBuffer(await sealed(new Uint8Array(0), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
     const good = await sealed(signed, bob);
