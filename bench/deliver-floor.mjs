@@ -3,14 +3,19 @@
 //   smtp-source, 10 sessions (the anchor of bench/deliver.mjs),
 //   ferrypost's own SMTP client pool alone (dist/inject/smtp-pool.js, 10 connections, the receiver's
 //     default delivery.max_connections), messages already in memory: no tree, no decryption, no journal,
+//   ferrypost's receiver draining 2,000 waiting packets (bench/deliver.mjs's drain, cached packet set;
+//     its CPU and the machine's from the moment the packets appear, so the daemon's start-up is not in it),
 // printing msg/s and CPU per message of the client and of Postfix (master + children, reaped ones
-// included via the master's cutime/cstime). Not part of `npm run bench`; no timing is asserted.
-// Env: DELIVER_N.
+// included via the master's cutime/cstime), and the whole machine's busy CPU per message from
+// /proc/stat (which also holds what no process is charged for). Not part of `npm run bench`; no timing
+// is asserted. Env: DELIVER_N (the first two rows; the receiver row uses the cached 2,000).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createSmtpPool } from '../dist/inject/smtp-pool.js';
-import { startPostfix } from './lib/stack.mjs';
+import { drainOnce } from './deliver.mjs';
+import { cachedPacketSet } from './lib/packets.mjs';
+import { machineBusyMs, startPostfix } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 const TICK_MS = 10;
@@ -69,12 +74,20 @@ async function poolRun(port, msgs) {
   return { s, clientMs: (c.user + c.system) / 1000 };
 }
 
-async function measure(label, master, fn) {
-  const p0 = postfixCpu(master);
+async function measure(label, master, fn, n = N) {
+  const p0 = postfixCpu(master), m0 = machineBusyMs();
   const r = await fn();
-  const row = { label, rate: N / r.s, clientMs: r.clientMs / N, postfixMs: (postfixCpu(master) - p0) / N };
-  console.log(`  ${label.padEnd(52)} ${row.rate.toFixed(0).padStart(5)} msg/s | client CPU ${row.clientMs.toFixed(2)} ms/msg | Postfix CPU ${row.postfixMs.toFixed(2)} ms/msg`);
+  const machine = r.machineMs ?? machineBusyMs() - m0;
+  const row = { label, rate: n / r.s, clientMs: r.clientMs / n, postfixMs: (postfixCpu(master) - p0) / n, machineMs: machine / n };
+  console.log(`  ${label.padEnd(52)} ${row.rate.toFixed(0).padStart(5)} msg/s | client CPU ${row.clientMs.toFixed(2)} | Postfix CPU ${row.postfixMs.toFixed(2)} | machine busy ${row.machineMs.toFixed(2)} ms/msg`);
   return row;
+}
+
+/** The receiver draining the cached packet set into this Postfix; its CPU from /proc. */
+async function receiverRun(set, port) {
+  const stats = {};
+  const rate = await drainOnce(set.pair, set.stash, { method: 'smtp', host: '127.0.0.1', port }, { stats });
+  return { s: 2000 / rate, clientMs: stats.cpuMs, machineMs: stats.machineMs }; // both from the release on: start-up excluded
 }
 
 export async function main() {
@@ -84,11 +97,13 @@ export async function main() {
   try {
     const master = Number(fs.readFileSync(path.join(postfix.dir, 'spool/pid/master.pid'), 'utf8').trim());
     const msgs = messages(N);
+    const set = await cachedPacketSet('deliver', 2000);
     await smtpSource(postfix.port, 200); // warm-up both
     await poolRun(postfix.port, msgs.slice(0, 200));
     for (let i = 0; i < 2; i++) {
       rows.push(await measure('smtp-source, 10 sessions', master, () => smtpSource(postfix.port, N)));
       rows.push(await measure("ferrypost's SMTP client pool alone, 10 connections", master, () => poolRun(postfix.port, msgs)));
+      rows.push(await measure('ferrypost receiver, 2,000 waiting packets', master, () => receiverRun(set, postfix.port), 2000));
     }
   } finally {
     await postfix.stop();

@@ -4,7 +4,7 @@
 // not write the expected number of packets.
 import fs from 'node:fs';
 import path from 'node:path';
-import { countFiles, median, nodePair, smtpSource, startNode, waitFor } from './stack.mjs';
+import { countFiles, median, nodePair, smtpSource, startNode } from './stack.mjs';
 
 /** Where generated packet sets are kept between runs (generation runs at ferrypost's ingest rate). */
 export const CACHE_DIR = process.env.BENCH_CACHE ?? '/var/tmp/ferrypost-bench';
@@ -72,13 +72,21 @@ export function release({ staging, names }, inbox) {
   return t0;
 }
 
-/** Waits until the inbox is empty (every packet delivered and deleted); returns seconds since t0. */
+/**
+ * Waits until the inbox is empty (every packet delivered and deleted); returns seconds since t0.
+ * Each look is a readdir of what is left (~0.9 ms of CPU for 2,000 entries here, ~4.5 ms for 10,000),
+ * taken from the same two cores as the receiver: it looks every 10 ms only once at most 100 packets
+ * are left, and every 100 ms before (every 10 ms throughout cost the receiver 5-45 % of a core).
+ */
 export async function drained(inbox, t0, timeoutMs = 600_000, running) {
-  await waitFor(`inbox ${inbox} to drain`, timeoutMs, () => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
     if (running && running.proc.exitCode !== null) throw new Error(`receiver exited: ${running.logs().slice(-3000)}`);
-    return countFiles(inbox) === 0;
-  }, 10);
-  return (performance.now() - t0) / 1000;
+    const left = countFiles(inbox);
+    if (left === 0) return (performance.now() - t0) / 1000;
+    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms waiting for inbox ${inbox} to drain (${left} left)`);
+    await new Promise((r) => setTimeout(r, left > 100 ? 100 : 10));
+  }
 }
 
 export { median };

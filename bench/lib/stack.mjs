@@ -161,6 +161,12 @@ export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = 
   };
 }
 
+/** Busy CPU ms of the whole machine, all cores (user nice system irq softirq of /proc/stat's cpu line). */
+export function machineBusyMs() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) * 10; // USER_HZ 100
+}
+
 export function countFiles(dir) {
   try {
     return fs.readdirSync(dir).filter((n) => !n.startsWith('.')).length;
