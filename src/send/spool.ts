@@ -37,7 +37,8 @@ export async function spoolMessage(message: Readable | Uint8Array, memoryLimit: 
   let file: { path: string; ws: WriteStream } | undefined;
   try {
     for await (const chunk of message) {
-      const buf: Buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
+      // No copy of a Buffer: streams hand out fresh chunks, and the chunks kept here are never changed.
+      const buf: Buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
       hash.update(buf);
       size += buf.length;
       if (!file && size > memoryLimit) {
