@@ -29,7 +29,10 @@ interface ZlibInternals {
 }
 
 export interface SyncInflaterOptions {
-  /** Size of each output buffer (each is a fresh Buffer: the caller may keep it). */
+  /**
+   * Size of each output buffer. Outputs are slices of it, never written again once handed out: the
+   * caller may keep them. A new buffer is taken when one is full.
+   */
   outChunk: number;
   /** Output may not exceed maxRatio times the input consumed, plus 1 MiB. */
   maxRatio: number;
@@ -44,6 +47,9 @@ export class SyncInflater {
   private outBytes = 0;
   /** The deflate stream has ended: what follows is ignored. */
   private ended = false;
+  /** The output buffer being filled, and how much of it was already handed out. */
+  private out: Buffer | undefined;
+  private outOff = 0;
   private closed = false;
 
   /** algo: 1 = ZIP (raw deflate), 2 = ZLIB, as in the Compressed Data packet. */
@@ -87,15 +93,24 @@ export class SyncInflater {
 
   private *run(flush: number, input: Uint8Array): Generator<Buffer> {
     if (this.closed) throw new Error('inflater is closed');
+    if (this.error) throw this.error;
     let off = 0;
     let left = input.length;
     for (;;) {
-      const out = Buffer.allocUnsafe(this.opts.outChunk);
-      this.handle.writeSync(flush, input, off, left, out, 0, out.length);
+      // Output goes into the current buffer after what was already handed out, as node:zlib does, so
+      // that many small outputs (tiny input chunks: 1-byte partial lengths) share one buffer instead of
+      // each pinning a buffer of its own.
+      if (!this.out || this.outOff === this.out.length) {
+        this.out = Buffer.allocUnsafe(this.opts.outChunk);
+        this.outOff = 0;
+      }
+      const out = this.out;
+      const room = out.length - this.outOff;
+      this.handle.writeSync(flush, input, off, left, out, this.outOff, room);
       if (this.error) throw this.error;
       const availOut = this.state[0]!;
       const availIn = this.state[1]!;
-      const produced = out.length - availOut;
+      const produced = room - availOut;
       this.inBytes += left - availIn;
       this.outBytes += produced;
       off += left - availIn;
@@ -106,7 +121,9 @@ export class SyncInflater {
       // Room left in the output buffer means zlib stopped for want of input, or at the stream's end.
       const stopped = availOut !== 0;
       if (stopped && (left > 0 || flush === constants.Z_FINISH)) this.ended = true;
-      if (produced > 0) yield produced === out.length ? out : out.subarray(0, produced);
+      const start = this.outOff;
+      this.outOff += produced;
+      if (produced > 0) yield start === 0 && produced === out.length ? out : out.subarray(start, start + produced);
       if (stopped) return;
     }
   }

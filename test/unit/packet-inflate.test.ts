@@ -67,33 +67,67 @@ describe('SyncInflater', () => {
     });
   }
 
-  it('corrupt data: the same error as inflateSync (message and code), wherever the chunks fall', () => {
-    const z = deflateSync(mixed);
-    for (const at of [2, 100, Math.floor(z.length / 2), z.length - 2]) {
-      const bad = Buffer.from(z);
-      bad[at]! ^= 0xff;
-      const want = syncVerdict(2, bad);
-      expect(want).not.toBe('ok');
-      for (const chunk of [4096, bad.length]) expect(verdict(2, bad, chunk), `byte ${at}, chunk ${chunk}`).toBe(want);
-    }
+  for (const [name, algo, deflate] of [['ZLIB', 2, deflateSync], ['raw deflate (ZIP)', 1, deflateRawSync]] as const) {
+    it(`${name}: corrupt data gives the same error as inflateSync (message and code), wherever the chunks fall`, () => {
+      const z = deflate(mixed);
+      for (const at of [2, 100, Math.floor(z.length / 2), z.length - 2]) {
+        const bad = Buffer.from(z);
+        bad[at]! ^= 0xff;
+        const want = syncVerdict(algo, bad);
+        if (want === 'ok') continue; // raw deflate has no checksum: a flip can still decode
+        for (const chunk of [4096, bad.length]) expect(verdict(algo, bad, chunk), `byte ${at}, chunk ${chunk}`).toBe(want);
+      }
+    });
+
+    it(`${name}: a stream cut short: "unexpected end of file" at end(), as inflateSync`, () => {
+      const z = deflate(mixed);
+      for (const cut of [1, 10, z.length >> 1, z.length - 1]) {
+        const want = syncVerdict(algo, z.subarray(0, cut));
+        expect(want).toMatch(/unexpected end of file/);
+        expect(verdict(algo, z.subarray(0, cut), 4096), `cut at ${cut}`).toBe(want);
+      }
+    });
+
+    it(`${name}: bytes after the end of the deflate stream are ignored, as inflateSync ignores them`, () => {
+      const z = deflate(text);
+      const trailing = Buffer.concat([z, Buffer.from('trailing junk')]);
+      expect(syncVerdict(algo, trailing)).toBe('ok');
+      expect(inflateAll(algo, trailing, 4096).equals(text)).toBe(true);
+      // the stream ends exactly at a chunk boundary, the junk arrives in the next push
+      expect(inflateAll(algo, trailing, z.length).equals(text)).toBe(true);
+    });
+  }
+
+  it('one-byte input chunks: the outputs share buffers (memory held stays about the output size)', () => {
+    // A stored (level 0) stream gives about one byte out per byte in: the worst case for per-call buffers.
+    const data = randomBytes(200_000);
+    const z = deflateSync(data, { level: 0 });
+    const inflater = new SyncInflater(2, { outChunk: OUT, maxRatio: 1100 });
+    const outs: Buffer[] = [];
+    for (let i = 0; i < z.length; i++) for (const b of inflater.push(z.subarray(i, i + 1))) outs.push(b);
+    for (const b of inflater.end()) outs.push(b);
+    expect(Buffer.concat(outs).equals(data)).toBe(true);
+    const held = [...new Set(outs.map((b) => b.buffer))].reduce((n, ab) => n + ab.byteLength, 0);
+    expect(outs.length).toBeGreaterThan(10_000); // many small outputs...
+    expect(held).toBeLessThanOrEqual(data.length + 2 * OUT); // ...in few buffers
   });
 
-  it('a stream cut short: "unexpected end of file" at end(), as inflateSync', () => {
-    const z = deflateSync(mixed);
-    for (const cut of [1, 10, z.length >> 1, z.length - 1]) {
-      const want = syncVerdict(2, z.subarray(0, cut));
-      expect(want).toMatch(/unexpected end of file/);
-      expect(verdict(2, z.subarray(0, cut), 4096), `cut at ${cut}`).toBe(want);
+  it('after an error every later call fails the same way; after close a call throws instead of aborting', () => {
+    const bad = Buffer.from(deflateSync(mixed));
+    bad[100]! ^= 0xff;
+    const z = new SyncInflater(2, { outChunk: OUT, maxRatio: 1100 });
+    let first: unknown;
+    try {
+      for (const _ of z.push(bad)) void _;
+    } catch (e) {
+      first = e;
     }
-  });
-
-  it('bytes after the end of the deflate stream are ignored, as inflateSync ignores them', () => {
-    const z = deflateSync(text);
-    const trailing = Buffer.concat([z, Buffer.from('trailing junk')]);
-    expect(syncVerdict(2, trailing)).toBe('ok');
-    expect(inflateAll(2, trailing, 4096).equals(text)).toBe(true);
-    // the stream ends exactly at a chunk boundary, the junk arrives in the next push
-    expect(inflateAll(2, trailing, z.length).equals(text)).toBe(true);
+    expect(first).toBeInstanceOf(Error);
+    expect(() => [...z.push(Buffer.from('more'))]).toThrow((first as Error).message);
+    expect(() => [...z.end()]).toThrow((first as Error).message);
+    const closed = new SyncInflater(2, { outChunk: OUT, maxRatio: 1100 });
+    closed.close();
+    expect(() => [...closed.push(deflateSync(text))]).toThrow(/closed/);
   });
 
   it('a decompression bomb fails with PgpFormatError, lazily: memory stays at one output buffer', () => {

@@ -148,6 +148,13 @@ describe('tampering under a valid MDC', () => {
     const corrupt = Buffer.from(z);
     corrupt[z.length >> 1]! ^= 0xff;
     expect(await code(decodeBuffer(await sealed(pack(corrupt), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    // The same body in 16-byte partial lengths (tiny pieces for the inflater): same payload.
+    const body = Buffer.concat([Uint8Array.of(2), z]);
+    const parts: Uint8Array[] = [Uint8Array.of(0xc0 | 8)];
+    let at = 0;
+    for (; body.length - at > 16; at += 16) parts.push(Uint8Array.of(224 + 4), body.subarray(at, at + 16));
+    parts.push(packetHeader(8, body.length - at).subarray(1), body.subarray(at));
+    expect((await decodeBuffer(await sealed(Buffer.concat(parts), bob), bob, [alice])).payload.equals(big)).toBe(true);
   });
   it('an empty encrypted body and a missing MDC: PACKET_DECRYPT', async () => {
     expect(await code(decodeBuffer(await sealed(new Uint8Array(0), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
