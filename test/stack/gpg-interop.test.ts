@@ -1,6 +1,7 @@
 /** Packets against real GnuPG (/usr/bin/gpg): gpg decrypts and verifies ours, we decode gpg's, gpg refuses tampering. */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gpgHome, type GpgHome } from '../helpers/gpg.js';
@@ -63,6 +64,20 @@ describe('gpg reads ferrypost packets', () => {
 });
 
 describe('ferrypost reads gpg-made packets', () => {
+  for (const level of [0, 6]) {
+    it(`decodes a 3 MiB message gpg signed and encrypted at -z ${level} (gpg's partial body lengths pass ferrypost's 512-byte minimum)`, async () => {
+      const payload = Buffer.from(`Subject: big from gpg\r\n\r\n${randomBytes(2304 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`);
+      const header = makeHeader(sender, recipient, payload);
+      const plainFile = path.join(work, `plain-big-${level}`);
+      await writeFile(plainFile, plaintextOf(header, payload));
+      const out = path.join(work, `gpg-made-big-${level}.pgp`);
+      await gpg(['--trust-model', 'always', '-z', String(level), '--compress-algo', 'zlib', '-u', sender.fpr, '-r', recipient.fpr, '--output', out, '--sign', '--encrypt', plainFile]);
+      const decoded = await decodeBuffer(await readFile(out), recipient, [sender]);
+      expect(decoded.header).toEqual(header);
+      expect(decoded.payload.equals(payload)).toBe(true);
+    });
+  }
+
   it('decodes a message gpg signed and encrypted with the same framing', async () => {
     const payload = Buffer.from('Subject: from gpg\r\n\r\nhello\r\n');
     const header = makeHeader(sender, recipient, payload);

@@ -148,13 +148,35 @@ describe('tampering under a valid MDC', () => {
     const corrupt = Buffer.from(z);
     corrupt[z.length >> 1]! ^= 0xff;
     expect(await code(decodeBuffer(await sealed(pack(corrupt), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
-    // The same body in 16-byte partial lengths (tiny pieces for the inflater): same payload.
+    // The same body in partial lengths: 512-byte parts (the smallest accepted) decode to the same
+    // payload; 16-byte parts are refused (RFC 4880's minimum for the first part, applied to all).
     const body = Buffer.concat([Uint8Array.of(2), z]);
-    const parts: Uint8Array[] = [Uint8Array.of(0xc0 | 8)];
-    let at = 0;
-    for (; body.length - at > 16; at += 16) parts.push(Uint8Array.of(224 + 4), body.subarray(at, at + 16));
-    parts.push(packetHeader(8, body.length - at).subarray(1), body.subarray(at));
-    expect((await decodeBuffer(await sealed(Buffer.concat(parts), bob), bob, [alice])).payload.equals(big)).toBe(true);
+    const inParts = (bits: number): Buffer => {
+      const size = 1 << bits;
+      const parts: Uint8Array[] = [Uint8Array.of(0xc0 | 8)];
+      let at = 0;
+      for (; body.length - at > size; at += size) parts.push(Uint8Array.of(224 + bits), body.subarray(at, at + size));
+      parts.push(packetHeader(8, body.length - at).subarray(1), body.subarray(at));
+      return Buffer.concat(parts);
+    };
+    expect((await decodeBuffer(await sealed(inParts(9), bob), bob, [alice])).payload.equals(big)).toBe(true);
+    expect(await code(decodeBuffer(await sealed(inParts(4), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+  });
+  it('an encrypted body in partial lengths under 512 bytes is PACKET_DECRYPT; 512 decodes', async () => {
+    const key = randomBytes(32);
+    const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: bob.pub, format: 'binary' })) as Uint8Array;
+    const body = seipdV1EncryptSync('aes256', key, compressed(signed));
+    const inParts = (bits: number): Buffer => {
+      const size = 1 << bits;
+      const parts: Uint8Array[] = [pkesk, Uint8Array.of(0xc0 | 18)];
+      let at = 0;
+      for (; body.length - at > size; at += size) parts.push(Uint8Array.of(224 + bits), body.subarray(at, at + size));
+      parts.push(packetHeader(18, body.length - at).subarray(1), body.subarray(at));
+      return Buffer.concat(parts);
+    };
+    expect(body.length).toBeGreaterThan(512);
+    expect((await decodeBuffer(inParts(9), bob, [alice])).payload.equals(payload)).toBe(true);
+    for (const bits of [0, 4, 8]) expect(await code(decodeBuffer(inParts(bits), bob, [alice])), `2^${bits}`).toBe('PACKET_DECRYPT');
   });
   it('an empty encrypted body and a missing MDC: PACKET_DECRYPT', async () => {
     expect(await code(decodeBuffer(await sealed(new Uint8Array(0), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
