@@ -7,7 +7,7 @@ EXIM_ROOT=/opt/ferrypost-stack/exim
 EXIM_TEST_CONF=/var/tmp/ferrypost-exim/exim.conf   # the one path tests may pass to exim -C as root
 
 need_apt=0
-for bin in /usr/sbin/postfix /usr/sbin/dovecot /usr/bin/gpg /usr/bin/syncthing /usr/bin/swaks /usr/bin/nncp-exec; do
+for bin in /usr/sbin/postfix /usr/sbin/dovecot /usr/bin/gpg /usr/bin/syncthing /usr/bin/swaks /usr/bin/nncp-exec /usr/bin/time; do
   [ -x "$bin" ] || need_apt=1
 done
 [ -x "$EXIM_ROOT/usr/sbin/exim4" ] || need_apt=1
@@ -19,7 +19,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   printf '%s\n' 'postfix postfix/main_mailer_type select No configuration' \
                 'postfix postfix/mailname string gw.test' | debconf-set-selections
-  apt-get install -y -qq --no-install-recommends postfix swaks dovecot-imapd gnupg syncthing nncp libidn12 ca-certificates >/dev/null
+  apt-get install -y -qq --no-install-recommends postfix swaks dovecot-imapd gnupg syncthing nncp libidn12 ca-certificates time >/dev/null
   [ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
   # Exim conflicts with Postfix as a package; its binary runs fine unpacked beside it.
   if [ ! -x "$EXIM_ROOT/usr/sbin/exim4" ]; then

@@ -9,48 +9,14 @@
 // included via the master's cutime/cstime), and the whole machine's busy CPU per message from
 // /proc/stat (which also holds what no process is charged for). Not part of `npm run bench`; no timing
 // is asserted. Env: DELIVER_N (the first two rows; the receiver row uses the cached 2,000).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createSmtpPool } from '../dist/inject/smtp-pool.js';
 import { drainOnce } from './deliver.mjs';
 import { cachedPacketSet } from './lib/packets.mjs';
-import { machineBusyMs, startPostfix } from './lib/stack.mjs';
+import { machineBusyMs, processCpuMs, smtpSourceRun, startPostfix } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
-const TICK_MS = 10;
-
-function times(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return { self: (Number(f[11]) + Number(f[12])) * TICK_MS, children: (Number(f[13]) + Number(f[14])) * TICK_MS, ppid: Number(f[1]) };
-}
-
-function postfixCpu(master) {
-  const m = times(master);
-  let sum = m.self + m.children;
-  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    try {
-      const t = times(Number(p));
-      if (t.ppid === master) sum += t.self;
-    } catch { /* exited meanwhile */ }
-  }
-  return sum;
-}
-
-function smtpSource(port, count) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', '/usr/sbin/smtp-source', '-s', '10', '-m', String(count), '-l', '4096', '-f', 'bench@gw.test', '-t', 'sink@discard.test', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (c) => (err += c));
-    child.once('exit', (code) => {
-      const m = /CPU ([\d.]+) ([\d.]+)/.exec(err);
-      if (code !== 0 || !m) return reject(new Error(`smtp-source exited ${code}: ${err.slice(-1500)}`));
-      resolve({ s: (performance.now() - t0) / 1000, clientMs: (Number(m[1]) + Number(m[2])) * 1000 });
-    });
-  });
-}
-
 /** 4 KiB messages like smtp-source's, CRLF lines. */
 function messages(n) {
   const body = `${'x'.repeat(78)}\r\n`.repeat(50);
@@ -71,14 +37,14 @@ async function poolRun(port, msgs) {
   const s = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   pool.close();
-  return { s, clientMs: (c.user + c.system) / 1000 };
+  return { s, cpuMs: (c.user + c.system) / 1000 };
 }
 
 async function measure(label, master, fn, n = N) {
-  const p0 = postfixCpu(master), m0 = machineBusyMs();
+  const p0 = processCpuMs(master, { children: true }), m0 = machineBusyMs();
   const r = await fn();
   const machine = r.machineMs ?? machineBusyMs() - m0;
-  const row = { label, rate: n / r.s, clientMs: r.clientMs / n, postfixMs: (postfixCpu(master) - p0) / n, machineMs: machine / n };
+  const row = { label, rate: n / r.s, clientMs: r.cpuMs / n, postfixMs: (processCpuMs(master, { children: true }) - p0) / n, machineMs: machine / n };
   console.log(`  ${label.padEnd(52)} ${row.rate.toFixed(0).padStart(5)} msg/s | client CPU ${row.clientMs.toFixed(2)} | Postfix CPU ${row.postfixMs.toFixed(2)} | machine busy ${row.machineMs.toFixed(2)} ms/msg`);
   return row;
 }
@@ -87,7 +53,7 @@ async function measure(label, master, fn, n = N) {
 async function receiverRun(set, port) {
   const stats = {};
   const rate = await drainOnce(set.pair, set.stash, { method: 'smtp', host: '127.0.0.1', port }, { stats });
-  return { s: 2000 / rate, clientMs: stats.cpuMs, machineMs: stats.machineMs }; // both from the release on: start-up excluded
+  return { s: 2000 / rate, cpuMs: stats.cpuMs, machineMs: stats.machineMs }; // both from the release on: start-up excluded
 }
 
 export async function main() {
@@ -98,10 +64,10 @@ export async function main() {
     const master = Number(fs.readFileSync(path.join(postfix.dir, 'spool/pid/master.pid'), 'utf8').trim());
     const msgs = messages(N);
     const set = await cachedPacketSet('deliver', 2000);
-    await smtpSource(postfix.port, 200); // warm-up both
+    await smtpSourceRun(postfix.port, { count: 200 }); // warm-up both
     await poolRun(postfix.port, msgs.slice(0, 200));
     for (let i = 0; i < 2; i++) {
-      rows.push(await measure('smtp-source, 10 sessions', master, () => smtpSource(postfix.port, N)));
+      rows.push(await measure('smtp-source, 10 sessions', master, () => smtpSourceRun(postfix.port, { count: N })));
       rows.push(await measure("ferrypost's SMTP client pool alone, 10 connections", master, () => poolRun(postfix.port, msgs)));
       rows.push(await measure('ferrypost receiver, 2,000 waiting packets', master, () => receiverRun(set, postfix.port), 2000));
     }

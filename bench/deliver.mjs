@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cachedPacketSet, release, resetState, stage, drained } from './lib/packets.mjs';
-import { machineBusyMs, median, report, runs, smtpSource, startNode, startPostfix, startSmtpSink } from './lib/stack.mjs';
+import { machineBusyMs, median, processCpuMs, report, runs, smtpSource, startNode, startPostfix, startSmtpSink } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -13,12 +13,6 @@ const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${proce
 function quarantined(node) {
   const q = path.join(node.dir, 'state', 'quarantine');
   return fs.existsSync(q) ? fs.readdirSync(q, { recursive: true }).length : 0;
-}
-
-/** utime + stime of a running process, ms (A/B scripts compare CPU per packet, steadier than rates). */
-function cpuMs(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // fields 14, 15 of stat; USER_HZ 100
 }
 
 /** [user, system] ms per thread of a running process, keyed "tid:name". */
@@ -40,14 +34,14 @@ export async function drainOnce(pair, stash, delivery, { cli, stats } = {}) {
   const node = await startNode(pair.b, { nodeArgs, ...(cli ? { cli } : {}) });
   try {
     // CPU from here on only: the daemon's start-up (~750 ms of CPU here) is not part of the drain.
-    const cpu0 = stats ? cpuMs(node.pid) : 0;
+    const cpu0 = stats ? processCpuMs(node.pid) : 0;
     const threads0 = stats ? threadCpuMs(node.pid) : {};
     const machine0 = machineBusyMs();
     const t0 = release(staged, pair.inboxB);
     const s = await drained(pair.inboxB, t0, 600_000, node);
     if (stats) {
       const threads = Object.fromEntries(Object.entries(threadCpuMs(node.pid)).map(([t, [u, sy]]) => [t, [u - (threads0[t]?.[0] ?? 0), sy - (threads0[t]?.[1] ?? 0)]]));
-      Object.assign(stats, { cpuMs: cpuMs(node.pid) - cpu0, threads, machineMs: machineBusyMs() - machine0 });
+      Object.assign(stats, { cpuMs: processCpuMs(node.pid) - cpu0, threads, machineMs: machineBusyMs() - machine0 });
     }
     const q = quarantined(pair.b);
     if (q > 0) throw new Error(`${q} packets quarantined (stale cached packets? rerun with BENCH_FRESH=1): ${node.logs().slice(-2000)}`);

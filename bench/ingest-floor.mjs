@@ -10,51 +10,14 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nodePair, rm, ROOT, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { nodePair, processCpuMs, rm, ROOT, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
-const TICK_MS = 10; // USER_HZ 100
-
-/** utime, stime, cutime, cstime of one process, in ms. */
-function times(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return { self: (Number(f[11]) + Number(f[12])) * TICK_MS, children: (Number(f[13]) + Number(f[14])) * TICK_MS, ppid: Number(f[1]) };
-}
-
-/** CPU ms of pid and (optionally) every live child plus the reaped ones. */
-function cpuOf(pid, withChildren) {
-  const root = times(pid);
-  if (!withChildren) return root.self;
-  let sum = root.self + root.children;
-  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    try {
-      const t = times(Number(p));
-      if (t.ppid === pid) sum += t.self;
-    } catch { /* exited meanwhile */ }
-  }
-  return sum;
-}
-
-/** smtp-source under /usr/bin/time: wall seconds and its own CPU ms. */
-function source(port, count) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', '/usr/sbin/smtp-source', '-s', '10', '-m', String(count), '-l', '4096', '-f', 'bench@gw.test', '-t', 'sink@discard.test', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (c) => (err += c));
-    child.once('exit', (code) => {
-      const m = /CPU ([\d.]+) ([\d.]+)/.exec(err);
-      if (code !== 0 || !m || /error|refused|fatal/i.test(err.replace(/CPU [\d.]+ [\d.]+/, ''))) return reject(new Error(`smtp-source exited ${code}: ${err.slice(-1500)}`));
-      resolve({ s: (performance.now() - t0) / 1000, cpuMs: (Number(m[1]) + Number(m[2])) * 1000 });
-    });
-  });
-}
-
 async function measure(label, port, pid, withChildren) {
-  await source(port, 100); // warm-up
-  const c0 = cpuOf(pid, withChildren);
-  const r = await source(port, N);
-  const cpu = (cpuOf(pid, withChildren) - c0) / N;
+  await smtpSourceRun(port, { count: 100 }); // warm-up
+  const c0 = processCpuMs(pid, { children: withChildren });
+  const r = await smtpSourceRun(port, { count: N });
+  const cpu = (processCpuMs(pid, { children: withChildren }) - c0) / N;
   const row = { label, rate: N / r.s, serverMs: cpu, sourceMs: r.cpuMs / N };
   console.log(`  ${label.padEnd(44)} ${row.rate.toFixed(0).padStart(5)} msg/s | server CPU ${cpu.toFixed(2)} ms/msg | smtp-source CPU ${row.sourceMs.toFixed(2)} ms/msg`);
   return row;

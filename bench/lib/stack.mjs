@@ -247,22 +247,51 @@ export async function startSmtpSink(port) {
   return { port, async stop() { child.kill('SIGTERM'); await exited; } };
 }
 
-/** Runs smtp-source; resolves with wall seconds. sessions: -s, count: -m, size: -l. */
-export function smtpSource(port, { sessions = 10, count, size = 4096, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false }) {
+/**
+ * Runs smtp-source under /usr/bin/time; resolves with wall seconds and smtp-source's own CPU ms.
+ * sessions: -s, count: -m, size: -l.
+ */
+export function smtpSourceRun(port, { sessions = 10, count, size = 4096, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false }) {
   return new Promise((resolve, reject) => {
     const args = ['-s', String(sessions), '-m', String(count), '-l', String(size), '-f', from, '-t', to];
     if (!oneSession) args.push('-c'); // -c prints a counter; harmless
     args.push(`127.0.0.1:${port}`);
     const t0 = process.hrtime.bigint();
-    const child = spawn('/usr/sbin/smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', '/usr/sbin/smtp-source', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (c) => (err += c));
     child.once('exit', (code) => {
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0 || /error|refused|fatal/i.test(err)) reject(new Error(`smtp-source exited ${code}: ${err.slice(-2000)}`));
-      else resolve(s);
+      const cpu = /CPU ([\d.]+) ([\d.]+)\s*$/.exec(err);
+      const own = cpu ? err.slice(0, cpu.index) : err;
+      if (code !== 0 || !cpu || /error|refused|fatal/i.test(own)) reject(new Error(`smtp-source exited ${code}: ${err.slice(-2000)}`));
+      else resolve({ s, cpuMs: (Number(cpu[1]) + Number(cpu[2])) * 1000 });
     });
   });
+}
+
+/** Runs smtp-source; resolves with wall seconds. */
+export const smtpSource = (port, opts) => smtpSourceRun(port, opts).then((r) => r.s);
+
+/**
+ * CPU ms (user + system) a process has used; with children, also its live children and, through
+ * its cutime/cstime, the children it has reaped (e.g. Postfix's master and every smtpd, cleanup, ...).
+ */
+export function processCpuMs(pid, { children = false } = {}) {
+  const times = (p) => {
+    const f = fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+    return { self: (Number(f[11]) + Number(f[12])) * 10, reaped: (Number(f[13]) + Number(f[14])) * 10, ppid: Number(f[1]) }; // USER_HZ 100
+  };
+  const root = times(pid);
+  if (!children) return root.self;
+  let sum = root.self + root.reaped;
+  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const t = times(Number(p));
+      if (t.ppid === pid) sum += t.self;
+    } catch { /* exited meanwhile */ }
+  }
+  return sum;
 }
 
 // ---------------------------------------------------------------- figures
