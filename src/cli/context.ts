@@ -9,6 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger } from '../log/logger.js';
+import { createGcPacer, type GcPacer } from '../memory/gc-pacer.js';
 import { openOutbox, recordingEnqueue, type Outbox } from '../queue/outbox.js';
 import { createRouter } from '../route/router.js';
 import { createEnqueue } from '../send/enqueue.js';
@@ -23,6 +24,8 @@ export interface NodeContext {
   outbox: Outbox;
   enqueue: Enqueue;
   hostname: string;
+  /** One per process: every large stream, sent or received, adds to the same pile of dead Buffers. */
+  gcPacer: GcPacer;
   close(): void;
 }
 
@@ -32,6 +35,7 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
   const keyring = await loadKeyring(cfg);
   const router = createRouter(cfg.peers);
   const outbox = openOutbox(cfg.node.state_dir);
+  const gcPacer = createGcPacer();
   const inner = createEnqueue({
     keyring,
     router,
@@ -41,6 +45,7 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
     compressionLevel: cfg.packets.compression_level,
     memorySpoolLimit: cfg.smtp?.memory_spool_limit ?? 1_048_576,
     log,
+    gcPacer,
   });
   const enqueue = recordingEnqueue(inner, outbox, (err) => log.warn({ evt: 'outbox.error', err }, 'could not index a queued packet'));
   return {
@@ -52,6 +57,7 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
     outbox,
     enqueue,
     hostname: cfg.smtp?.hostname ?? os.hostname(),
+    gcPacer,
     close: () => outbox.close(),
   };
 }

@@ -40,6 +40,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
         retryMaxMs: cfg.receive.retry_max,
         queueLifetimeMs: cfg.receive.queue_lifetime,
         now: Date.now,
+        gcPacer: node.gcPacer,
         // Crash tests only: see test/stack/crash.test.ts.
         crashAt: crashPointFromEnv(process.env.FERRYPOST_TEST_CRASH_AT),
       })

@@ -33,6 +33,8 @@ export interface EncodeOptions {
   signingKey: openpgp.PrivateKey; // decrypted
   encryptionKey: openpgp.PublicKey;
   compressionLevel: number; // 0..9; 0 = no compression; a maximum: see chooseLevel
+  /** Streamed payloads: called with the size of each payload chunk as it is read (the daemon paces GC by it). */
+  onPayloadBytes?: (n: number) => void;
 }
 
 /** Compress only if a sample deflates to at most this fraction of its size. */
@@ -68,7 +70,7 @@ export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
     return encodeInMemory(opts, header, prefix, opts.payload);
   }
 
-  const plaintext = plaintextSource(prefix, opts.payload, header);
+  const plaintext = plaintextSource(prefix, opts.payload, header, opts.onPayloadBytes);
   const useLevel = level === 0 ? 0 : chooseLevel(Buffer.concat([prefix, await plaintext.sample(SAMPLE_BYTES)]), level);
   if (!native) {
     const literal = await openpgp.createMessage({ binary: plaintext.stream, format: 'binary', filename: '' });

@@ -22,9 +22,10 @@ export interface PlaintextSource {
  * prefix, then the payload, checking its length and SHA-256 against the header as it goes. A problem
  * (mismatch, payload stream error) ENDS the stream early and is reported through failure(): openpgp
  * does not propagate an errored source to its output (it surfaces as an uncaught exception), so the
- * caller's guard turns it into an error on the output stream instead.
+ * caller's guard turns it into an error on the output stream instead. `onBytes` sees each payload
+ * chunk's size as it is pulled.
  */
-export function plaintextSource(prefix: Uint8Array, payload: Readable | Uint8Array, header: PacketHeader): PlaintextSource {
+export function plaintextSource(prefix: Uint8Array, payload: Readable | Uint8Array, header: PacketHeader, onBytes?: (n: number) => void): PlaintextSource {
   const source: AsyncIterator<unknown> =
     payload instanceof Uint8Array ? ([payload][Symbol.iterator]() as unknown as AsyncIterator<unknown>) : payload[Symbol.asyncIterator]();
   const hash = createHash('sha256');
@@ -76,6 +77,7 @@ export function plaintextSource(prefix: Uint8Array, payload: Readable | Uint8Arr
           }
           if (value.length === 0) continue;
           count += value.length;
+          onBytes?.(value.length);
           if (count > header.size) {
             fail(controller, new FerryError('INTERNAL', `payload is longer than header.size ${header.size}`));
             return;

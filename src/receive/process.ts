@@ -22,6 +22,7 @@ import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
 import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
+import type { GcPacer } from '../memory/gc-pacer.js';
 
 export interface ProcessDeps {
   stateDir: string;
@@ -35,6 +36,8 @@ export interface ProcessDeps {
   retryMaxMs: number;
   queueLifetimeMs: number;
   now: () => number;
+  /** Counts the bytes of large packets as they are read (bounds peak RSS: memory/gc-pacer.ts). */
+  gcPacer?: GcPacer | undefined;
   /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
   crashAt?: CrashPoint | undefined;
 }
@@ -75,7 +78,7 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
   try {
     try {
       const packetBytes = await checkOuter(entry, deps.keyring);
-      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known) });
+      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known), onBytes: paceBy(deps.gcPacer) });
       if (!known) checkExpiry(verified.header, deps.now());
       // An id already recorded under another file name is refused by journal.begin() (in deliver):
       // the check and the record are one transaction, so no other packet can take the id in between.
@@ -90,6 +93,8 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
     await verified?.message.staged?.discard(); // nothing if it was committed
   }
 }
+
+const paceBy = (pacer: GcPacer | undefined) => (pacer ? (n: number) => pacer.account(n) : undefined);
 
 /**
  * Large packets for an injector that can stage (Maildir): the message is decoded straight into its

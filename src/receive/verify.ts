@@ -67,7 +67,7 @@ function requireNameMatches(entry: TreeEntry, actual: Buffer, size: number): voi
 }
 
 /** The file's bytes as the decoder reads them, hashed on the way; digest() once the file was read to its end. */
-function hashingReader(file: string): { input: Readable; digest: () => Promise<{ hash: Buffer; size: number }> } {
+function hashingReader(file: string, onBytes?: (n: number) => void): { input: Readable; digest: () => Promise<{ hash: Buffer; size: number }> } {
   const h = createHash('sha256');
   let size = 0;
   let ended = false;
@@ -75,6 +75,7 @@ function hashingReader(file: string): { input: Readable; digest: () => Promise<{
     transform(chunk: Buffer, _enc, cb) {
       h.update(chunk);
       size += chunk.length;
+      onBytes?.(chunk.length);
       cb(null, chunk);
     },
     flush(cb) {
@@ -98,6 +99,8 @@ export interface DecryptOptions {
   packetBytes?: Buffer | undefined;
   /** Large packets: decode straight into the destination when it offers (docs/delivery.md). */
   stage?: Stager | undefined;
+  /** Large packets: called with the size of each chunk read from the file (the daemon paces GC by it). */
+  onBytes?: ((n: number) => void) | undefined;
 }
 
 export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, opts: DecryptOptions): Promise<VerifiedPacket> {
@@ -144,7 +147,7 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
   };
   let header: PacketHeader;
   let signer: string;
-  const reader = packetBytes ? undefined : hashingReader(entry.path);
+  const reader = packetBytes ? undefined : hashingReader(entry.path, opts.onBytes);
   /** Large packets: the name check, decided on the bytes decryption read (PACKET_HASH wins over any decode error). */
   const checkName = async (): Promise<void> => {
     if (!reader) return;

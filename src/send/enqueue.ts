@@ -13,6 +13,7 @@ import { FerryError, isFerryError } from '../errors/index.js';
 import type { Keyring, PeerKey } from '../keys/keyring.js';
 import { encodePacket } from '../packet/codec.js';
 import { newPacketId, type MailEnvelope, type PacketHeader } from '../packet/header.js';
+import type { GcPacer } from '../memory/gc-pacer.js';
 import type { Router } from '../route/router.js';
 import { createDirSync, prepareDurable, removeDurable, type DurableOptions, type PreparedFile } from '../tree/durable.js';
 import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
@@ -30,6 +31,8 @@ export interface EnqueueDeps {
   compressionLevel: number;
   memorySpoolLimit: number;
   log?: Logger;
+  /** Counts the bytes of large messages as they stream (bounds peak RSS: memory/gc-pacer.ts). */
+  gcPacer?: GcPacer;
   now?: () => Date;
   fs?: TreeFs;
 }
@@ -71,6 +74,8 @@ function storeError(err: unknown, what: string): FerryError {
 
 export function createEnqueue(deps: EnqueueDeps): Enqueue {
   const now = deps.now ?? (() => new Date());
+  const pacer = deps.gcPacer;
+  const onBytes = pacer ? (n: number) => pacer.account(n) : undefined;
   const self = deps.keyring.self.fingerprint;
   // Concurrent messages to the same node land in the same directory: they share its fsyncs.
   const durable: DurableOptions = { fs: deps.fs ?? nodeTreeFs, dirSync: createDirSync(deps.fs ?? nodeTreeFs) };
@@ -92,7 +97,7 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
 
     let spooled;
     try {
-      spooled = await spoolMessage(message, deps.memorySpoolLimit, deps.spoolDir);
+      spooled = await spoolMessage(message, deps.memorySpoolLimit, deps.spoolDir, onBytes);
     } catch (err) {
       throw storeError(err, 'reading the message');
     }
@@ -121,6 +126,7 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
           signingKey: deps.keyring.self.privateKey,
           encryptionKey: keys[i]!,
           compressionLevel: deps.compressionLevel,
+          ...(onBytes ? { onPayloadBytes: onBytes } : {}),
         }).catch((err: unknown) => {
           throw new FerryError('STORE_FAILED', `encoding the packet for ${dest.name}: ${(err as Error).message}`, { cause: err });
         });

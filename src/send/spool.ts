@@ -21,7 +21,8 @@ export interface SpooledMessage {
   dispose(): Promise<void>;
 }
 
-export async function spoolMessage(message: Readable | Uint8Array, memoryLimit: number, spoolDir: string): Promise<SpooledMessage> {
+/** `onBytes` sees the size of every chunk read (the daemon paces garbage collection with it: memory/gc-pacer.ts). */
+export async function spoolMessage(message: Readable | Uint8Array, memoryLimit: number, spoolDir: string, onBytes?: (n: number) => void): Promise<SpooledMessage> {
   if (message instanceof Uint8Array) {
     const bytes = message;
     return {
@@ -41,6 +42,7 @@ export async function spoolMessage(message: Readable | Uint8Array, memoryLimit: 
       const buf: Buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
       hash.update(buf);
       size += buf.length;
+      onBytes?.(buf.length);
       if (!file && size > memoryLimit) {
         await fsp.mkdir(spoolDir, { recursive: true, mode: 0o700 });
         const path = join(spoolDir, `${randomBytes(12).toString('hex')}.msg`);

@@ -3,6 +3,7 @@
  * enqueue, journal, receiver and a real Maildir injector at B. For refusal and recovery tests that
  * need to craft or alter packets; the cross-process and real-MTA proofs live in test/stack/.
  */
+import type { GcPacer } from '../../src/memory/gc-pacer.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
@@ -60,7 +61,7 @@ export interface ReceivingNode {
   close(): Promise<void>;
 }
 
-export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number } = {}): ReceivingNode {
+export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number; gcPacer?: GcPacer } = {}): ReceivingNode {
   const stateDir = path.join(dir, 'state');
   mkdirSync(stateDir, { recursive: true });
   const maildir = path.join(dir, 'Maildir');
@@ -84,6 +85,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     queueLifetimeMs: 5 * 86_400_000,
     now: Date.now,
     onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
+    ...(opts.gcPacer ? { gcPacer: opts.gcPacer } : {}),
   });
   return {
     receiver, journal, injector, maildir, stateDir, outcomes,

@@ -6,12 +6,13 @@
  * whose file is already in new/ is not delivered twice; crash leftovers in tmp/ are removed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMaildirInjector, type MaildirFs } from '../../src/inject/maildir.js';
 import { syncFailsOnCreate } from '../helpers/maildir-fs.js';
 import type { Injector } from '../../src/inject/types.js';
+import type { GcPacer } from '../../src/memory/gc-pacer.js';
 import { listQuarantine } from '../../src/quarantine/quarantine.js';
 import { IN_MEMORY_PACKET_BYTES } from '../../src/receive/verify.js';
 import { packetNameForHash } from '../../src/tree/layout.js';
@@ -37,14 +38,14 @@ function largeMessage(eol = '\r\n'): Buffer {
   return Buffer.from(`From: a@offline.test${eol}To: b@home.test${eol}Subject: big${eol}${eol}${body}${eol}`);
 }
 
-function setup(opts: { addHeaders?: boolean; fs?: MaildirFs; injector?: Injector } = {}): ReceivingNode {
+function setup(opts: { addHeaders?: boolean; fs?: MaildirFs; injector?: Injector; gcPacer?: GcPacer } = {}): ReceivingNode {
   base = tmpdir('fp-large-md-');
   tree = path.join(base, 'tree');
   const maildir = path.join(base, 'b', 'Maildir');
   const injector =
     opts.injector ??
     createMaildirInjector({ method: 'maildir', path: maildir, add_headers: opts.addHeaders ?? false }, { hostname: 'test.invalid', ...(opts.fs ? { fs: opts.fs } : {}) });
-  rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector });
+  rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector, ...(opts.gcPacer ? { gcPacer: opts.gcPacer } : {}) });
   return rx;
 }
 
@@ -101,6 +102,16 @@ describe('large packet into a Maildir', () => {
     expect(got[0]).toMatch(new RegExp(`,S=${bytes.length}$`));
     expect(files(r, 'tmp')).toEqual([]);
     expectStaged(r);
+  });
+
+  it('counts the packet file for the GC pacer as it is read', async () => {
+    let counted = 0;
+    const r = setup({ gcPacer: { account: (n) => (counted += n) } });
+    const p = await send(largeMessage());
+    const size = statSync(p.path).size;
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    expect(counted).toBe(size);
   });
 
   it('two recipients in one maildir: one staged copy, both recorded', async () => {

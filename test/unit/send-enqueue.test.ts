@@ -106,6 +106,16 @@ describe('createEnqueue', () => {
     expect(listFiles(w.spool)).toEqual([]);
   });
 
+  it('counts a streamed message for the GC pacer: once as it is spooled, once per packet as it is encoded', async () => {
+    await fresh();
+    const message = randomBytes(300_000);
+    let counted = 0;
+    const q = createEnqueue(deps({ memorySpoolLimit: 1000, compressionLevel: 6, gcPacer: { account: (n) => (counted += n) } }));
+    const packets = await q.submit({ from: 'a@example.org', to: ['b@example.net', 'c@example.com'] }, Readable.from([message.subarray(0, 5000), message.subarray(5000)]));
+    expect(packets).toHaveLength(2);
+    expect(counted).toBe(3 * message.length);
+  });
+
   it('NO_ROUTE: names the recipient and writes nothing', async () => {
     await fresh();
     const q = createEnqueue(deps());
