@@ -3,6 +3,8 @@
 // packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir). Throughput
 // and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
 // `gpg --decrypt` of the same bytes (RSS from /usr/bin/time). Throws if the Maildir copy is short.
+// LARGE_BODY=text: a plain-text body instead (lines of prose, deflates ~6:1): the sender's worst case for
+// peak RSS before the GC pacer (145-156 MiB; docs/performance.md).
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -14,11 +16,14 @@ const MIB = Number(process.env.LARGE_MIB ?? 100);
 
 function writeMessage(file) {
   const fd = fs.openSync(file, 'w');
-  fs.writeSync(fd, 'From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n');
+  const type = process.env.LARGE_BODY === 'text' ? 'text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit' : 'application/octet-stream\r\nContent-Transfer-Encoding: base64';
+  fs.writeSync(fd, `From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: ${type}\r\n\r\n`);
   const line = 76, total = MIB * 1024 * 1024;
   let written = 0;
+  const words = 'the of and to in is was for on that with as by at from this be are it an or which mail news ship cabin relay packet node'.split(' ');
+  const prose = () => Array.from({ length: 16_000 }, (_, i) => (i % 12 === 11 ? '\r\n' : `${words[Math.floor(Math.random() * words.length)]} `)).join('');
   while (written < total) {
-    const chunk = crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const chunk = process.env.LARGE_BODY === 'text' ? prose() : crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
     fs.writeSync(fd, chunk);
     written += chunk.length;
   }

@@ -1,0 +1,81 @@
+// A/B of two builds on the large-message sender: alternates them (A B, B A, ...) receiving the same
+// LARGE_MIB (100) MiB message over SMTP into node A, and prints each run's rate (DATA until 250, the
+// packet durable), peak RSS (VmHWM) and the daemon's CPU (user/system ms, minor faults) from /proc.
+// Body (third argument): b64 (base64 of random bytes, large-message's), prose (random words,
+// deflates to ~0.24), repeat (one 1 MiB block of text repeated, deflates ~270:1).
+// A build is a copy of dist/ INSIDE the repository (module resolution needs node_modules), e.g.
+//   npm run build && cp -r dist .work/dist-base    # before the change
+//   node bench/ab-send.mjs .work/dist-base dist 4 prose
+// Not part of `npm run bench`: it compares builds, it does not measure against an anchor.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { median, nodePair, rm, startNode, tmp } from './lib/stack.mjs';
+
+const MIB = Number(process.env.LARGE_MIB ?? 100);
+const [a, b] = process.argv.slice(2, 4).map((d) => path.resolve(d, 'cli/main.js'));
+if (!a || !b) throw new Error('usage: node bench/ab-send.mjs BUILD_A BUILD_B [pairs] [b64|prose|repeat]  (BUILD = a dist/ copy inside the repo)');
+const pairs = Number(process.argv[4] ?? 3);
+const body = process.argv[5] ?? 'b64';
+
+const WORDS = 'the of and to in is was for on that with as by at from this be are it an or which mail news ship cabin relay packet node'.split(' ');
+const chunkOf = {
+  b64: () => crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n'),
+  prose: () => Array.from({ length: 16_000 }, (_, i) => (i % 12 === 11 ? '\r\n' : `${WORDS[Math.floor(Math.random() * WORDS.length)]} `)).join(''),
+  repeat: (() => {
+    const line = 'The quick brown fox jumps over the lazy dog 0123456789 lorem ipsum dolor sit amet\r\n';
+    const block = line.repeat(Math.ceil((1 << 20) / line.length));
+    return () => block;
+  })(),
+};
+if (!chunkOf[body]) throw new Error(`body must be b64, prose or repeat, not ${body}`);
+
+function writeMessage(file) {
+  const fd = fs.openSync(file, 'w');
+  fs.writeSync(fd, 'From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\n\r\n');
+  for (let n = 0; n < MIB * 1048576; ) n += fs.writeSync(fd, chunkOf[body]());
+  fs.closeSync(fd);
+  return fs.statSync(file).size;
+}
+
+/** [minor faults, user ms, system ms] of a running process. */
+function procStat(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return [Number(f[7]), Number(f[11]) * 10, Number(f[12]) * 10];
+}
+
+const base = tmp('ab-send');
+const msg = path.join(base, 'msg.eml');
+const size = writeMessage(msg);
+const pair = await nodePair(base);
+const res = { A: [], B: [] };
+try {
+  for (let i = 0; i < pairs; i++) {
+    for (const [k, cli] of i % 2 ? [['B', b], ['A', a]] : [['A', a], ['B', b]]) {
+      const node = await startNode(pair.a, { cli });
+      let row;
+      try {
+        const tr = nodemailer.createTransport({ host: '127.0.0.1', port: pair.a.port, secure: false, ignoreTLS: true, name: 'bench.test', socketTimeout: 600_000 });
+        const s0 = procStat(node.pid);
+        const t0 = performance.now();
+        await tr.sendMail({ envelope: { from: 'a@offline.test', to: ['b@example.org'] }, raw: { path: msg } });
+        const s = (performance.now() - t0) / 1000;
+        const [flt, usr, sys] = procStat(node.pid).map((v, j) => v - s0[j]);
+        row = { mibs: size / 1048576 / s, hwm: node.vmHWM() / 1024, usr, sys, flt };
+        tr.close();
+      } finally {
+        await node.stop();
+      }
+      for (const f of fs.readdirSync(pair.inboxB)) fs.rmSync(path.join(pair.inboxB, f), { force: true, recursive: true });
+      res[k].push(row);
+      console.log(`${k} ${row.mibs.toFixed(1)} MiB/s, peak RSS ${row.hwm.toFixed(0)} MiB, CPU user ${row.usr} sys ${row.sys} ms, ${row.flt} minor faults`);
+    }
+  }
+} finally {
+  rm(base);
+}
+for (const k of ['A', 'B']) {
+  const r = res[k];
+  console.log(`${k} median ${median(r.map((x) => x.mibs)).toFixed(1)} MiB/s, peak RSS ${Math.min(...r.map((x) => x.hwm)).toFixed(0)}–${Math.max(...r.map((x) => x.hwm)).toFixed(0)} MiB, user CPU median ${median(r.map((x) => x.usr))} ms`);
+}
