@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cachedPacketSet, drained, release, resetState, stage } from './lib/packets.mjs';
-import { CLI, countFiles, median, report, run, startNode, startSmtpSink } from './lib/stack.mjs';
+import { CLI, DAEMON_NODE_FLAGS, countFiles, median, report, run, startNode, startSmtpSink } from './lib/stack.mjs';
 
 const N = Number(process.env.BACKLOG_N ?? 10000);
 
@@ -21,7 +21,8 @@ export async function main() {
     if (countFiles(pair.inboxB) !== N) throw new Error('staging failed');
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
-      const r = run(process.execPath, [CLI, '--config', pair.a.config, 'queue']);
+      // With the installed command's interpreter-line flags, as `ferrypost queue` runs for an admin.
+      const r = run(process.execPath, [...DAEMON_NODE_FLAGS, CLI, '--config', pair.a.config, 'queue']);
       queueRuns.push((performance.now() - t0) / 1000);
       queueLines = r.stdout.split('\n').length;
     }
