@@ -3,8 +3,9 @@
 // packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir). Throughput
 // and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
 // `gpg --decrypt` of the same bytes (RSS from /usr/bin/time). Throws if the Maildir copy is short.
-// LARGE_BODY=text: a plain-text body instead (lines of prose, deflates ~6:1): the sender's worst case for
-// peak RSS before the GC pacer (145-156 MiB; docs/performance.md).
+// LARGE_BODY=text: a plain-text body instead (random words, deflates to ~0.24); LARGE_BODY=repeat: one
+// line repeated (deflates ~1000:1, so the packet is smaller than the receiver's in-memory limit).
+// Both stress peak RSS differently (docs/performance.md, "What was fixed at midnight").
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,14 +17,16 @@ const MIB = Number(process.env.LARGE_MIB ?? 100);
 
 function writeMessage(file) {
   const fd = fs.openSync(file, 'w');
-  const type = process.env.LARGE_BODY === 'text' ? 'text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit' : 'application/octet-stream\r\nContent-Transfer-Encoding: base64';
+  const type = process.env.LARGE_BODY === 'text' || process.env.LARGE_BODY === 'repeat' ? 'text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit' : 'application/octet-stream\r\nContent-Transfer-Encoding: base64';
   fs.writeSync(fd, `From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: ${type}\r\n\r\n`);
   const line = 76, total = MIB * 1024 * 1024;
   let written = 0;
   const words = 'the of and to in is was for on that with as by at from this be are it an or which mail news ship cabin relay packet node'.split(' ');
+  const repeated = 'All work and no play makes Jack a dull boy, said the ship to the cabin.\r\n'.repeat(4096);
   const prose = () => Array.from({ length: 16_000 }, (_, i) => (i % 12 === 11 ? '\r\n' : `${words[Math.floor(Math.random() * words.length)]} `)).join('');
   while (written < total) {
-    const chunk = process.env.LARGE_BODY === 'text' ? prose() : crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const body = process.env.LARGE_BODY;
+    const chunk = body === 'text' ? prose() : body === 'repeat' ? repeated : crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
     fs.writeSync(fd, chunk);
     written += chunk.length;
   }

@@ -31,6 +31,8 @@ export interface DecodeOptions {
    */
   payloadSink: Writable | ((header: PacketHeader) => Writable | Promise<Writable>);
   maxHeaderBytes?: number; // default 65536
+  /** Called with the size of each payload part as it goes to the sink (the daemon paces GC by it). */
+  onPayloadBytes?: (n: number) => void;
 }
 
 export interface DecodedPacket {
@@ -109,6 +111,7 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
         const out = await sink.get(framer.headerRead!);
         for (const part of parts) {
           hash.update(part);
+          opts.onPayloadBytes?.(part.length);
           await out.write(part);
         }
       } catch (e) {

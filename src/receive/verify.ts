@@ -38,8 +38,15 @@ export interface VerifiedPacket {
 
 /** Read/write size for large packets and work files: 64 KiB calls cost a syscall each, and they are dear here (gVisor). */
 const STREAM_CHUNK = 256 * 1024;
-/** Packets up to this size are decrypted into memory; larger ones into a work file. */
+/** Packets up to this size are read into memory; larger ones are streamed from the file. */
 export const IN_MEMORY_PACKET_BYTES = 1 << 20;
+/**
+ * A message is decoded into memory only if its header claims at most this size (the decoder holds the
+ * payload to that claim: PayloadFramer). A small packet can hold a much larger message: zlib allows
+ * up to 1100:1 (a 100 MiB message of repeated text makes a 0.37 MiB packet), so the packet's size
+ * alone would let one packet fill the memory.
+ */
+export const IN_MEMORY_MESSAGE_BYTES = 4 << 20;
 
 /**
  * Checks that need no decryption. A small packet is read once here, its name checked, and its bytes
@@ -99,7 +106,7 @@ export interface DecryptOptions {
   packetBytes?: Buffer | undefined;
   /** Large packets: decode straight into the destination when it offers (docs/delivery.md). */
   stage?: Stager | undefined;
-  /** Large packets: called with the size of each chunk read from the file (the daemon paces GC by it). */
+  /** Called with the size of each chunk read from a large packet's file and of each decoded message part (the daemon paces GC by it). */
   onBytes?: ((n: number) => void) | undefined;
 }
 
@@ -119,12 +126,21 @@ export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, opts:
 
 async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOptions, used: { staged: boolean }): Promise<VerifiedPacket> {
   const { workFile, packetBytes, stage } = opts;
-  const inMemory = (packetBytes?.length ?? entry.size) <= IN_MEMORY_PACKET_BYTES;
-  const chunks: Buffer[] = [];
+  const smallPacket = (packetBytes?.length ?? entry.size) <= IN_MEMORY_PACKET_BYTES;
+  let chunks: Buffer[] | undefined; // the message, when decoded into memory
   let staged: StagedDelivery | undefined;
   let working = false;
-  /** The sink for a large packet: the staged destination if offered, else the work file. */
-  const largeSink = async (h: PacketHeader): Promise<Writable> => {
+  /** Memory for a small message in a small packet; else the staged destination if offered, else the work file. */
+  const sink = async (h: PacketHeader): Promise<Writable> => {
+    if (smallPacket && h.size <= IN_MEMORY_MESSAGE_BYTES) {
+      const held: Buffer[] = (chunks = []);
+      return new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          held.push(chunk);
+          cb();
+        },
+      });
+    }
     if (stage) used.staged = true; // stage() itself may fail (mkdir in the Maildir)
     staged = stage ? await stage(h) : undefined;
     if (staged) return staged.sink;
@@ -133,14 +149,6 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
     working = true;
     return createWriteStream(workFile, { mode: 0o600, highWaterMark: STREAM_CHUNK });
   };
-  const sink = inMemory
-    ? new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          chunks.push(chunk);
-          cb();
-        },
-      })
-    : largeSink;
   const discard = async () => {
     if (staged) await staged.discard();
     if (working) await unlink(workFile).catch(() => undefined);
@@ -160,10 +168,10 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
       decryptionKey: keyring.self.privateKey,
       verificationKeys: [...keyring.peers.values()].map((p) => p.key),
       payloadSink: sink,
+      ...(opts.onBytes ? { onPayloadBytes: opts.onBytes } : {}),
     }));
     await checkName();
   } catch (err) {
-    if (typeof sink !== 'function') sink.destroy();
     await discard();
     if (!isFerryError(err) || err.code === 'PACKET_HASH') throw err;
     await checkName(); // throws PACKET_HASH if the file is not what its name says
@@ -181,7 +189,7 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
     await discard();
     throw new FerryError('PACKET_WRONG_RECIPIENT', `addressed to ${header.to_node}, this node is ${keyring.self.fingerprint}`);
   }
-  const message: MessageSource = inMemory ? { bytes: Buffer.concat(chunks) } : staged ? { staged } : { file: workFile };
+  const message: MessageSource = chunks ? { bytes: Buffer.concat(chunks) } : staged ? { staged } : { file: workFile };
   return { header, message };
 }
 

@@ -14,7 +14,7 @@ import { syncFailsOnCreate } from '../helpers/maildir-fs.js';
 import type { Injector } from '../../src/inject/types.js';
 import type { GcPacer } from '../../src/memory/gc-pacer.js';
 import { listQuarantine } from '../../src/quarantine/quarantine.js';
-import { IN_MEMORY_PACKET_BYTES } from '../../src/receive/verify.js';
+import { IN_MEMORY_MESSAGE_BYTES, IN_MEMORY_PACKET_BYTES } from '../../src/receive/verify.js';
 import { packetNameForHash } from '../../src/tree/layout.js';
 import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
 import { tmpdir } from '../helpers/node.js';
@@ -104,14 +104,42 @@ describe('large packet into a Maildir', () => {
     expectStaged(r);
   });
 
-  it('counts the packet file for the GC pacer as it is read', async () => {
+  it('counts the packet file and the decoded message for the GC pacer', async () => {
     let counted = 0;
     const r = setup({ gcPacer: { account: (n) => (counted += n) } });
-    const p = await send(largeMessage());
+    const msg = largeMessage();
+    const p = await send(msg);
     const size = statSync(p.path).size;
     await r.receiver.scanOnce();
     expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
-    expect(counted).toBe(size);
+    expect(counted).toBe(size + msg.length);
+  });
+
+  it('a small packet holding a large message (repeated text) is staged, not decoded into memory', async () => {
+    let staged = 0;
+    const maildir = path.join(tmpdir('fp-large-md-inj-'), 'Maildir');
+    const maildirInjector = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
+    const spy: Injector = {
+      name: maildirInjector.name,
+      inject: (req) => maildirInjector.inject(req),
+      stage: async (req) => {
+        staged += 1;
+        return maildirInjector.stage!(req);
+      },
+      close: () => maildirInjector.close(),
+    };
+    const r = setup({ injector: spy });
+    const line = 'All work and no play makes Jack a dull boy, said the ship to the cabin.\r\n';
+    const msg = Buffer.from(`Subject: repeated${'\r\n'}${'\r\n'}${line.repeat(Math.ceil((IN_MEMORY_MESSAGE_BYTES + 1024) / line.length))}`);
+    const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to: ['b@home.test'] }, msg);
+    expect(statSync(q[0]!.path).size).toBeLessThan(IN_MEMORY_PACKET_BYTES); // read into memory, but...
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    expect(staged).toBe(1); // ...the message went to its destination as it was decoded
+    const got = readdirSync(path.join(maildir, 'new'));
+    expect(got).toHaveLength(1);
+    expect(readFileSync(path.join(maildir, 'new', got[0]!)).equals(msg)).toBe(true);
+    expectStaged(r);
   });
 
   it('two recipients in one maildir: one staged copy, both recorded', async () => {
