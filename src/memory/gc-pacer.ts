@@ -5,13 +5,15 @@
  * file reads, zlib and cipher outputs: ~3 bytes per payload byte on the sender). A Buffer's memory
  * lives outside V8's heap and is freed only when a collection finds the small object that owns it
  * dead. While bytes stream, little JavaScript is allocated, so V8 collects only once ~64 MiB of such
- * memory has piled up ("external memory pressure"). That pile was half of the sender's peak RSS on a
- * 100 MiB message (122-128 MiB, 145-156 on plain text; target 128): docs/performance.md.
- * A scavenge every 2 MiB streamed cuts the peak by 20-50 MiB at no measurable cost (a scavenge of a
- * few live objects takes well under a millisecond; 4 MiB and above gained little, 1 MiB no more).
+ * memory has piled up ("external memory pressure"). That pile was most of the sender's margin on a
+ * 100 MiB message: 120-126 MiB peak RSS on base64, 145-156 on one block of text repeated (target 128).
+ * A scavenge every 2 MiB streamed cut those peaks to 100-104 and 111-115 MiB; the cost was within the
+ * noise on base64 and 5-8 % of the send rate on prose (docs/performance.md, "What was fixed at
+ * midnight", with the paces tried).
  *
  * How: V8's gc() is reached the way Jest's leak detector reaches it (flag on, a fresh context, flag
- * off). If that ever fails, the pacer does nothing and memory behaves as before.
+ * off). If that ever fails, or a collection throws, the pacer does nothing and memory behaves as
+ * before; the daemon warns at start when it has no gc().
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -20,30 +22,39 @@ import vm from 'node:vm';
 export const GC_PACE_BYTES = 2 * 1024 * 1024;
 
 export interface GcPacer {
-  /** Counts bytes that passed through a stream stage; collects when enough have. */
+  /** Counts bytes that passed through a stream stage; collects when enough have. Never throws. */
   account(bytes: number): void;
+  /** Whether collections run (V8's gc() was found); looks it up now if not done yet. For the start-up log. */
+  active(): boolean;
 }
 
 export interface GcPacerOptions {
   everyBytes?: number;
-  /** The collection to run; default: a V8 young-generation collection (minorGc()). */
-  collect?: (() => void) | undefined;
+  /** The collection to run; null: none; default: a V8 young-generation collection (minorGc()). */
+  collect?: (() => void) | null;
 }
 
 export function createGcPacer(opts: GcPacerOptions = {}): GcPacer {
   const every = opts.everyBytes ?? GC_PACE_BYTES;
   if (!Number.isInteger(every) || every < 1) throw new RangeError(`everyBytes must be a positive integer, got ${every}`);
   // Looked up on first use: most processes (CLI commands, small mail) never stream that much.
-  let collect: (() => void) | undefined | null = 'collect' in opts ? opts.collect : null;
+  let collect: (() => void) | null | undefined = opts.collect;
+  const resolve = (): (() => void) | null => (collect === undefined ? (collect = minorGc() ?? null) : collect);
   let since = 0;
   return {
     account(bytes) {
       since += bytes;
       if (since < every) return;
       since = 0;
-      if (collect === null) collect = minorGc();
-      collect?.();
+      const run = resolve();
+      if (!run) return;
+      try {
+        run();
+      } catch {
+        collect = null; // a pacer must never break the stream it counts; memory behaves as without it
+      }
     },
+    active: () => resolve() !== null,
   };
 }
 
@@ -58,6 +69,9 @@ type V8Gc = (opts?: { type?: 'minor' | 'major' }) => void;
 function v8Gc(): V8Gc | undefined {
   const global = (globalThis as { gc?: V8Gc }).gc;
   if (typeof global === 'function') return global; // node --expose-gc
+  // The operator chose how gc is exposed (e.g. --expose-gc-as=NAME): leave V8's flags alone.
+  const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ');
+  if (/--expose[-_]gc/.test(flags)) return undefined;
   try {
     v8.setFlagsFromString('--expose-gc');
     const fn: unknown = vm.runInNewContext('gc');

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { FerryError, errorCodeOf, isFerryError } from '../errors/index.js';
 import type { InjectRequest, Injector, RecipientResult } from '../inject/types.js';
 import type { Keyring } from '../keys/keyring.js';
+import type { GcPacer } from '../memory/gc-pacer.js';
 import { quarantinePacket } from '../quarantine/quarantine.js';
 import type { Enqueue } from '../send/types.js';
 import type { Journal, JournalEntry } from '../store/journal.js';
@@ -22,7 +23,6 @@ import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
 import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
-import type { GcPacer } from '../memory/gc-pacer.js';
 
 export interface ProcessDeps {
   stateDir: string;
@@ -36,8 +36,8 @@ export interface ProcessDeps {
   retryMaxMs: number;
   queueLifetimeMs: number;
   now: () => number;
-  /** Counts the bytes of large packets as they are read (bounds peak RSS: memory/gc-pacer.ts). */
-  gcPacer?: GcPacer | undefined;
+  /** Counts packet and message bytes as they stream (bounds peak RSS: memory/gc-pacer.ts); required so no caller forgets it. */
+  gcPacer: GcPacer | undefined;
   /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
   crashAt?: CrashPoint | undefined;
 }
@@ -78,7 +78,7 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
   try {
     try {
       const packetBytes = await checkOuter(entry, deps.keyring);
-      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known), onBytes: paceBy(deps.gcPacer) });
+      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known), onBytes: deps.gcPacer?.account });
       if (!known) checkExpiry(verified.header, deps.now());
       // An id already recorded under another file name is refused by journal.begin() (in deliver):
       // the check and the record are one transaction, so no other packet can take the id in between.
@@ -93,8 +93,6 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
     await verified?.message.staged?.discard(); // nothing if it was committed
   }
 }
-
-const paceBy = (pacer: GcPacer | undefined) => (pacer ? (n: number) => pacer.account(n) : undefined);
 
 /**
  * Large packets for an injector that can stage (Maildir): the message is decoded straight into its

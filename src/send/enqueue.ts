@@ -11,9 +11,9 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { FerryError, isFerryError } from '../errors/index.js';
 import type { Keyring, PeerKey } from '../keys/keyring.js';
+import type { GcPacer } from '../memory/gc-pacer.js';
 import { encodePacket } from '../packet/codec.js';
 import { newPacketId, type MailEnvelope, type PacketHeader } from '../packet/header.js';
-import type { GcPacer } from '../memory/gc-pacer.js';
 import type { Router } from '../route/router.js';
 import { createDirSync, prepareDurable, removeDurable, type DurableOptions, type PreparedFile } from '../tree/durable.js';
 import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
@@ -31,8 +31,8 @@ export interface EnqueueDeps {
   compressionLevel: number;
   memorySpoolLimit: number;
   log?: Logger;
-  /** Counts the bytes of large messages as they stream (bounds peak RSS: memory/gc-pacer.ts). */
-  gcPacer?: GcPacer;
+  /** Counts the bytes of messages as they stream (bounds peak RSS: memory/gc-pacer.ts); required so no caller forgets it. */
+  gcPacer: GcPacer | undefined;
   now?: () => Date;
   fs?: TreeFs;
 }
@@ -74,8 +74,7 @@ function storeError(err: unknown, what: string): FerryError {
 
 export function createEnqueue(deps: EnqueueDeps): Enqueue {
   const now = deps.now ?? (() => new Date());
-  const pacer = deps.gcPacer;
-  const onBytes = pacer ? (n: number) => pacer.account(n) : undefined;
+  const onBytes = deps.gcPacer?.account;
   const self = deps.keyring.self.fingerprint;
   // Concurrent messages to the same node land in the same directory: they share its fsyncs.
   const durable: DurableOptions = { fs: deps.fs ?? nodeTreeFs, dirSync: createDirSync(deps.fs ?? nodeTreeFs) };

@@ -47,6 +47,7 @@ export function enqueueFor(self: NodeKeys, to: NodeKeys, tree: string, stateDir:
     expiryMs: opts.expiryMs ?? 86_400_000,
     compressionLevel: 6,
     memorySpoolLimit: 1 << 20,
+    gcPacer: undefined,
     ...(opts.now ? { now: opts.now } : {}),
   });
 }
@@ -85,7 +86,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     queueLifetimeMs: 5 * 86_400_000,
     now: Date.now,
     onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
-    ...(opts.gcPacer ? { gcPacer: opts.gcPacer } : {}),
+    gcPacer: opts.gcPacer,
   });
   return {
     receiver, journal, injector, maildir, stateDir, outcomes,

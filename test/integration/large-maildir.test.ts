@@ -106,7 +106,7 @@ describe('large packet into a Maildir', () => {
 
   it('counts the packet file and the decoded message for the GC pacer', async () => {
     let counted = 0;
-    const r = setup({ gcPacer: { account: (n) => (counted += n) } });
+    const r = setup({ gcPacer: { account: (n) => (counted += n), active: () => true } });
     const msg = largeMessage();
     const p = await send(msg);
     const size = statSync(p.path).size;

@@ -27,6 +27,7 @@ function deps(over: Partial<EnqueueDeps> = {}): EnqueueDeps {
     expiryMs: 30 * 86_400_000,
     compressionLevel: 6,
     memorySpoolLimit: 1 << 20,
+    gcPacer: undefined,
     now: () => new Date('2026-02-03T04:05:06.000Z'),
     ...over,
   };
@@ -110,7 +111,7 @@ describe('createEnqueue', () => {
     await fresh();
     const message = randomBytes(300_000);
     let counted = 0;
-    const q = createEnqueue(deps({ memorySpoolLimit: 1000, compressionLevel: 6, gcPacer: { account: (n) => (counted += n) } }));
+    const q = createEnqueue(deps({ memorySpoolLimit: 1000, compressionLevel: 6, gcPacer: { account: (n) => (counted += n), active: () => true } }));
     const packets = await q.submit({ from: 'a@example.org', to: ['b@example.net', 'c@example.com'] }, Readable.from([message.subarray(0, 5000), message.subarray(5000)]));
     expect(packets).toHaveLength(2);
     expect(counted).toBe(3 * message.length);

@@ -124,7 +124,7 @@ describe('runSendmail with the real Enqueue', () => {
   afterAll(() => w.cleanup());
 
   it('writes a packet whose payload is the stdin bytes; NO_ROUTE exits 67 and writes nothing', async () => {
-    const enqueue = createEnqueue({ keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 3_600_000, compressionLevel: 1, memorySpoolLimit: 64 });
+    const enqueue = createEnqueue({ keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 3_600_000, compressionLevel: 1, memorySpoolLimit: 64, gcPacer: undefined });
     const message = readFileSync(path.resolve('fixtures/mail/dot-lines.eml'));
     const err = capture();
     expect(await runSendmail(['-i', '-f', 'a@example.org', 'b@example.net'], Readable.from([message]), { enqueue, stderr: err.stream })).toBe(0);

@@ -44,7 +44,7 @@ function config(over: Partial<SmtpListenerConfig> = {}): SmtpListenerConfig {
 function enqueue(fs?: TreeFs): Enqueue {
   return createEnqueue({
     keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
-    compressionLevel: 6, memorySpoolLimit: 1 << 20, ...(fs ? { fs } : {}),
+    compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, ...(fs ? { fs } : {}),
   });
 }
 
@@ -131,7 +131,7 @@ describe('SMTP listener', () => {
     const log = pino({ level: 'info' }, sink);
     const enq = createEnqueue({
       keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
-      compressionLevel: 6, memorySpoolLimit: 1 << 20, log,
+      compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, log,
     });
     listener = createSmtpListener({ config: config(), enqueue: enq, router: w.router, hostname: 'mx.test', log });
     const [addr] = await listener.listen();
