@@ -1,6 +1,6 @@
 /** The narrow interface the receiver calls to hand a verified message to the next hop. */
 import { createReadStream } from 'node:fs';
-import { Readable, type Writable } from 'node:stream';
+import { pipeline, Readable, Transform, type Writable } from 'node:stream';
 import type { MailEnvelope } from '../packet/header.js';
 
 export type RecipientStatus = 'ok' | 'temp' | 'perm';
@@ -25,6 +25,8 @@ export interface InjectRequest {
   size: number;
   /** Packet id, for logs and unique Maildir names. */
   packetId: string;
+  /** Called with the size of each chunk read from `file` (the daemon paces GC by it: memory/gc-pacer.ts). */
+  onBytes?: ((n: number) => void) | undefined;
 }
 
 export interface Injector {
@@ -71,9 +73,20 @@ export interface StagedDelivery {
   discard(): Promise<void>;
 }
 
-/** The message of a request as a stream: its bytes if in memory, else its file. */
+/** The message of a request as a stream: its bytes if in memory, else its file (counted for onBytes). */
 export function messageStream(req: InjectRequest): Readable {
   if (req.bytes) return Readable.from([Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength)]);
   if (req.file === undefined) throw new Error('inject request has neither bytes nor a file');
-  return createReadStream(req.file, { highWaterMark: 256 * 1024 }); // 256 KiB reads: fewer syscalls for large messages
+  const file = createReadStream(req.file, { highWaterMark: 256 * 1024 }); // 256 KiB reads: fewer syscalls for large messages
+  const onBytes = req.onBytes;
+  if (!onBytes) return file;
+  const counted = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  // pipeline: a read error reaches the consumer as an error of `counted`; destroying `counted` closes the file.
+  pipeline(file, counted, () => undefined);
+  return counted;
 }

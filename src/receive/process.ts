@@ -109,8 +109,8 @@ function stagerFor(injector: Injector, known: JournalEntry | undefined): Stager 
 }
 
 /** The request for these recipients; a staged message has neither bytes nor file (only alreadyDelivered sees it). */
-function requestFor(header: PacketHeader, to: string[], message: MessageSource): InjectRequest {
-  return { envelope: { from: header.envelope.from, to }, bytes: message.bytes, file: message.file, size: header.size, packetId: header.id };
+function requestFor(header: PacketHeader, to: string[], message: MessageSource, onBytes?: (n: number) => void): InjectRequest {
+  return { envelope: { from: header.envelope.from, to }, bytes: message.bytes, file: message.file, size: header.size, packetId: header.id, onBytes };
 }
 
 /** Publishes a staged copy for exactly the recipients it was staged for; anything else is retried later. */
@@ -155,7 +155,7 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
     ? []
     : message.staged
       ? await injectStaged(message, remaining)
-      : await deps.injector.inject(requestFor(header, remaining, message));
+      : await deps.injector.inject(requestFor(header, remaining, message, deps.gcPacer?.account));
   if (results.some((r) => r.status === 'ok')) crashPoint(deps, 'after-inject');
   const ok = results.filter((r) => r.status === 'ok');
   const perm = results.filter((r) => r.status === 'perm');

@@ -115,6 +115,21 @@ describe('large packet into a Maildir', () => {
     expect(counted).toBe(size + msg.length);
   });
 
+  it('through a work file (an injector that does not stage): the read-back is counted too', async () => {
+    let counted = 0;
+    const maildir = path.join(tmpdir('fp-large-md-inj-'), 'Maildir');
+    const inner = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
+    const noStage: Injector = { name: inner.name, inject: (req) => inner.inject(req), close: () => inner.close() };
+    const r = setup({ injector: noStage, gcPacer: { account: (n) => (counted += n), active: () => true } });
+    const msg = largeMessage();
+    const p = await send(msg);
+    const size = statSync(p.path).size;
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    expect(counted).toBe(size + 2 * msg.length); // the packet, the decoded message, the work file read back
+    expectNoWorkFile(r);
+  });
+
   it('a small packet holding a large message (repeated text) is staged, not decoded into memory', async () => {
     let staged = 0;
     const maildir = path.join(tmpdir('fp-large-md-inj-'), 'Maildir');
