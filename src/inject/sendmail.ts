@@ -58,11 +58,15 @@ function run(argv: string[], req: InjectRequest, timeoutMs: number): Promise<Run
     let stderr = Buffer.alloc(0);
     let timedOut = false;
     let done = false;
+    const input = messageStream(req);
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
     const finish = (r: Omit<RunResult, 'stderr' | 'timedOut'>): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      // A child that exits before reading everything leaves pipe() paused on the file: close it, or
+      // every retry of a large message would keep one more descriptor (and the unlinked work file's blocks).
+      input.destroy();
       resolve({ ...r, timedOut, stderr: stderr.toString('utf8').trim() });
     };
     const timer = setTimeout(() => {
@@ -76,7 +80,6 @@ function run(argv: string[], req: InjectRequest, timeoutMs: number): Promise<Run
     });
     // The child may exit before reading all input (EPIPE): its exit status decides, not the pipe.
     child.stdin.on('error', () => undefined);
-    const input = messageStream(req);
     input.on('error', (e) => {
       child.kill('SIGKILL');
       finish({ exitCode: null, signal: null, spawnError: e });

@@ -1,7 +1,7 @@
 // sendmail injector with a real child process: a small shell script records argv and stdin and exits
 // with the status it is told to (or is killed / hangs); checks the exit-status mapping, byte-exact
 // stdin, the null sender, stderr capture, the timeout, a missing command and bounded concurrency.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ out="$1"; mode="$2"; shift 2
 printf '%s\\0' "$@" > "$out.argv"
 case "$mode" in
   conc) echo + >> "$out.log"; sleep 0.2; echo - >> "$out.log"; cat > /dev/null; exit 0 ;;
+  early) exit 75 ;;
 esac
 cat > "$out.stdin"
 echo "fake sendmail: mode $mode" >&2
@@ -106,6 +107,26 @@ describe('sendmail injector', () => {
     const res = await inj.inject(req(join(FIX, 'crlf-plain.eml'), 'a@a.example', ['x@b.example']));
     expect(res[0]).toMatchObject({ status: 'temp' });
     expect(res[0]!.message).toMatch(/cannot run .*no-such-sendmail.*ENOENT/);
+  });
+
+  it('a command that exits without reading its input: temp, and the message file is closed', async () => {
+    const file = join(dir, 'big.eml');
+    writeFileSync(file, Buffer.alloc(5 << 20, 'x')); // far over a pipe's buffer: the copy stops at EPIPE
+    const openOnFile = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === file;
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
+    const inj = createSendmailInjector(cfg('early', 'early'));
+    for (let i = 0; i < 3; i++) {
+      const res = await inj.inject(req(file, 'a@a.example', ['x@b.example']));
+      expect(res[0]).toMatchObject({ status: 'temp', code: 451 });
+    }
+    for (let i = 0; i < 50 && openOnFile() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(openOnFile()).toBe(0);
   });
 
   it('runs at most max_processes commands at once', async () => {
