@@ -54,7 +54,9 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
   if (metricsServer) log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
   // Bounded memory on large messages depends on it (memory/gc-pacer.ts): say once whether it works.
-  if (!node.gcPacer.active()) log.warn({ evt: 'node.gc-pacer-off' }, "V8's gc() is not available: large messages will use more memory (docs/performance.md)");
+  if (!node.gcPacer.active()) {
+    log.warn({ evt: 'node.gc-pacer-off' }, "GC pacer off (V8's gc() not reachable, or node runs with its own --expose-gc* flag): large messages will use more memory (docs/performance.md)");
+  }
   log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
 
   const stopSignal =

@@ -117,10 +117,7 @@ describe('large packet into a Maildir', () => {
 
   it('through a work file (an injector that does not stage): the read-back is counted too', async () => {
     let counted = 0;
-    const maildir = path.join(tmpdir('fp-large-md-inj-'), 'Maildir');
-    const inner = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
-    const noStage: Injector = { name: inner.name, inject: (req) => inner.inject(req), close: () => inner.close() };
-    const r = setup({ injector: noStage, gcPacer: { account: (n) => (counted += n), active: () => true } });
+    const r = setup({ injector: spyInjector(false).injector, gcPacer: { account: (n) => (counted += n), active: () => true } });
     const msg = largeMessage();
     const p = await send(msg);
     const size = statSync(p.path).size;
@@ -130,31 +127,57 @@ describe('large packet into a Maildir', () => {
     expectNoWorkFile(r);
   });
 
-  it('a small packet holding a large message (repeated text) is staged, not decoded into memory', async () => {
+  /** A message of exactly `size` bytes of one repeated line: its packet stays small whatever the size. */
+  function repeatedMessage(size: number): Buffer {
+    const line = 'All work and no play makes Jack a dull boy, said the ship to the cabin.\r\n';
+    return Buffer.from(`Subject: repeated\r\n\r\n${line.repeat(Math.ceil(size / line.length))}`).subarray(0, size);
+  }
+
+  /** A Maildir injector whose stage() calls are counted, or which does not stage at all. */
+  function spyInjector(staging: boolean): { injector: Injector; maildir: string; staged: () => number } {
     let staged = 0;
     const maildir = path.join(tmpdir('fp-large-md-inj-'), 'Maildir');
-    const maildirInjector = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
-    const spy: Injector = {
-      name: maildirInjector.name,
-      inject: (req) => maildirInjector.inject(req),
-      stage: async (req) => {
-        staged += 1;
-        return maildirInjector.stage!(req);
-      },
-      close: () => maildirInjector.close(),
+    const inner = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
+    const injector: Injector = {
+      name: inner.name,
+      inject: (req) => inner.inject(req),
+      ...(staging ? { stage: async (req: Parameters<NonNullable<Injector['stage']>>[0]) => ((staged += 1), inner.stage!(req)) } : {}),
+      close: () => inner.close(),
     };
-    const r = setup({ injector: spy });
-    const line = 'All work and no play makes Jack a dull boy, said the ship to the cabin.\r\n';
-    const msg = Buffer.from(`Subject: repeated${'\r\n'}${'\r\n'}${line.repeat(Math.ceil((IN_MEMORY_MESSAGE_BYTES + 1024) / line.length))}`);
+    return { injector, maildir, staged: () => staged };
+  }
+
+  it.each([
+    [IN_MEMORY_MESSAGE_BYTES, 0],
+    [IN_MEMORY_MESSAGE_BYTES + 1, 1],
+  ])('a small packet holding a %i-byte message of one repeated line: staged only over the in-memory limit (%i)', async (size, stagedCalls) => {
+    const spy = spyInjector(true);
+    const r = setup({ injector: spy.injector });
+    const msg = repeatedMessage(size);
     const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to: ['b@home.test'] }, msg);
     expect(statSync(q[0]!.path).size).toBeLessThan(IN_MEMORY_PACKET_BYTES); // read into memory, but...
     await r.receiver.scanOnce();
     expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
-    expect(staged).toBe(1); // ...the message went to its destination as it was decoded
-    const got = readdirSync(path.join(maildir, 'new'));
+    expect(spy.staged()).toBe(stagedCalls); // ...over the limit the message went to its destination as it was decoded
+    const got = readdirSync(path.join(spy.maildir, 'new'));
     expect(got).toHaveLength(1);
-    expect(readFileSync(path.join(maildir, 'new', got[0]!)).equals(msg)).toBe(true);
+    expect(readFileSync(path.join(spy.maildir, 'new', got[0]!)).equals(msg)).toBe(true);
     expectStaged(r);
+  });
+
+  it('the same into an injector that does not stage: through a work file, removed after delivery', async () => {
+    const spy = spyInjector(false);
+    let counted = 0;
+    const r = setup({ injector: spy.injector, gcPacer: { account: (n) => (counted += n), active: () => true } });
+    const msg = repeatedMessage(IN_MEMORY_MESSAGE_BYTES + 1);
+    const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to: ['b@home.test'] }, msg);
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    const got = readdirSync(path.join(spy.maildir, 'new'));
+    expect(readFileSync(path.join(spy.maildir, 'new', got[0]!)).equals(msg)).toBe(true);
+    expect(existsSync(q[0]!.path)).toBe(false);
+    expect(counted).toBe(2 * msg.length); // decoded into the work file, read back (the packet came in memory)
+    expectNoWorkFile(r);
   });
 
   it('two recipients in one maildir: one staged copy, both recorded', async () => {

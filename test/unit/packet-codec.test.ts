@@ -2,7 +2,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FerryError, type ErrorCode } from '../../src/errors/index.js';
+import { FerryError, isFerryError, type ErrorCode } from '../../src/errors/index.js';
 import { decodePacket, encodePacket } from '../../src/packet/codec.js';
 import {
   CollectSink,
@@ -206,6 +206,20 @@ describe('decode refuses', () => {
     for (const over of [{ size: payload.length + 1 }, { size: payload.length - 1 }, { sha256: 'a'.repeat(64) }]) {
       const p = await rawPacket(plaintextOf(makeHeader(alice, bob, payload, over), payload), bob, alice);
       await expectCode(decodeBuffer(p, bob, [alice]), 'PACKET_MALFORMED');
+    }
+  });
+
+  it('a payload longer than its header says: the sink never gets more than the claimed size', async () => {
+    // What lets the receiver decode a message into memory by its header's claim (receive/verify.ts).
+    const big = Buffer.alloc(3 << 20, 'repeated text compresses well; ');
+    for (const size of [10, 1 << 20]) {
+      const header = makeHeader(alice, bob, big, { size });
+      const p = await rawPacket(plaintextOf(header, big), bob, alice);
+      const sink = new CollectSink();
+      const err = await decodePacket({ input: Readable.from([p]), decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: sink }).catch((e: unknown) => e);
+      expect(isFerryError(err) && [err.code, err.message]).toEqual(['PACKET_MALFORMED', `payload is longer than header.size ${size}`]);
+      expect(sink.bytes.length).toBeLessThanOrEqual(size);
+      expect(sink.finished).toBe(false);
     }
   });
 
