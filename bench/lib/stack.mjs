@@ -130,7 +130,7 @@ export async function nodePair(base, { delivery, aDelivery, tune, existing } = {
 }
 
 /** The V8 flags of the installed `ferrypost` command's interpreter line (src/cli/main.ts). */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'];
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4', '--expose-gc'];
 /** BENCH_NODE_FLAGS: extra V8/Node flags for the daemon, after the default ones (A/B of runtime flags). */
 const extraNodeFlags = () => (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 

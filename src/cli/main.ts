@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --expose-gc
 /**
  * The `ferrypost` command. Thin entry points over the core (NNCP style): each subcommand parses its
  * options, calls one function, prints, and exits with a sysexits status. Errors print

@@ -11,9 +11,11 @@
  * noise on base64 and 5-8 % of the send rate on prose (docs/performance.md, "What was fixed at
  * midnight", with the paces tried).
  *
- * How: V8's gc() is reached the way Jest's leak detector reaches it (flag on, a fresh context, flag
- * off). If that ever fails, or a collection throws, the pacer does nothing and memory behaves as
- * before; the daemon warns at start when it has no gc().
+ * How: the installed command runs node with --expose-gc (its interpreter line, like
+ * --max-semi-space-size); run any other way, V8's gc() is reached the way Jest's leak detector reaches
+ * it (flag on, a fresh context, flag off), which a future Node that freezes V8's flags would refuse.
+ * If that ever fails, or a collection throws, the pacer does nothing and memory behaves as before;
+ * the daemon warns at start when it has no gc().
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';

@@ -82,7 +82,7 @@ export interface RunningNode {
 }
 
 export async function startNode(node: TestNode, extraEnv: NodeJS.ProcessEnv = {}, as?: { uid: number; gid: number }): Promise<RunningNode> {
-  const proc = spawn(process.execPath, ['--max-semi-space-size=4', CLI, '--config', node.config, 'run', '--log-level', 'debug'], {
+  const proc = spawn(process.execPath, ['--max-semi-space-size=4', '--expose-gc', CLI, '--config', node.config, 'run', '--log-level', 'debug'], {
     env: { ...process.env, ...extraEnv },
     ...(as ?? {}),
     stdio: ['ignore', 'pipe', 'pipe'],

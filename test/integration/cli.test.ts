@@ -30,7 +30,7 @@ describe('ferrypost CLI', () => {
 
   it('runs as an installed command through its interpreter line, with its V8 flags', () => {
     chmodSync(CLI, 0o755); // what npm does for a package's bin
-    expect(readFileSync(CLI, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S node --max-semi-space-size=4');
+    expect(readFileSync(CLI, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S node --max-semi-space-size=4 --expose-gc');
     const r = spawnSync(CLI, ['check'], { env: { ...process.env, FERRYPOST_CONFIG: a.config }, encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
