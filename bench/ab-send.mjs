@@ -1,18 +1,17 @@
 // A/B of two builds on the large-message sender: alternates them (A B, B A, ...) receiving the same
 // LARGE_MIB (100) MiB message over SMTP into node A, and prints each run's rate (DATA until 250, the
 // packet durable), peak RSS (VmHWM) and the daemon's CPU (user/system ms, minor faults) from /proc.
-// Body (third argument): b64 (base64 of random bytes, large-message's), prose (random words,
-// deflates to ~0.24), repeat (one 1 MiB block of text repeated, deflates ~270:1).
+// Body (fourth argument): b64 (large-message's), prose or repeat (lib/large-body.mjs).
 // A build is a copy of dist/ INSIDE the repository (module resolution needs node_modules), e.g.
 //   npm run build && cp -r dist .work/dist-base    # before the change
 //   node bench/ab-send.mjs .work/dist-base dist 4 prose
 // AB_SMALL=N: smtp-source sends N x 4 KiB messages (10 sessions) into the same daemon while the large
 // message streams (starting 300 ms in), and their rate is printed too: a mixed load.
 // Not part of `npm run bench`: it compares builds, it does not measure against an anchor.
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
+import { BODIES, writeLargeMessage } from './lib/large-body.mjs';
 import { median, nodePair, rm, smtpSourceRun, startNode, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
@@ -22,25 +21,7 @@ const pairs = Number(process.argv[4] ?? 3);
 const body = process.argv[5] ?? 'b64';
 const small = Number(process.env.AB_SMALL ?? 0);
 
-const WORDS = 'the of and to in is was for on that with as by at from this be are it an or which mail news ship cabin relay packet node'.split(' ');
-const chunkOf = {
-  b64: () => crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n'),
-  prose: () => Array.from({ length: 16_000 }, (_, i) => (i % 12 === 11 ? '\r\n' : `${WORDS[Math.floor(Math.random() * WORDS.length)]} `)).join(''),
-  repeat: (() => {
-    const line = 'The quick brown fox jumps over the lazy dog 0123456789 lorem ipsum dolor sit amet\r\n';
-    const block = line.repeat(Math.ceil((1 << 20) / line.length));
-    return () => block;
-  })(),
-};
-if (!chunkOf[body]) throw new Error(`body must be b64, prose or repeat, not ${body}`);
-
-function writeMessage(file) {
-  const fd = fs.openSync(file, 'w');
-  fs.writeSync(fd, 'From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\n\r\n');
-  for (let n = 0; n < MIB * 1048576; ) n += fs.writeSync(fd, chunkOf[body]());
-  fs.closeSync(fd);
-  return fs.statSync(file).size;
-}
+if (!BODIES.includes(body)) throw new Error(`body must be one of ${BODIES.join(', ')}, not ${body}`);
 
 /** [minor faults, user ms, system ms] of a running process. */
 function procStat(pid) {
@@ -50,7 +31,7 @@ function procStat(pid) {
 
 const base = tmp('ab-send');
 const msg = path.join(base, 'msg.eml');
-const size = writeMessage(msg);
+const size = writeLargeMessage(msg, MIB, body);
 const pair = await nodePair(base);
 const res = { A: [], B: [] };
 try {

@@ -3,41 +3,18 @@
 // packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir). Throughput
 // and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
 // `gpg --decrypt` of the same bytes (RSS from /usr/bin/time). Throws if the Maildir copy is short.
-// LARGE_BODY=text: a plain-text body instead (random words, deflates to ~0.24); LARGE_BODY=repeat: one
-// line repeated (deflates ~1000:1, so the packet is smaller than the receiver's in-memory limit).
-// Both stress peak RSS differently (docs/performance.md, "What was fixed at midnight").
+// LARGE_BODY=prose|repeat: another body (lib/large-body.mjs); they stress peak RSS differently (docs/performance.md, "What was fixed at midnight").
 // LARGE_DELIVERY=smtp: node B delivers by SMTP into Postfix's smtp-sink instead of its Maildir (the
 // message then goes through a work file and the SMTP client); the receiver's time ends when the
 // packet is gone from the inbox, i.e. after smtp-sink's 250.
 import { spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
+import { writeLargeMessage } from './lib/large-body.mjs';
 import { countFiles, nodePair, report, rm, run, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
-
-function writeMessage(file) {
-  const fd = fs.openSync(file, 'w');
-  const type = process.env.LARGE_BODY === 'text' || process.env.LARGE_BODY === 'repeat' ? 'text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit' : 'application/octet-stream\r\nContent-Transfer-Encoding: base64';
-  fs.writeSync(fd, `From: a@offline.test\r\nTo: b@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: ${type}\r\n\r\n`);
-  const line = 76, total = MIB * 1024 * 1024;
-  let written = 0;
-  const words = 'the of and to in is was for on that with as by at from this be are it an or which mail news ship cabin relay packet node'.split(' ');
-  const repeated = 'All work and no play makes Jack a dull boy, said the ship to the cabin.\r\n'.repeat(4096);
-  const prose = () => Array.from({ length: 16_000 }, (_, i) => (i % 12 === 11 ? '\r\n' : `${words[Math.floor(Math.random() * words.length)]} `)).join('');
-  while (written < total) {
-    const body = process.env.LARGE_BODY;
-    const chunk = body === 'text' ? prose() : body === 'repeat' ? repeated : crypto.randomBytes(57 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
-    fs.writeSync(fd, chunk);
-    written += chunk.length;
-  }
-  fs.writeSync(fd, '\r\n');
-  fs.closeSync(fd);
-  void line;
-  return fs.statSync(file).size;
-}
 
 function timed(cmd, args, env) {
   const t0 = performance.now();
@@ -64,7 +41,7 @@ function gpgBench(dir, msg) {
 export async function main() {
   const base = tmp('large');
   const msg = path.join(base, 'msg.eml');
-  const size = writeMessage(msg);
+  const size = writeLargeMessage(msg, MIB, process.env.LARGE_BODY ?? 'b64');
   const mib = size / 1048576;
   const viaSmtp = process.env.LARGE_DELIVERY === 'smtp';
   const sink = viaSmtp ? await startSmtpSink() : undefined;
