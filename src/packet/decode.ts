@@ -8,7 +8,11 @@
  * Fails with FerryError: PACKET_DECRYPT (not for us, corrupt, truncated, MDC, trailing bytes),
  * PACKET_UNKNOWN_SIGNER, PACKET_BAD_SIGNATURE (no, several or a failing signature), PACKET_VERSION,
  * PACKET_MALFORMED (magic, header, length, digest). A failing sink rejects with the sink's own error
- * (e.g. ENOSPC): that is a local problem, not a bad packet.
+ * (e.g. ENOSPC): that is a local problem, not a bad packet. Which error wins: a broken MDC over all
+ * else; on the native streamed path (our own packets over 1 MiB) a packet refused part way (bad
+ * header, payload past its claimed size, a signer that is not a peer, seen in the One-Pass Signature
+ * before any payload) is then refused for that, its rest decrypted for the MDC but never inflated;
+ * elsewhere it is read to its end and a bad signature wins over the content.
  */
 import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
@@ -17,7 +21,7 @@ import { FerryError, isFerryError } from '../errors/index.js';
 import { openNative } from './decrypt-native.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
-import { openSignedStream, verifyBuffer, type SignatureCheck } from './native/signature-verify.js';
+import { openSignedStream, verifyBuffer, type KeyID, type SignatureCheck } from './native/signature-verify.js';
 
 export interface DecodeOptions {
   input: Readable; // the packet file bytes
@@ -99,12 +103,14 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
   const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
   const reader = Symbol.asyncIterator in opened.data ? opened.data[Symbol.asyncIterator]() : opened.data[Symbol.iterator]();
   const hash = createHash('sha256');
-  let contentError: FerryError | undefined;
+  // A signer we do not know is known from the One-Pass Signature, before any payload reaches the sink.
+  let contentError: FerryError | undefined = opened.drain && opened.issuerKeyID && !isKnownSigner(opened.issuerKeyID, opts.verificationKeys) ? unknownSigner(opened.issuerKeyID) : undefined;
   try {
     for (;;) {
+      if (contentError && opened.drain) break; // drained below: the MDC still decides the error code
       const { value, done } = await reader.next();
       if (done) break;
-      if (contentError) continue; // drain: the MDC and the signature still decide the error code
+      if (contentError) continue; // no drain (openpgp's path): the MDC and the signature decide the error code
       try {
         const parts = framer.push(value);
         if (parts.length === 0) continue;
@@ -125,6 +131,16 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     opts.input.destroy();
     if (e instanceof SinkFailure) throw e;
     throw decryptError(e);
+  }
+  if (contentError && opened.drain) {
+    try {
+      await opened.drain();
+    } catch (e) {
+      opts.input.destroy();
+      throw decryptError(e);
+    }
+    if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
+    throw contentError; // the signature was not reached: the packet is refused for what was found first
   }
   if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
 
@@ -147,6 +163,13 @@ interface Opened {
   signatures: () => SignatureCheck[];
   /** True once the MDC/AEAD tag was checked (openpgp.decrypt: it errors the data stream instead). */
   integrityChecked: () => boolean;
+  /**
+   * The native streamed path: finish the integrity check without reading `data` further (no inflation,
+   * no signature), for a packet already refused. Elsewhere the refused packet is read to its end.
+   */
+  drain?: () => Promise<void>;
+  /** The signer's key id as the One-Pass Signature claims it, where known before the data. */
+  issuerKeyID?: KeyID;
 }
 
 /**
@@ -171,7 +194,7 @@ async function open(opts: DecodeOptions): Promise<Opened> {
       return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
     }
     const signed = await openSignedStream(head.rest, keys);
-    if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked };
+    if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
     const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
     const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
     return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
@@ -256,11 +279,7 @@ async function checkSignature(signatures: SignatureCheck[], keys: openpgp.Public
   const sig = signatures[0]!;
   const keyId = sig.keyID.toHex();
   const key = keys.find((k) => k.getKeys(sig.keyID).length > 0);
-  if (!key) {
-    throw new FerryError('PACKET_UNKNOWN_SIGNER', `packet is signed by key id ${keyId}, which is not a configured peer key`, {
-      detail: { keyId },
-    });
-  }
+  if (!key) throw unknownSigner(sig.keyID);
   const signer = key.getFingerprint().toLowerCase();
   try {
     if ((await sig.verified) !== true) throw new Error('verification did not return true');
@@ -271,6 +290,15 @@ async function checkSignature(signatures: SignatureCheck[], keys: openpgp.Public
     });
   }
   return signer;
+}
+
+function isKnownSigner(keyID: KeyID, keys: openpgp.PublicKey[]): boolean {
+  return keys.some((k) => k.getKeys(keyID).length > 0);
+}
+
+function unknownSigner(keyID: KeyID): FerryError {
+  const keyId = keyID.toHex();
+  return new FerryError('PACKET_UNKNOWN_SIGNER', `packet is signed by key id ${keyId}, which is not a configured peer key`, { detail: { keyId } });
 }
 
 function decryptError(e: unknown): FerryError {

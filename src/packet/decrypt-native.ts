@@ -25,7 +25,18 @@ const TAG_SEIPD = 18;
 const MAX_RATIO = 1100;
 
 export type NativeOpen =
-  | { kind: 'native'; signed: AsyncIterable<Uint8Array>; integrityChecked: () => boolean }
+  | {
+      kind: 'native';
+      signed: AsyncIterable<Uint8Array>;
+      integrityChecked: () => boolean;
+      /**
+       * For a caller that stopped reading `signed` early (the packet is refused already, but the MDC
+       * still decides how): runs the rest of the encrypted data through decryption and the integrity
+       * check only, without inflating it, then closes `signed`. Rejects as reading `signed` would
+       * (MDC, truncation, trailing bytes). Call it only while nothing is reading `signed`.
+       */
+      drain: () => Promise<void>;
+    }
   | { kind: 'other'; input: AsyncIterable<Uint8Array> };
 
 export async function openNative(input: Readable, decryptionKey: openpgp.PrivateKey): Promise<NativeOpen> {
@@ -54,7 +65,16 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   }
   let verified = false;
   const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
-  return { kind: 'native', signed: innerMessage(plain), integrityChecked: () => verified };
+  const signed = innerMessage(plain);
+  // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
+  const drain = async (): Promise<void> => {
+    try {
+      for (let n = await plain.next(); !n.done; n = await plain.next());
+    } finally {
+      await signed.return(undefined).catch(() => undefined); // closes the inflater
+    }
+  };
+  return { kind: 'native', signed, integrityChecked: () => verified, drain };
 }
 
 /** What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs. */

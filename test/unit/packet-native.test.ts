@@ -4,6 +4,7 @@
  * the signature over the decompressed literal data itself, and refuse broken inner framing.
  */
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { deflateSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,8 @@ import { FerryError } from '../../src/errors/index.js';
 import { chooseLevel } from '../../src/packet/encode.js';
 import { ByteReader, packetBody, packetHeader, readPacketHead } from '../../src/packet/pgpstream.js';
 import { seipdV1Decrypt, seipdV1EncryptSync } from '../../src/packet/seipd.js';
-import { decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from './packet-helpers.js';
+import { CollectSink, decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from './packet-helpers.js';
+import { decodePacket } from '../../src/packet/codec.js';
 
 let alice: TestKey;
 let bob: TestKey;
@@ -183,5 +185,66 @@ describe('tampering under a valid MDC', () => {
     const good = await sealed(signed, bob);
     const cutMdc = Buffer.from(good.subarray(0, good.length - 22));
     expect(await code(decodeBuffer(cutMdc, bob, [alice]))).toBe('PACKET_DECRYPT');
+  });
+});
+
+describe('a packet refused part way is not inflated to its end', () => {
+  // A refused packet used to be read to its end so that the MDC and the signature decided the error
+  // code: up to 1100 times its size in inflation. Now the rest goes through decryption and the MDC
+  // only. The deflate data below is corrupt near its end: had it been inflated there, the error would
+  // be PACKET_DECRYPT. Messages over 1 MiB, so the decoder streams them (decode.ts).
+  let mallory: TestKey;
+  let big: Buffer;
+  beforeAll(async () => {
+    mallory = await makeKey('mallory');
+    big = Buffer.from(randomBytes(2304 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n')); // 3 MiB
+  });
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => 'resolved',
+      (e: unknown) => (e instanceof FerryError ? `${e.code}: ${e.message}` : `not a FerryError: ${String(e)}`),
+    );
+  /** The signed message as a Compressed Data packet whose deflate stream is broken 4 KiB before its end (or intact). */
+  async function build(signer: TestKey, header: ReturnType<typeof makeHeader>, breakTail: boolean): Promise<Buffer> {
+    const message = await openpgp.createMessage({ binary: plaintextOf(header, big), format: 'binary', filename: '' });
+    const signedMsg = Buffer.from(await openpgp.sign({ message, signingKeys: signer.priv, format: 'binary' }));
+    const z = deflateSync(signedMsg);
+    if (breakTail) z.fill(0xff, z.length - 4096, z.length - 4000);
+    return sealed(Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]), bob);
+  }
+  const decodeWithSink = (packet: Buffer, onSink: () => void) =>
+    decodePacket({
+      input: Readable.from([packet]),
+      decryptionKey: bob.priv,
+      verificationKeys: [alice.pub],
+      payloadSink: () => {
+        onSink();
+        return new CollectSink();
+      },
+    });
+
+  it('controls: intact, it decodes; a broken tail alone is PACKET_DECRYPT', async () => {
+    expect((await decodeBuffer(await build(alice, makeHeader(alice, bob, big), false), bob, [alice])).payload.equals(big)).toBe(true);
+    expect(await code(decodeBuffer(await build(alice, makeHeader(alice, bob, big), true), bob, [alice]))).toMatch(/^PACKET_DECRYPT: /);
+  });
+
+  it('a payload longer than its header says: PACKET_MALFORMED without inflating the rest; a broken MDC still wins', async () => {
+    const packet = await build(alice, makeHeader(alice, bob, big, { size: 1000 }), true);
+    expect(await code(decodeBuffer(packet, bob, [alice]))).toBe('PACKET_MALFORMED: payload is longer than header.size 1000');
+    const badMdc = Buffer.from(packet);
+    badMdc[badMdc.length - 1]! ^= 1;
+    expect(await code(decodeBuffer(badMdc, bob, [alice]))).toMatch(/^PACKET_DECRYPT: .*modification detected/);
+  });
+
+  it('a signer that is not a peer: PACKET_UNKNOWN_SIGNER before any payload reaches a sink, without inflating the rest; a broken MDC still wins', async () => {
+    let sinks = 0;
+    const packet = await build(mallory, makeHeader(alice, bob, big), true);
+    const err = await code(decodeWithSink(packet, () => sinks++));
+    expect(err).toBe(`PACKET_UNKNOWN_SIGNER: packet is signed by key id ${mallory.priv.getKeyID().toHex()}, which is not a configured peer key`);
+    expect(sinks).toBe(0);
+    const badMdc = Buffer.from(packet);
+    badMdc[badMdc.length - 5]! ^= 1;
+    expect(await code(decodeWithSink(badMdc, () => sinks++))).toMatch(/^PACKET_DECRYPT: .*modification detected/);
+    expect(sinks).toBe(0);
   });
 });

@@ -22,7 +22,7 @@ const TAG_ONE_PASS = 4;
 const TAG_LITERAL = 11;
 const SIG_BINARY = 0x00;
 
-type KeyID = openpgp.SignaturePacket['issuerKeyID'];
+export type KeyID = openpgp.SignaturePacket['issuerKeyID'];
 
 /** The One-Pass Signature fields openpgp parses (its d.ts does not declare them). */
 interface Ops {
@@ -127,7 +127,13 @@ export function verifyBuffer(bytes: Uint8Array, keys: openpgp.PublicKey[]): { da
 }
 
 export type SignedStream =
-  | { kind: 'native'; data: AsyncIterable<Uint8Array>; signatures: () => SignatureCheck[] }
+  | {
+      kind: 'native';
+      data: AsyncIterable<Uint8Array>;
+      signatures: () => SignatureCheck[];
+      /** The signer's key id from the One-Pass Signature, known before any data (not yet verified). */
+      issuerKeyID: KeyID;
+    }
   | { kind: 'other'; input: AsyncIterable<Uint8Array> };
 
 /**
@@ -187,6 +193,7 @@ export async function openSignedStream(input: AsyncIterable<Uint8Array>, keys: o
   return {
     kind: 'native',
     data: data(),
+    issuerKeyID: ops.issuerKeyID,
     signatures: () => {
       if (!done) throw new Error('signatures() before the end of the data');
       return [check(ops, hash, signature, keys)];
