@@ -19,6 +19,7 @@ import type { Readable, Writable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
 import { openNative } from './decrypt-native.js';
+import { InflateWorkerFailure, type InflateWorker } from './inflate-offload.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
 import { openSignedStream, verifyBuffer, type KeyID, type SignatureCheck } from './native/signature-verify.js';
@@ -37,6 +38,8 @@ export interface DecodeOptions {
   maxHeaderBytes?: number; // default 65536
   /** Called with the size of each payload part as it goes to the sink (the daemon paces GC by it). */
   onPayloadBytes?: (n: number) => void;
+  /** Inflates large compressed bodies on a worker thread when it is free (the daemon has one). */
+  inflateWorker?: InflateWorker | undefined;
 }
 
 export interface DecodedPacket {
@@ -98,6 +101,7 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     opened = await open(opts);
   } catch (e) {
     opts.input.destroy();
+    if (e instanceof InflateWorkerFailure) throw e; // a local problem, not a bad packet
     throw decryptError(e);
   }
   const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
@@ -129,7 +133,7 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
   } catch (e) {
     await Promise.resolve(reader.return?.(undefined)).catch(() => undefined);
     opts.input.destroy();
-    if (e instanceof SinkFailure) throw e;
+    if (e instanceof SinkFailure || e instanceof InflateWorkerFailure) throw e; // local problems, not bad packets
     throw decryptError(e);
   }
   if (contentError && opened.drain) {
@@ -180,7 +184,7 @@ interface Opened {
  */
 async function open(opts: DecodeOptions): Promise<Opened> {
   const keys = opts.verificationKeys;
-  const native = await openNative(opts.input, opts.decryptionKey);
+  const native = await openNative(opts.input, opts.decryptionKey, { inflateWorker: opts.inflateWorker });
   if (native.kind === 'native') {
     const integrityChecked = native.integrityChecked;
     // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end

@@ -15,6 +15,7 @@ import * as openpgp from 'openpgp';
 import { ecdhDecryptorsFor } from './native/ecdh-keys.js';
 import { openSessionKeyNative } from './native/pkesk.js';
 import { SyncInflater } from './inflate.js';
+import type { InflateWorker } from './inflate-offload.js';
 import { ByteReader, packetBody, PgpFormatError, readPacketHead } from './pgpstream.js';
 import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
 
@@ -39,7 +40,12 @@ export type NativeOpen =
     }
   | { kind: 'other'; input: AsyncIterable<Uint8Array> };
 
-export async function openNative(input: Readable, decryptionKey: openpgp.PrivateKey): Promise<NativeOpen> {
+export interface NativeOptions {
+  /** Inflates large compressed bodies on a worker thread when it is free (else on this thread). */
+  inflateWorker?: InflateWorker | undefined;
+}
+
+export async function openNative(input: Readable, decryptionKey: openpgp.PrivateKey, opts: NativeOptions = {}): Promise<NativeOpen> {
   const reader = new ByteReader(input[Symbol.asyncIterator]());
   reader.startRecording();
   const other = (): NativeOpen => ({ kind: 'other', input: reader.replay() });
@@ -65,14 +71,11 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   }
   let verified = false;
   const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
-  const signed = innerMessage(plain);
+  const signed = innerMessage(plain, opts.inflateWorker);
   // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
   const drain = async (): Promise<void> => {
-    try {
-      for (let n = await plain.next(); !n.done; n = await plain.next());
-    } finally {
-      await signed.return(undefined).catch(() => undefined); // closes the inflater
-    }
+    await signed.return(undefined).catch(() => undefined); // stops and closes the inflater first
+    for (let n = await plain.next(); !n.done; n = await plain.next());
   };
   return { kind: 'native', signed, integrityChecked: () => verified, drain };
 }
@@ -90,7 +93,7 @@ async function openpgpSessionKey(bodies: Uint8Array[], decryptionKey: openpgp.Pr
 }
 
 /** The decrypted packets, with one Compressed Data packet (if present) inflated. */
-async function* innerMessage(plain: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+async function* innerMessage(plain: AsyncIterable<Uint8Array>, worker: InflateWorker | undefined): AsyncGenerator<Uint8Array> {
   const pr = new ByteReader(plain[Symbol.asyncIterator]());
   pr.startRecording();
   const head = await readPacketHead(pr);
@@ -107,7 +110,7 @@ async function* innerMessage(plain: AsyncIterable<Uint8Array>): AsyncGenerator<U
     if (first.value!.length > 1) yield first.value!.subarray(1);
     for (let n = await body.next(); !n.done; n = await body.next()) yield n.value;
   }
-  yield* inflate(first.value[0]!, compressed());
+  yield* inflate(first.value[0]!, compressed(), worker);
   // Reading to the end runs the MDC check; nothing may follow the compressed packet.
   if (!(await pr.atEnd())) throw new PgpFormatError('data after the compressed data packet');
 }
@@ -121,7 +124,7 @@ async function* innerMessage(plain: AsyncIterable<Uint8Array>): AsyncGenerator<U
 const SYNC_INFLATE_MAX_IN = 256 * 1024;
 const SYNC_INFLATE_MAX_OUT = 4 * 1024 * 1024;
 
-async function* inflate(algo: number, compressed: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+async function* inflate(algo: number, compressed: AsyncIterable<Uint8Array>, worker: InflateWorker | undefined): AsyncGenerator<Uint8Array> {
   if (algo === 0) {
     yield* compressed;
     return;
@@ -152,7 +155,8 @@ async function* inflate(algo: number, compressed: AsyncIterable<Uint8Array>): As
     yield* head;
     if (!done) for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
   }
-  yield* inflateStream(algo, all());
+  const body = all();
+  yield* worker ? worker.inflate(algo, body, MAX_RATIO, () => inflateStream(algo, body)) : inflateStream(algo, body);
 }
 
 /** The whole output, or undefined if it would exceed SYNC_INFLATE_MAX_OUT (the caller streams). */

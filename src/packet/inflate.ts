@@ -36,6 +36,11 @@ export interface SyncInflaterOptions {
   outChunk: number;
   /** Output may not exceed maxRatio times the input consumed, plus 1 MiB. */
   maxRatio: number;
+  /**
+   * Supplies each new output buffer (default: a fresh Buffer of outChunk bytes). The off-thread
+   * inflater hands out slots of shared memory that the reader has finished with instead.
+   */
+  allocOut?: () => Buffer;
 }
 
 export class SyncInflater {
@@ -101,7 +106,7 @@ export class SyncInflater {
       // that many small outputs (tiny input chunks: 1-byte partial lengths) share one buffer instead of
       // each pinning a buffer of its own.
       if (!this.out || this.outOff === this.out.length) {
-        this.out = Buffer.allocUnsafe(this.opts.outChunk);
+        this.out = this.opts.allocOut ? this.opts.allocOut() : Buffer.allocUnsafe(this.opts.outChunk);
         this.outOff = 0;
       }
       const out = this.out;

@@ -4,6 +4,7 @@
  * need to craft or alter packets; the cross-process and real-MTA proofs live in test/stack/.
  */
 import type { GcPacer } from '../../src/memory/gc-pacer.js';
+import type { InflateWorker } from '../../src/packet/inflate-offload.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
@@ -62,7 +63,7 @@ export interface ReceivingNode {
   close(): Promise<void>;
 }
 
-export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number; gcPacer?: GcPacer } = {}): ReceivingNode {
+export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number; gcPacer?: GcPacer; inflateWorker?: InflateWorker } = {}): ReceivingNode {
   const stateDir = path.join(dir, 'state');
   mkdirSync(stateDir, { recursive: true });
   const maildir = path.join(dir, 'Maildir');
@@ -87,6 +88,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     now: Date.now,
     onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
     gcPacer: opts.gcPacer,
+    inflateWorker: opts.inflateWorker,
   });
   return {
     receiver, journal, injector, maildir, stateDir, outcomes,
