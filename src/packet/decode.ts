@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
-import { openNative } from './decrypt-native.js';
+import { openNative, type NativeOpen } from './decrypt-native.js';
 import { InflateWorkerFailure, type InflateWorker } from './inflate-offload.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
@@ -133,6 +133,7 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
   } catch (e) {
     await Promise.resolve(reader.return?.(undefined)).catch(() => undefined);
     opts.input.destroy();
+    await opened.close?.();
     if (e instanceof SinkFailure || e instanceof InflateWorkerFailure) throw e; // local problems, not bad packets
     throw decryptError(e);
   }
@@ -140,11 +141,12 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     try {
       await opened.drain();
     } catch (e) {
-      opts.input.destroy();
       throw decryptError(e);
+    } finally {
+      opts.input.destroy(); // read to its end on success; closed either way
     }
     if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
-    throw contentError; // the signature was not reached: the packet is refused for what was found first
+    throw unverified(contentError); // the signature was not reached: the packet is refused for what was found first
   }
   if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
 
@@ -174,6 +176,8 @@ interface Opened {
   drain?: () => Promise<void>;
   /** The signer's key id as the One-Pass Signature claims it, where known before the data. */
   issuerKeyID?: KeyID;
+  /** The native path: ends the decryption chain (and an inflate worker's job) when the decode gives up. */
+  close?: () => Promise<void>;
 }
 
 /**
@@ -183,27 +187,41 @@ interface Opened {
  * the end of the data stream.
  */
 async function open(opts: DecodeOptions): Promise<Opened> {
-  const keys = opts.verificationKeys;
   const native = await openNative(opts.input, opts.decryptionKey, { inflateWorker: opts.inflateWorker });
-  if (native.kind === 'native') {
-    const integrityChecked = native.integrityChecked;
-    // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end
-    // first also means the MDC has already been checked.
-    const head = await collectUpTo(native.signed, SMALL_MESSAGE_BYTES);
-    if (head.complete) {
-      const mine = verifyBuffer(head.bytes, keys);
-      if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
-      const message = await openpgp.readMessage({ binaryMessage: head.bytes });
-      const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
-      return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
-    }
-    const signed = await openSignedStream(head.rest, keys);
-    if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
-    const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
-    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
-    return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
+  if (native.kind !== 'native') return openOther(opts, native.input);
+  try {
+    return { ...(await openSigned(opts, native)), close: native.close };
+  } catch (e) {
+    await native.close();
+    throw e;
   }
-  const message = await openpgp.readMessage({ binaryMessage: pullStream(native.input) });
+}
+
+/** The native path: SEIPD v1 + AES decrypted here; the signature natively, or by openpgp.verify. */
+async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kind: 'native' }>): Promise<Opened> {
+  const keys = opts.verificationKeys;
+  const integrityChecked = native.integrityChecked;
+  // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end
+  // first also means the MDC has already been checked.
+  const head = await collectUpTo(native.signed, SMALL_MESSAGE_BYTES);
+  if (head.complete) {
+    const mine = verifyBuffer(head.bytes, keys);
+    if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
+    const message = await openpgp.readMessage({ binaryMessage: head.bytes });
+    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
+    return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
+  }
+  const signed = await openSignedStream(head.rest, keys);
+  if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
+  const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
+  const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
+  return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
+}
+
+/** Anything the native path does not handle: openpgp.decrypt, streaming. */
+async function openOther(opts: DecodeOptions, input: AsyncIterable<Uint8Array>): Promise<Opened> {
+  const keys = opts.verificationKeys;
+  const message = await openpgp.readMessage({ binaryMessage: pullStream(input) });
   const decrypted = await openpgp.decrypt({
     message,
     decryptionKeys: opts.decryptionKey,
@@ -294,6 +312,12 @@ async function checkSignature(signatures: SignatureCheck[], keys: openpgp.Public
     });
   }
   return signer;
+}
+
+/** A refusal made before the signature could be checked: say so, so that nobody reads it as the peer's fault. */
+function unverified(e: FerryError): FerryError {
+  if (e.code === 'PACKET_UNKNOWN_SIGNER') return e;
+  return new FerryError(e.code, `${e.message} (signature not checked: refused part way through)`, { cause: e, detail: { ...e.detail, signatureChecked: false } });
 }
 
 function isKnownSigner(keyID: KeyID, keys: openpgp.PublicKey[]): boolean {

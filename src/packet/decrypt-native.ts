@@ -32,11 +32,17 @@ export type NativeOpen =
       integrityChecked: () => boolean;
       /**
        * For a caller that stopped reading `signed` early (the packet is refused already, but the MDC
-       * still decides how): runs the rest of the encrypted data through decryption and the integrity
-       * check only, without inflating it, then closes `signed`. Rejects as reading `signed` would
-       * (MDC, truncation, trailing bytes). Call it only while nothing is reading `signed`.
+       * still decides how): closes `signed` (which stops the inflater and waits for an inflate
+       * worker's pending read), then runs the rest of the encrypted data through decryption and the
+       * integrity check only, without inflating it. Rejects as reading would (MDC, truncation,
+       * trailing bytes).
        */
       drain: () => Promise<void>;
+      /**
+       * Closes `signed` when the caller gives up on the packet: ends an inflate worker's job, which
+       * would otherwise stay open and keep the worker busy. Never rejects.
+       */
+      close: () => Promise<void>;
     }
   | { kind: 'other'; input: AsyncIterable<Uint8Array> };
 
@@ -73,11 +79,14 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
   const signed = innerMessage(plain, opts.inflateWorker);
   // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
+  const close = async (): Promise<void> => {
+    await signed.return(undefined).catch(() => undefined);
+  };
   const drain = async (): Promise<void> => {
-    await signed.return(undefined).catch(() => undefined); // stops and closes the inflater first
+    await close(); // stops and closes the inflater first
     for (let n = await plain.next(); !n.done; n = await plain.next());
   };
-  return { kind: 'native', signed, integrityChecked: () => verified, drain };
+  return { kind: 'native', signed, integrityChecked: () => verified, drain, close };
 }
 
 /** What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs. */

@@ -201,7 +201,9 @@ export class InflateWorker {
             yield piece;
           }
         }
-        if (pumpError !== undefined) throw pumpError; // the compressed input itself failed (MDC, truncation)
+        // The compressed input itself failed (MDC, truncation). The pump runs up to IN_SLOTS ahead, so
+        // with corrupt deflate data as well either error may come first: both are PACKET_DECRYPT.
+        if (pumpError !== undefined) throw pumpError;
         if (terminal?.t === 'done') return;
         if (terminal?.t === 'error') throw rebuild(terminal);
         if (terminal !== undefined || gone !== undefined) throw gone ?? new InflateWorkerFailure(new Error(`unexpected '${terminal!.t}'`));
@@ -212,7 +214,11 @@ export class InflateWorker {
       stop = true;
       if (terminal === undefined && gone === undefined) {
         Atomics.store(this.ctrl, 0, id);
-        for (let i = 0; i < OUT_SLOTS; i++) Atomics.notify(this.ctrl, 1 + i);
+        // 2 in every slot word: a worker about to wait on one then finds it changed and does not sleep.
+        for (let i = 0; i < OUT_SLOTS; i++) {
+          Atomics.store(this.ctrl, 1 + i, 2);
+          Atomics.notify(this.ctrl, 1 + i);
+        }
         post({ t: 'abort', id });
         while (terminal === undefined && gone === undefined) await new Promise<void>((r) => (wakeReader = r));
       }

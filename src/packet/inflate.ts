@@ -30,8 +30,9 @@ interface ZlibInternals {
 
 export interface SyncInflaterOptions {
   /**
-   * Size of each output buffer. Outputs are slices of it, never written again once handed out: the
-   * caller may keep them. A new buffer is taken when one is full.
+   * Size of each output buffer. Outputs are slices of it, never written again by this inflater once
+   * handed out: the caller may keep them (with allocOut, until it gives the buffer back to whoever
+   * supplies them). A new buffer is taken when one is full.
    */
   outChunk: number;
   /** Output may not exceed maxRatio times the input consumed, plus 1 MiB. */

@@ -254,4 +254,32 @@ describe('decodePacket with an InflateWorker', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a decode that gives up (failing sink, inner data that is not OpenPGP) ends its job: the next body inflates on the worker', async () => {
+    const payload = Buffer.concat([text, Buffer.from(randomBytes(1 << 20).toString('base64'))]);
+    const { good } = await packets(payload);
+    const enospc = new (await import('node:stream')).Writable({
+      write(_c, _e, cb) {
+        cb(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+      },
+    });
+    const err = await decodePacket({ input: Readable.from([good]), decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: enospc, inflateWorker: w }).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    await expectWorkerFree(w);
+    // Decrypts and inflates (on the worker) to something that is not a signed message: open() fails after reading 1 MiB.
+    const junk = deflateSync(Buffer.from(randomBytes(3 << 20).toString('base64')));
+    const key = randomBytes(32);
+    const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: bob.pub, format: 'binary' })) as Uint8Array;
+    const body = seipdV1EncryptSync('aes256', key, Buffer.concat([packetHeader(8, junk.length + 1), Uint8Array.of(2), junk]));
+    expect(await codeOf(decode(Buffer.concat([pkesk, packetHeader(18, body.length), body])))).toBe('PACKET_DECRYPT');
+    await expectWorkerFree(w);
+  });
 });
+
+/** The worker takes the next body (the fallback is not called). */
+async function expectWorkerFree(w: InflateWorker): Promise<void> {
+  const calls = { n: 0 };
+  const z = deflateSync(text);
+  expect((await collect(w.inflate(2, chunked(z, 65536), MAX_RATIO, onThisThread(2, chunked(z, 65536), calls)))).equals(text)).toBe(true);
+  expect(calls.n, 'the worker was still busy with an abandoned job').toBe(0);
+}

@@ -204,10 +204,11 @@ describe('a packet refused part way is not inflated to its end', () => {
       () => 'resolved',
       (e: unknown) => (e instanceof FerryError ? `${e.code}: ${e.message}` : `not a FerryError: ${String(e)}`),
     );
-  /** The signed message as a Compressed Data packet whose deflate stream is broken 4 KiB before its end (or intact). */
-  async function build(signer: TestKey, header: ReturnType<typeof makeHeader>, breakTail: boolean): Promise<Buffer> {
-    const message = await openpgp.createMessage({ binary: plaintextOf(header, big), format: 'binary', filename: '' });
+  /** The signed message as a Compressed Data packet whose deflate stream is broken 4 KiB before its end (or intact, or not compressed). */
+  async function build(signer: TestKey, header: ReturnType<typeof makeHeader>, breakTail: boolean, magic?: string, compress = true): Promise<Buffer> {
+    const message = await openpgp.createMessage({ binary: plaintextOf(header, big, magic), format: 'binary', filename: '' });
     const signedMsg = Buffer.from(await openpgp.sign({ message, signingKeys: signer.priv, format: 'binary' }));
+    if (!compress) return sealed(signedMsg, bob);
     const z = deflateSync(signedMsg);
     if (breakTail) z.fill(0xff, z.length - 4096, z.length - 4000);
     return sealed(Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]), bob);
@@ -230,7 +231,7 @@ describe('a packet refused part way is not inflated to its end', () => {
 
   it('a payload longer than its header says: PACKET_MALFORMED without inflating the rest; a broken MDC still wins', async () => {
     const packet = await build(alice, makeHeader(alice, bob, big, { size: 1000 }), true);
-    expect(await code(decodeBuffer(packet, bob, [alice]))).toBe('PACKET_MALFORMED: payload is longer than header.size 1000');
+    expect(await code(decodeBuffer(packet, bob, [alice]))).toBe('PACKET_MALFORMED: payload is longer than header.size 1000 (signature not checked: refused part way through)');
     const badMdc = Buffer.from(packet);
     badMdc[badMdc.length - 1]! ^= 1;
     expect(await code(decodeBuffer(badMdc, bob, [alice]))).toMatch(/^PACKET_DECRYPT: .*modification detected/);
@@ -246,5 +247,35 @@ describe('a packet refused part way is not inflated to its end', () => {
     badMdc[badMdc.length - 5]! ^= 1;
     expect(await code(decodeWithSink(badMdc, () => sinks++))).toMatch(/^PACKET_DECRYPT: .*modification detected/);
     expect(sinks).toBe(0);
+  });
+
+  it('while draining: a truncated packet or trailing bytes are PACKET_DECRYPT; a version 2 magic is PACKET_VERSION; uncompressed too', async () => {
+    const packet = await build(alice, makeHeader(alice, bob, big, { size: 1000 }), false);
+    for (const cut of [10, 200_000]) expect(await code(decodeBuffer(packet.subarray(0, packet.length - cut), bob, [alice]))).toMatch(/^PACKET_DECRYPT: .*truncated/);
+    expect(await code(decodeBuffer(Buffer.concat([packet, Buffer.from('x')]), bob, [alice]))).toMatch(/^PACKET_DECRYPT: .*trailing bytes/);
+    const v2 = await build(alice, { ...makeHeader(alice, bob, big), v: 2 } as unknown as ReturnType<typeof makeHeader>, true, 'FERRYPOST-PACKET 2');
+    expect(await code(decodeBuffer(v2, bob, [alice]))).toBe('PACKET_VERSION: packet format version 2 is not supported by this ferrypost (supports 1) (signature not checked: refused part way through)');
+    const plain = await build(alice, makeHeader(alice, bob, big, { size: 1000 }), false, undefined, false);
+    expect(await code(decodeBuffer(plain, bob, [alice]))).toBe('PACKET_MALFORMED: payload is longer than header.size 1000 (signature not checked: refused part way through)');
+  });
+
+  it('the file it reads is closed after a drain, refused or truncated', async () => {
+    const { mkdtempSync, writeFileSync, createReadStream, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const dir = mkdtempSync(path.join(tmpdir(), 'ferry-drain-'));
+    try {
+      const packet = await build(alice, makeHeader(alice, bob, big, { size: 1000 }), false);
+      for (const bytes of [packet, packet.subarray(0, packet.length - 10)]) {
+        const file = path.join(dir, 'p');
+        writeFileSync(file, bytes);
+        const input = createReadStream(file, { highWaterMark: 256 * 1024 });
+        const closed = new Promise<void>((r) => input.once('close', () => r()));
+        expect(await code(decodePacket({ input, decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: new CollectSink() }))).toMatch(/^PACKET_(MALFORMED|DECRYPT)/);
+        await closed;
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
