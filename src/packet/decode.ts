@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
-import { openNative, type NativeOpen } from './decrypt-native.js';
+import { MAX_RATIO, openNative, type NativeOpen } from './decrypt-native.js';
 import { InflateWorkerFailure, type InflateWorker } from './inflate-offload.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
@@ -40,6 +40,12 @@ export interface DecodeOptions {
   onPayloadBytes?: (n: number) => void;
   /** Inflates large compressed bodies on a worker thread when it is free (the daemon has one). */
   inflateWorker?: InflateWorker | undefined;
+  /**
+   * The packet's size in bytes, if known (the receiver knows it): openpgp.js, which decodes what the
+   * native path does not (and can decompress bzip2), may then decompress at most 1100 times it, as
+   * the native path allows. Unknown: no limit there.
+   */
+  inputBytes?: number | undefined;
 }
 
 export interface DecodedPacket {
@@ -148,7 +154,11 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
     throw unverified(contentError); // the signature was not reached: the packet is refused for what was found first
   }
-  if (!opened.integrityChecked()) throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
+  if (!opened.integrityChecked()) {
+    opts.input.destroy();
+    await opened.close?.(); // unreachable on the native path (its data ends after the MDC); cheap insurance
+    throw new FerryError('PACKET_DECRYPT', 'cannot decrypt packet: the integrity check was not reached');
+  }
 
   const signer = await checkSignature(opened.signatures(), opts.verificationKeys);
   if (contentError) throw contentError;
@@ -192,6 +202,7 @@ async function open(opts: DecodeOptions): Promise<Opened> {
   try {
     return { ...(await openSigned(opts, native)), close: native.close };
   } catch (e) {
+    opts.input.destroy(); // first: closing may wait for a read openpgp left pending
     await native.close();
     throw e;
   }
@@ -208,13 +219,13 @@ async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kin
     const mine = verifyBuffer(head.bytes, keys);
     if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
     const message = await openpgp.readMessage({ binaryMessage: head.bytes });
-    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
+    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
     return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
   }
   const signed = await openSignedStream(head.rest, keys);
   if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
   const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
-  const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false });
+  const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
   return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
 }
 
@@ -228,9 +239,14 @@ async function openOther(opts: DecodeOptions, input: AsyncIterable<Uint8Array>):
     verificationKeys: keys,
     format: 'binary',
     expectSigned: false, // checked after the data has been read to the end
-    config: { allowUnauthenticatedStream: true },
+    config: { allowUnauthenticatedStream: true, ...openpgpLimits(opts) },
   });
   return { data: decrypted.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(decrypted.signatures), integrityChecked: () => true };
+}
+
+/** The native path's 1100:1 decompression limit (decrypt-native.ts), for openpgp.js. */
+function openpgpLimits(opts: DecodeOptions): { maxDecompressedMessageSize?: number } {
+  return opts.inputBytes === undefined ? {} : { maxDecompressedMessageSize: MAX_RATIO * opts.inputBytes + (1 << 20) };
 }
 
 /** openpgp's results; their promises settle only after the data is read: never leave them unhandled. */

@@ -4,7 +4,7 @@
  * native code does not accept, so bad session keys fail exactly as before), decrypts and checks the
  * MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a Compressed Data packet with node:zlib
  * on this thread (inflate.ts), and hands the inner one-pass-signed message on for its signature to be
- * checked (decode.ts). Anything else (SEIPD v2, non-AES, SKESK, other packets) is handed back untouched for the openpgp.decrypt path (decode-openpgp.ts).
+ * checked (decode.ts). Anything else (SEIPD v2, non-AES, SKESK, other packets) is handed back untouched for the openpgp.decrypt path (decode.ts, openOther).
  * Fails: PgpFormatError / openpgp errors (the caller maps them to PACKET_DECRYPT): no session key for
  * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
  * the encrypted part surface while the returned data stream is read, never as a clean end.
@@ -23,7 +23,7 @@ const TAG_PKESK = 1;
 const TAG_COMPRESSED = 8;
 const TAG_SEIPD = 18;
 /** deflate cannot exceed ~1032:1; more than this is a decompression bomb, not a packet. */
-const MAX_RATIO = 1100;
+export const MAX_RATIO = 1100;
 
 export type NativeOpen =
   | {
@@ -76,7 +76,10 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
     if (!(await reader.atEnd())) throw new PgpFormatError('trailing bytes after the encrypted data');
   }
   let verified = false;
-  const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
+  // The first error of the decryption (truncated, trailing bytes, MDC), whoever read it: an inflate
+  // worker's pump may have, and then given it up when the job was closed.
+  let failure: { error: unknown } | undefined;
+  const plain = recordingError(seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true)), (error) => (failure ??= { error }));
   const signed = innerMessage(plain, opts.inflateWorker);
   // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
   const close = async (): Promise<void> => {
@@ -84,9 +87,19 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   };
   const drain = async (): Promise<void> => {
     await close(); // stops and closes the inflater first
+    if (failure) throw failure.error;
     for (let n = await plain.next(); !n.done; n = await plain.next());
   };
   return { kind: 'native', signed, integrityChecked: () => verified, drain, close };
+}
+
+async function* recordingError(source: AsyncGenerator<Uint8Array>, onError: (e: unknown) => void): AsyncGenerator<Uint8Array> {
+  try {
+    yield* source;
+  } catch (e) {
+    onError(e);
+    throw e;
+  }
 }
 
 /** What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs. */

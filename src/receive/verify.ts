@@ -173,6 +173,7 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
       payloadSink: sink,
       ...(opts.onBytes ? { onPayloadBytes: opts.onBytes } : {}),
       inflateWorker: opts.inflateWorker,
+      inputBytes: packetBytes?.length ?? entry.size,
     }));
     await checkName();
   } catch (err) {

@@ -258,6 +258,27 @@ describe('decode refuses', () => {
     expect(sink.destroyed).toBe(true);
   });
 
+  it('openpgp.js path (SEIPD v2): decompression is limited to 1100 times inputBytes (plus 1 MiB) when given', async () => {
+    const openpgp = await import('openpgp');
+    const message = await openpgp.createMessage({ binary: Buffer.alloc(8 << 20, 'x'), format: 'binary' });
+    const p = Buffer.from(
+      (await openpgp.encrypt({
+        message,
+        encryptionKeys: bob.pub,
+        signingKeys: alice.priv,
+        format: 'binary',
+        sessionKey: { data: randomBytes(32), algorithm: 'aes256', aeadAlgorithm: 'ocb' },
+        config: { preferredCompressionAlgorithm: openpgp.enums.compression.zlib },
+      })) as Uint8Array,
+    );
+    const decode = (inputBytes?: number) =>
+      decodePacket({ input: Readable.from([p]), decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: new CollectSink(), inputBytes });
+    // Within the limit it is read (and refused for what it holds); over it, openpgp.js stops.
+    await expectCode(decode(p.length), 'PACKET_MALFORMED');
+    const err = await expectCode(decode(1), 'PACKET_DECRYPT');
+    expect(err.message).toContain('Maximum decompressed message size exceeded');
+  });
+
   it('rejects with the sink error when the sink fails', async () => {
     const { Writable } = await import('node:stream');
     const failing = new Writable({

@@ -8,7 +8,7 @@
  * daemon does.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -273,6 +273,38 @@ describe('decodePacket with an InflateWorker', () => {
     const body = seipdV1EncryptSync('aes256', key, Buffer.concat([packetHeader(8, junk.length + 1), Uint8Array.of(2), junk]));
     expect(await codeOf(decode(Buffer.concat([pkesk, packetHeader(18, body.length), body])))).toBe('PACKET_DECRYPT');
     await expectWorkerFree(w);
+  });
+
+  it('a packet refused part way, drained with the worker: the errors of the main thread (truncation, trailing bytes, MDC), and the worker free after', async () => {
+    const payload = Buffer.from(randomBytes(3 << 20).toString('base64'));
+    const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload, { size: payload.length - 300_000 }), payload), format: 'binary', filename: '' });
+    const z = deflateSync(Buffer.from(await openpgp.sign({ message, signingKeys: alice.priv, format: 'binary' })));
+    const key = randomBytes(32);
+    const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: bob.pub, format: 'binary' })) as Uint8Array;
+    const body = seipdV1EncryptSync('aes256', key, Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]));
+    const packet = Buffer.concat([pkesk, packetHeader(18, body.length), body]);
+    const badMdc = Buffer.from(packet);
+    badMdc[badMdc.length - 3]! ^= 1;
+    const cases: [string, Buffer, RegExp][] = [
+      ['refused', packet, /^PACKET_MALFORMED: payload is longer than header.size \d+ \(signature not checked/],
+      ...[5000, 50_000, 100_000, 150_000].map((cut): [string, Buffer, RegExp] => [`truncated by ${cut}`, packet.subarray(0, packet.length - cut), /^PACKET_DECRYPT: .*truncated/]),
+      ['trailing bytes', Buffer.concat([packet, Buffer.from('x')]), /^PACKET_DECRYPT: .*trailing bytes/],
+      ['bad MDC', badMdc, /^PACKET_DECRYPT: .*modification detected/],
+    ];
+    const dir = mkdtempSync(path.join(tmpdir(), 'ferry-drain-worker-'));
+    for (const [what, bytes, expected] of cases) {
+      // From a file, as the receiver reads: the pump then runs ahead of the reader, and may be the
+      // one to meet the truncation (the error it met must still be the one reported).
+      writeFileSync(path.join(dir, 'p'), bytes);
+      const input = createReadStream(path.join(dir, 'p'), { highWaterMark: 256 * 1024 });
+      const err = await decodePacket({ input, decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: new CollectSink(), inflateWorker: w }).then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof FerryError ? `${e.code}: ${e.message}` : String(e)),
+      );
+      expect(err, what).toMatch(expected);
+      await expectWorkerFree(w);
+    }
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
