@@ -2,13 +2,15 @@
 // message (base64 CRLF lines, as bench/large-message.mjs) is encoded once into a packet; then, REPS
 // times each, in this process:
 //   decoder: dist/packet/decode.js decodePacket from the packet file into a file (what the receiver
-//     runs: async generators, streamed zlib on the thread pool, fs streams);
+//     runs: async generators, fs streams; inflation on this thread, or with DECODE_WORKER=1 on the
+//     daemon's inflate worker, dist/packet/inflate-offload.js);
 //   floor:   the same primitives as ONE synchronous loop on the same bytes (zlib stream, AES-256-CFB,
 //     no OpenPGP framing): 256 KiB reads into one buffer, decrypt, SHA-1 (MDC), inflate through the
 //     zlib handle's writeSync into one reused buffer, SHA-512 (signature) + SHA-256 (payload), write.
 // Prints MiB/s of output, wall, CPU (user+system, all threads) and minor page faults per run. The
 // floor is what a synchronous push decoder could reach on one thread; the gap is the decoder's
-// per-chunk machinery (docs/performance.md). Not part of `npm run bench`. Env: LARGE_MIB, REPS.
+// per-chunk machinery (docs/performance.md). Not part of `npm run bench`. Env: LARGE_MIB, REPS,
+// DECODE_WORKER=1.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +21,7 @@ import * as openpgp from 'openpgp';
 import { generateNodeKey } from '../dist/keys/generate.js';
 import { decodePacket } from '../dist/packet/decode.js';
 import { encodePacket } from '../dist/packet/encode.js';
+import { InflateWorker } from '../dist/packet/inflate-offload.js';
 import { rm, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 50);
@@ -77,6 +80,8 @@ function floorDecode(file, key, out) {
 
 export async function main() {
   const dir = tmp('decode-large');
+  const inflateWorker = process.env.DECODE_WORKER === '1' ? new InflateWorker() : undefined;
+  inflateWorker?.warm(); // as the daemon does
   try {
     const msg = message();
     console.log(`== decode-large: ${(msg.length / 1048576).toFixed(1)} MiB message, ${REPS} runs each (2 cores; see docs/performance.md)`);
@@ -96,7 +101,7 @@ export async function main() {
     const rows = [];
     for (let i = 0; i < REPS; i++) {
       rows.push(await timed('decoder', msg.length, async () => {
-        const r = await decodePacket({ input: fs.createReadStream(packet, { highWaterMark: CHUNK }), decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }) });
+        const r = await decodePacket({ input: fs.createReadStream(packet, { highWaterMark: CHUNK }), decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }), inflateWorker });
         if (r.header.size !== msg.length) throw new Error('decoder: wrong size');
       }));
       rows.push(await timed('floor', msg.length, async () => {
@@ -108,6 +113,7 @@ export async function main() {
     console.log(`BENCH-JSON ${JSON.stringify({ bench: 'decode-large', rows })}`);
     return rows;
   } finally {
+    await inflateWorker?.close();
     rm(dir);
   }
 }
