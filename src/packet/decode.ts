@@ -15,14 +15,15 @@
  * elsewhere it is read to its end and a bad signature wins over the content.
  */
 import { createHash } from 'node:crypto';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
-import { MAX_RATIO, openNative, type NativeOpen } from './decrypt-native.js';
+import { open, type Opened } from './decode-open.js';
 import { InflateWorkerFailure, type InflateWorker } from './inflate-offload.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
-import { openSignedStream, verifyBuffer, type KeyID, type SignatureCheck } from './native/signature-verify.js';
+import type { KeyID, SignatureCheck } from './native/signature-verify.js';
+import { finishSink, SinkFailure, SinkSlot, type PayloadSink } from './payload-sink.js';
 
 export interface DecodeOptions {
   input: Readable; // the packet file bytes
@@ -34,7 +35,7 @@ export interface DecodeOptions {
    * the payload goes from the header's claims (the receiver decodes a large message straight into its
    * Maildir temp file). That header is NOT authenticated yet: use it to pick a place, never to trust.
    */
-  payloadSink: Writable | ((header: PacketHeader) => Writable | Promise<Writable>);
+  payloadSink: PayloadSink;
   maxHeaderBytes?: number; // default 65536
   /** Called with the size of each payload part as it goes to the sink (the daemon paces GC by it). */
   onPayloadBytes?: (n: number) => void;
@@ -54,11 +55,6 @@ export interface DecodedPacket {
   signer: string;
 }
 
-/** Raised inside the read loop when the sink fails; passed through unchanged. */
-class SinkFailure {
-  constructor(readonly error: unknown) {}
-}
-
 export async function decodePacket(opts: DecodeOptions): Promise<DecodedPacket> {
   const sink = new SinkSlot(opts.payloadSink);
   try {
@@ -71,33 +67,6 @@ export async function decodePacket(opts: DecodeOptions): Promise<DecodedPacket> 
     throw e;
   } finally {
     sink.dispose();
-  }
-}
-
-/** The payload sink, given or made from the header on first use; watched for errors from then on. */
-class SinkSlot {
-  private state: SinkState | undefined;
-  constructor(private readonly source: DecodeOptions['payloadSink']) {
-    if (typeof source !== 'function') this.state = watchSink(source);
-  }
-
-  async get(header: PacketHeader): Promise<SinkState> {
-    if (this.state) return this.state;
-    const make = this.source as (h: PacketHeader) => Writable | Promise<Writable>;
-    try {
-      this.state = watchSink(await make(header));
-    } catch (e) {
-      throw new SinkFailure(e); // a local problem (e.g. cannot create the file), not a bad packet
-    }
-    return this.state;
-  }
-
-  destroy(): void {
-    this.state?.sink.destroy();
-  }
-
-  dispose(): void {
-    this.state?.dispose();
   }
 }
 
@@ -173,141 +142,6 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
   return { header, signer };
 }
 
-interface Opened {
-  data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
-  /** The signatures found; complete once `data` was read to the end. */
-  signatures: () => SignatureCheck[];
-  /** True once the MDC/AEAD tag was checked (openpgp.decrypt: it errors the data stream instead). */
-  integrityChecked: () => boolean;
-  /**
-   * The native streamed path: finish the integrity check without reading `data` further (no inflation,
-   * no signature), for a packet already refused. Elsewhere the refused packet is read to its end.
-   */
-  drain?: () => Promise<void>;
-  /** The signer's key id as the One-Pass Signature claims it, where known before the data. */
-  issuerKeyID?: KeyID;
-  /** The native path: ends the decryption chain (and an inflate worker's job) when the decode gives up. */
-  close?: () => Promise<void>;
-}
-
-/**
- * Native path for SEIPD v1 + AES (decrypt-native.ts) with the signature checked natively for our
- * Ed25519 keys (native/signature-verify.ts) or by openpgp.verify for anything else; other packets
- * through openpgp.decrypt, which streams (allowUnauthenticatedStream) and checks the MDC/AEAD tag at
- * the end of the data stream.
- */
-async function open(opts: DecodeOptions): Promise<Opened> {
-  const native = await openNative(opts.input, opts.decryptionKey, { inflateWorker: opts.inflateWorker });
-  if (native.kind !== 'native') return openOther(opts, native.input);
-  try {
-    return { ...(await openSigned(opts, native)), close: native.close };
-  } catch (e) {
-    opts.input.destroy(); // first: closing may wait for a read openpgp left pending
-    await native.close();
-    throw e;
-  }
-}
-
-/** The native path: SEIPD v1 + AES decrypted here; the signature natively, or by openpgp.verify. */
-async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kind: 'native' }>): Promise<Opened> {
-  const keys = opts.verificationKeys;
-  const integrityChecked = native.integrityChecked;
-  // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end
-  // first also means the MDC has already been checked.
-  const head = await collectUpTo(native.signed, SMALL_MESSAGE_BYTES);
-  if (head.complete) {
-    const mine = verifyBuffer(head.bytes, keys);
-    if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
-    const message = await openpgp.readMessage({ binaryMessage: head.bytes });
-    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
-    return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
-  }
-  const signed = await openSignedStream(head.rest, keys);
-  if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
-  const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
-  const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
-  return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
-}
-
-/** Anything the native path does not handle: openpgp.decrypt, streaming. */
-async function openOther(opts: DecodeOptions, input: AsyncIterable<Uint8Array>): Promise<Opened> {
-  const keys = opts.verificationKeys;
-  const message = await openpgp.readMessage({ binaryMessage: pullStream(input) });
-  const decrypted = await openpgp.decrypt({
-    message,
-    decryptionKeys: opts.decryptionKey,
-    verificationKeys: keys,
-    format: 'binary',
-    expectSigned: false, // checked after the data has been read to the end
-    config: { allowUnauthenticatedStream: true, ...openpgpLimits(opts) },
-  });
-  return { data: decrypted.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(decrypted.signatures), integrityChecked: () => true };
-}
-
-/** The native path's 1100:1 decompression limit (decrypt-native.ts), for openpgp.js. */
-function openpgpLimits(opts: DecodeOptions): { maxDecompressedMessageSize?: number } {
-  return opts.inputBytes === undefined ? {} : { maxDecompressedMessageSize: MAX_RATIO * opts.inputBytes + (1 << 20) };
-}
-
-/** openpgp's results; their promises settle only after the data is read: never leave them unhandled. */
-function settled(signatures: VerificationResult[]): () => SignatureCheck[] {
-  for (const s of signatures) {
-    s.verified.catch(() => undefined);
-    s.signature.catch(() => undefined);
-  }
-  return () => signatures;
-}
-
-/** Signed messages up to this size are verified from one buffer. */
-const SMALL_MESSAGE_BYTES = 1 << 20;
-
-/** Reads up to `limit` bytes; complete if the input ended within them, else `rest` replays everything. */
-async function collectUpTo(
-  input: AsyncIterable<Uint8Array>,
-  limit: number,
-): Promise<{ complete: true; bytes: Uint8Array } | { complete: false; rest: AsyncIterable<Uint8Array> }> {
-  const it = input[Symbol.asyncIterator]();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const n = await it.next();
-    if (n.done) return { complete: true, bytes: Buffer.concat(chunks, size) };
-    chunks.push(n.value);
-    size += n.value.length;
-    if (size > limit) break;
-  }
-  async function* rest(): AsyncGenerator<Uint8Array> {
-    yield* chunks;
-    for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
-  }
-  return { complete: false, rest: rest() };
-}
-
-/**
- * Bytes → web ReadableStream that reads only when pulled. (Readable.toWeb on Node 20 reads ahead
- * without limit when the consumer is slower than the file, e.g. while inflating: a 300 MiB packet
- * then sat in memory.)
- */
-function pullStream(input: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
-  const it = input[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const { value, done } = await it.next();
-        if (done) controller.close();
-        else if (value instanceof Uint8Array) controller.enqueue(value);
-        else controller.error(new TypeError('packet input must yield bytes, not strings'));
-      },
-      async cancel() {
-        await it.return?.(undefined);
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
-
-type VerificationResult = Awaited<ReturnType<typeof openpgp.decrypt>>['signatures'][number];
-
 /** Exactly one signature, by a key among verificationKeys, that verifies. Returns the primary fingerprint. */
 async function checkSignature(signatures: SignatureCheck[], keys: openpgp.PublicKey[]): Promise<string> {
   if (signatures.length !== 1) {
@@ -352,62 +186,4 @@ function decryptError(e: unknown): FerryError {
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-interface SinkState {
-  readonly sink: Writable;
-  write(chunk: Uint8Array): Promise<void>;
-  failure(): unknown;
-  dispose(): void;
-}
-
-/** Tracks the sink's 'error' from the start (an unlistened 'error' would crash the process). */
-function watchSink(sink: Writable): SinkState {
-  let error: unknown;
-  let failed = false;
-  const onError = (e: unknown): void => {
-    if (!failed) {
-      failed = true;
-      error = e;
-    }
-  };
-  sink.on('error', onError);
-  return {
-    sink,
-    failure: () => (failed ? error : undefined),
-    async write(chunk) {
-      if (failed) throw new SinkFailure(error);
-      if (sink.write(chunk)) return;
-      await new Promise<void>((resolve, reject) => {
-        const done = (e?: unknown): void => {
-          sink.off('drain', onDrain);
-          sink.off('error', onErr);
-          sink.off('close', onClose);
-          if (e === undefined) resolve();
-          else reject(new SinkFailure(e));
-        };
-        const onDrain = (): void => done();
-        const onErr = (e: unknown): void => done(e);
-        const onClose = (): void => done(error ?? new Error('payload sink closed before the payload was written'));
-        sink.on('drain', onDrain);
-        sink.on('error', onErr);
-        sink.on('close', onClose);
-      });
-    },
-    // Keep a no-op listener so a late 'error' (e.g. from destroy) cannot crash the process.
-    dispose: () => {
-      sink.off('error', onError);
-      sink.on('error', () => undefined);
-    },
-  };
-}
-
-async function finishSink(state: SinkState): Promise<void> {
-  const { sink } = state;
-  if (state.failure() !== undefined) throw new SinkFailure(state.failure());
-  await new Promise<void>((resolve, reject) => {
-    sink.once('finish', () => resolve());
-    sink.once('error', (e) => reject(new SinkFailure(e)));
-    sink.end();
-  });
 }

@@ -1,0 +1,144 @@
+/**
+ * Opening a packet for the decoder (decode.ts): the native path (decrypt-native.ts, with the
+ * signature checked natively or by openpgp.verify) or openpgp.decrypt for anything else, as one
+ * `Opened`: the signed data to read, and what to check once it was read.
+ */
+import * as openpgp from 'openpgp';
+import type { DecodeOptions } from './decode.js';
+import { MAX_RATIO, openNative, type NativeOpen } from './decrypt-native.js';
+import { openSignedStream, verifyBuffer, type KeyID, type SignatureCheck } from './native/signature-verify.js';
+
+export interface Opened {
+  data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  /** The signatures found; complete once `data` was read to the end. */
+  signatures: () => SignatureCheck[];
+  /** True once the MDC/AEAD tag was checked (openpgp.decrypt: it errors the data stream instead). */
+  integrityChecked: () => boolean;
+  /**
+   * The native streamed path: finish the integrity check without reading `data` further (no inflation,
+   * no signature), for a packet already refused. Elsewhere the refused packet is read to its end.
+   */
+  drain?: () => Promise<void>;
+  /** The signer's key id as the One-Pass Signature claims it, where known before the data. */
+  issuerKeyID?: KeyID;
+  /** The native path: ends the decryption chain (and an inflate worker's job) when the decode gives up. */
+  close?: () => Promise<void>;
+}
+
+/**
+ * Native path for SEIPD v1 + AES (decrypt-native.ts) with the signature checked natively for our
+ * Ed25519 keys (native/signature-verify.ts) or by openpgp.verify for anything else; other packets
+ * through openpgp.decrypt, which streams (allowUnauthenticatedStream) and checks the MDC/AEAD tag at
+ * the end of the data stream.
+ */
+export async function open(opts: DecodeOptions): Promise<Opened> {
+  const native = await openNative(opts.input, opts.decryptionKey, { inflateWorker: opts.inflateWorker });
+  if (native.kind !== 'native') return openOther(opts, native.input);
+  try {
+    return { ...(await openSigned(opts, native)), close: native.close };
+  } catch (e) {
+    opts.input.destroy(); // first: closing may wait for a read openpgp left pending
+    await native.close();
+    throw e;
+  }
+}
+
+/** The native path: SEIPD v1 + AES decrypted here; the signature natively, or by openpgp.verify. */
+async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kind: 'native' }>): Promise<Opened> {
+  const keys = opts.verificationKeys;
+  const integrityChecked = native.integrityChecked;
+  // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end
+  // first also means the MDC has already been checked.
+  const head = await collectUpTo(native.signed, SMALL_MESSAGE_BYTES);
+  if (head.complete) {
+    const mine = verifyBuffer(head.bytes, keys);
+    if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
+    const message = await openpgp.readMessage({ binaryMessage: head.bytes });
+    const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
+    return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
+  }
+  const signed = await openSignedStream(head.rest, keys);
+  if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
+  const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
+  const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
+  return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
+}
+
+/** Anything the native path does not handle: openpgp.decrypt, streaming. */
+async function openOther(opts: DecodeOptions, input: AsyncIterable<Uint8Array>): Promise<Opened> {
+  const keys = opts.verificationKeys;
+  const message = await openpgp.readMessage({ binaryMessage: pullStream(input) });
+  const decrypted = await openpgp.decrypt({
+    message,
+    decryptionKeys: opts.decryptionKey,
+    verificationKeys: keys,
+    format: 'binary',
+    expectSigned: false, // checked after the data has been read to the end
+    config: { allowUnauthenticatedStream: true, ...openpgpLimits(opts) },
+  });
+  return { data: decrypted.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(decrypted.signatures), integrityChecked: () => true };
+}
+
+/** The native path's 1100:1 decompression limit (decrypt-native.ts), for openpgp.js. */
+function openpgpLimits(opts: DecodeOptions): { maxDecompressedMessageSize?: number } {
+  return opts.inputBytes === undefined ? {} : { maxDecompressedMessageSize: MAX_RATIO * opts.inputBytes + (1 << 20) };
+}
+
+/** openpgp's results; their promises settle only after the data is read: never leave them unhandled. */
+function settled(signatures: VerificationResult[]): () => SignatureCheck[] {
+  for (const s of signatures) {
+    s.verified.catch(() => undefined);
+    s.signature.catch(() => undefined);
+  }
+  return () => signatures;
+}
+
+/** Signed messages up to this size are verified from one buffer. */
+const SMALL_MESSAGE_BYTES = 1 << 20;
+
+/** Reads up to `limit` bytes; complete if the input ended within them, else `rest` replays everything. */
+async function collectUpTo(
+  input: AsyncIterable<Uint8Array>,
+  limit: number,
+): Promise<{ complete: true; bytes: Uint8Array } | { complete: false; rest: AsyncIterable<Uint8Array> }> {
+  const it = input[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const n = await it.next();
+    if (n.done) return { complete: true, bytes: Buffer.concat(chunks, size) };
+    chunks.push(n.value);
+    size += n.value.length;
+    if (size > limit) break;
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    yield* chunks;
+    for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+  }
+  return { complete: false, rest: rest() };
+}
+
+/**
+ * Bytes → web ReadableStream that reads only when pulled. (Readable.toWeb on Node 20 reads ahead
+ * without limit when the consumer is slower than the file, e.g. while inflating: a 300 MiB packet
+ * then sat in memory.)
+ */
+function pullStream(input: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const it = input[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { value, done } = await it.next();
+        if (done) controller.close();
+        else if (value instanceof Uint8Array) controller.enqueue(value);
+        else controller.error(new TypeError('packet input must yield bytes, not strings'));
+      },
+      async cancel() {
+        await it.return?.(undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+type VerificationResult = Awaited<ReturnType<typeof openpgp.decrypt>>['signatures'][number];
