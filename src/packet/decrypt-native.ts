@@ -3,7 +3,7 @@
  * our v4 Curve25519 keys (native/pkesk.ts; openpgp.decryptSessionKeys for other keys and whatever the
  * native code does not accept, so bad session keys fail exactly as before), decrypts and checks the
  * MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a Compressed Data packet with node:zlib
- * on this thread (inflate.ts), and hands the inner one-pass-signed message on for its signature to be
+ * on this thread (inflate.ts) or, when large and given one, on the inflate worker (inflate-offload.ts), and hands the inner one-pass-signed message on for its signature to be
  * checked (decode.ts). Anything else (SEIPD v2, non-AES, SKESK, other packets) is handed back untouched for the openpgp.decrypt path (decode.ts, openOther).
  * Fails: PgpFormatError / openpgp errors (the caller maps them to PACKET_DECRYPT): no session key for
  * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
@@ -81,10 +81,10 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   let failure: { error: unknown } | undefined;
   const plain = recordingError(seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true)), (error) => (failure ??= { error }));
   const signed = innerMessage(plain, opts.inflateWorker);
-  // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
   const close = async (): Promise<void> => {
     await signed.return(undefined).catch(() => undefined);
   };
+  // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
   const drain = async (): Promise<void> => {
     await close(); // stops and closes the inflater first
     if (failure) throw failure.error;

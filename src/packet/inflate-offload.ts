@@ -149,7 +149,6 @@ export class InflateWorker {
 
     let stop = false;
     let pumpError: unknown;
-    let pumpDone = false;
     /** Copies the compressed body into input slots as they come free. */
     const pump = (async () => {
       let slot = -1;
@@ -180,14 +179,10 @@ export class InflateWorker {
       }
       if (slot >= 0 && fill > 0) post({ t: 'in', id, slot, len: fill });
       post({ t: 'end', id });
-    })().then(
-      () => (pumpDone = true),
-      (e: unknown) => {
-        pumpError = e;
-        pumpDone = true;
-        wake();
-      },
-    );
+    })().catch((e: unknown) => {
+      pumpError = e;
+      wake();
+    });
 
     try {
       for (;;) {
@@ -224,7 +219,6 @@ export class InflateWorker {
       }
       wakePump?.();
       await pump;
-      void pumpDone;
       for (let i = 0; i < OUT_SLOTS; i++) Atomics.store(this.ctrl, 1 + i, 0);
       worker.off('message', onMessage);
       worker.off('exit', onExit);
