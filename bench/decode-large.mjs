@@ -2,8 +2,8 @@
 // message (base64 CRLF lines, as bench/large-message.mjs) is encoded once into a packet; then, REPS
 // times each, in this process:
 //   decoder: dist/packet/decode.js decodePacket from the packet file into a file (what the receiver
-//     runs: async generators, fs streams; inflation on this thread, or with DECODE_WORKER=1 on the
-//     daemon's inflate worker, dist/packet/inflate-offload.js);
+//     runs: async generators, fs streams; all on this thread, or with DECODE_WORKER=1 decryption and
+//     inflation on the daemon's decrypt worker, dist/packet/decrypt-offload.js);
 //   floor:   the same primitives as ONE synchronous loop on the same bytes (zlib stream, AES-256-CFB,
 //     no OpenPGP framing): 256 KiB reads into one buffer, decrypt, SHA-1 (MDC), inflate through the
 //     zlib handle's writeSync into one reused buffer, SHA-512 (signature) + SHA-256 (payload), write.
@@ -21,7 +21,7 @@ import * as openpgp from 'openpgp';
 import { generateNodeKey } from '../dist/keys/generate.js';
 import { decodePacket } from '../dist/packet/decode.js';
 import { encodePacket } from '../dist/packet/encode.js';
-import { InflateWorker } from '../dist/packet/inflate-offload.js';
+import { DecryptWorker } from '../dist/packet/decrypt-offload.js';
 import { rm, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 50);
@@ -80,8 +80,8 @@ function floorDecode(file, key, out) {
 
 export async function main() {
   const dir = tmp('decode-large');
-  const inflateWorker = process.env.DECODE_WORKER === '1' ? new InflateWorker() : undefined;
-  inflateWorker?.warm(); // as the daemon does
+  const decryptWorker = process.env.DECODE_WORKER === '1' ? new DecryptWorker() : undefined;
+  decryptWorker?.warm(); // as the daemon does
   try {
     const msg = message();
     console.log(`== decode-large: ${(msg.length / 1048576).toFixed(1)} MiB message, ${REPS} runs each (2 cores; see docs/performance.md)`);
@@ -101,7 +101,7 @@ export async function main() {
     const rows = [];
     for (let i = 0; i < REPS; i++) {
       rows.push(await timed('decoder', msg.length, async () => {
-        const r = await decodePacket({ input: fs.createReadStream(packet, { highWaterMark: CHUNK }), decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }), inflateWorker });
+        const r = await decodePacket({ input: fs.createReadStream(packet, { highWaterMark: CHUNK }), decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }), decryptWorker });
         if (r.header.size !== msg.length) throw new Error('decoder: wrong size');
       }));
       rows.push(await timed('floor', msg.length, async () => {
@@ -113,7 +113,7 @@ export async function main() {
     console.log(`BENCH-JSON ${JSON.stringify({ bench: 'decode-large', rows })}`);
     return rows;
   } finally {
-    await inflateWorker?.close();
+    await decryptWorker?.close();
     rm(dir);
   }
 }

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
-import { InflateWorker } from '../packet/inflate-offload.js';
+import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
 import type { CrashPoint, Outcome } from '../receive/process.js';
 import { openJournal } from '../store/journal.js';
@@ -24,9 +24,9 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   const metrics = metricsModule ? metricsModule.createMetrics(() => journal.inState('deferred').length) : undefined;
   const enqueue = metrics ? metrics.countEnqueue(node.enqueue) : node.enqueue;
   const injector = cfg.delivery ? await createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
-  // Large packets inflate on the second core; started now, ~10 MiB of RSS (packet/inflate-offload.ts).
-  const inflateWorker = injector ? new InflateWorker() : undefined;
-  inflateWorker?.warm();
+  // Large packets decrypt and inflate on the second core; started now, ~10 MiB of RSS (packet/decrypt-offload.ts).
+  const decryptWorker = injector ? new DecryptWorker() : undefined;
+  decryptWorker?.warm();
   const receiver = injector
     ? createReceiver({
         tree: cfg.node.tree,
@@ -45,7 +45,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
         queueLifetimeMs: cfg.receive.queue_lifetime,
         now: Date.now,
         gcPacer: node.gcPacer,
-        inflateWorker,
+        decryptWorker,
         // Crash tests only: see test/stack/crash.test.ts.
         crashAt: crashPointFromEnv(process.env.FERRYPOST_TEST_CRASH_AT),
       })
@@ -75,7 +75,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   await smtp?.close();
   await metricsServer?.close();
   await receiver?.stop();
-  await inflateWorker?.close();
+  await decryptWorker?.close();
   await injector?.close();
   journal.close();
   node.close();

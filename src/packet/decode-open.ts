@@ -21,7 +21,7 @@ export interface Opened {
   drain?: () => Promise<void>;
   /** The signer's key id as the One-Pass Signature claims it, where known before the data. */
   issuerKeyID?: KeyID;
-  /** The native path: ends the decryption chain (and an inflate worker's job) when the decode gives up. */
+  /** The native path: ends the decryption chain (and a decrypt worker's job) when the decode gives up. */
   close?: () => Promise<void>;
 }
 
@@ -32,7 +32,7 @@ export interface Opened {
  * the end of the data stream.
  */
 export async function open(opts: DecodeOptions): Promise<Opened> {
-  const native = await openNative(opts.input, opts.decryptionKey, { inflateWorker: opts.inflateWorker });
+  const native = await openNative(opts.input, opts.decryptionKey, { decryptWorker: opts.decryptWorker, inputBytes: opts.inputBytes });
   if (native.kind !== 'native') return openOther(opts, native.input);
   try {
     return { ...(await openSigned(opts, native)), close: native.close };

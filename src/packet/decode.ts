@@ -19,7 +19,7 @@ import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
 import { open, type Opened } from './decode-open.js';
-import { InflateWorkerFailure, type InflateWorker } from './inflate-offload.js';
+import { DecryptWorkerFailure, type DecryptWorker } from './decrypt-offload.js';
 import { PayloadFramer } from './framer.js';
 import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
 import type { KeyID, SignatureCheck } from './native/signature-verify.js';
@@ -39,8 +39,8 @@ export interface DecodeOptions {
   maxHeaderBytes?: number; // default 65536
   /** Called with the size of each payload part as it goes to the sink (the daemon paces GC by it). */
   onPayloadBytes?: (n: number) => void;
-  /** Inflates large compressed bodies on a worker thread when it is free (the daemon has one). */
-  inflateWorker?: InflateWorker | undefined;
+  /** Decrypts and inflates large packets on a worker thread when it is free (the daemon has one). */
+  decryptWorker?: DecryptWorker | undefined;
   /**
    * The packet's size in bytes, if known (the receiver knows it): openpgp.js, which decodes what the
    * native path does not (and can decompress bzip2), may then decompress at most 1100 times it, as
@@ -76,7 +76,7 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     opened = await open(opts);
   } catch (e) {
     opts.input.destroy();
-    if (e instanceof InflateWorkerFailure) throw e; // a local problem, not a bad packet
+    if (e instanceof DecryptWorkerFailure) throw e; // a local problem, not a bad packet
     throw decryptError(e);
   }
   const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
@@ -109,13 +109,14 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     await Promise.resolve(reader.return?.(undefined)).catch(() => undefined);
     opts.input.destroy();
     await opened.close?.();
-    if (e instanceof SinkFailure || e instanceof InflateWorkerFailure) throw e; // local problems, not bad packets
+    if (e instanceof SinkFailure || e instanceof DecryptWorkerFailure) throw e; // local problems, not bad packets
     throw decryptError(e);
   }
   if (contentError && opened.drain) {
     try {
       await opened.drain();
     } catch (e) {
+      if (e instanceof DecryptWorkerFailure) throw e;
       throw decryptError(e);
     } finally {
       opts.input.destroy(); // read to its end on success; closed either way

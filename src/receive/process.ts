@@ -23,7 +23,7 @@ import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
 import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
-import type { InflateWorker } from '../packet/inflate-offload.js';
+import type { DecryptWorker } from '../packet/decrypt-offload.js';
 
 export interface ProcessDeps {
   stateDir: string;
@@ -39,8 +39,8 @@ export interface ProcessDeps {
   now: () => number;
   /** Counts packet and message bytes as they stream (bounds peak RSS: memory/gc-pacer.ts); required so no caller forgets it. */
   gcPacer: GcPacer | undefined;
-  /** Inflates large packets on a second core (packet/inflate-offload.ts); required so no caller forgets it. */
-  inflateWorker: InflateWorker | undefined;
+  /** Decrypts and inflates large packets on a second core (packet/decrypt-offload.ts); required so no caller forgets it. */
+  decryptWorker: DecryptWorker | undefined;
   /** Fault injection for crash tests: the process kills itself (SIGKILL) at this point. */
   crashAt?: CrashPoint | undefined;
 }
@@ -81,7 +81,7 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
   try {
     try {
       const packetBytes = await checkOuter(entry, deps.keyring);
-      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known), onBytes: deps.gcPacer?.account, inflateWorker: deps.inflateWorker });
+      verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known), onBytes: deps.gcPacer?.account, decryptWorker: deps.decryptWorker });
       if (!known) checkExpiry(verified.header, deps.now());
       // An id already recorded under another file name is refused by journal.begin() (in deliver):
       // the check and the record are one transaction, so no other packet can take the id in between.

@@ -18,7 +18,7 @@ import type { StagedDelivery } from '../inject/types.js';
 import type { Keyring } from '../keys/keyring.js';
 import { decodePacket } from '../packet/codec.js';
 import type { PacketHeader } from '../packet/header.js';
-import type { InflateWorker } from '../packet/inflate-offload.js';
+import type { DecryptWorker } from '../packet/decrypt-offload.js';
 import { hashFile, type TreeEntry } from '../tree/scan.js';
 
 /** The verified message: in memory if small, else in a work file, or already in its destination's temp file. */
@@ -109,8 +109,8 @@ export interface DecryptOptions {
   stage?: Stager | undefined;
   /** Called with the size of each chunk read from a large packet's file and of each decoded message part (the daemon paces GC by it). */
   onBytes?: ((n: number) => void) | undefined;
-  /** Inflates large packets on a worker thread when it is free. */
-  inflateWorker?: InflateWorker | undefined;
+  /** Decrypts and inflates large packets on a worker thread when it is free. */
+  decryptWorker?: DecryptWorker | undefined;
 }
 
 export async function decryptAndVerify(entry: TreeEntry, keyring: Keyring, opts: DecryptOptions): Promise<VerifiedPacket> {
@@ -172,7 +172,7 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
       verificationKeys: [...keyring.peers.values()].map((p) => p.key),
       payloadSink: sink,
       ...(opts.onBytes ? { onPayloadBytes: opts.onBytes } : {}),
-      inflateWorker: opts.inflateWorker,
+      decryptWorker: opts.decryptWorker,
       inputBytes: packetBytes?.length ?? entry.size,
     }));
     await checkName();

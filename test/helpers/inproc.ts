@@ -4,7 +4,7 @@
  * need to craft or alter packets; the cross-process and real-MTA proofs live in test/stack/.
  */
 import type { GcPacer } from '../../src/memory/gc-pacer.js';
-import type { InflateWorker } from '../../src/packet/inflate-offload.js';
+import type { DecryptWorker } from '../../src/packet/decrypt-offload.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
@@ -63,7 +63,7 @@ export interface ReceivingNode {
   close(): Promise<void>;
 }
 
-export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number; gcPacer?: GcPacer; inflateWorker?: InflateWorker } = {}): ReceivingNode {
+export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number; gcPacer?: GcPacer; decryptWorker?: DecryptWorker } = {}): ReceivingNode {
   const stateDir = path.join(dir, 'state');
   mkdirSync(stateDir, { recursive: true });
   const maildir = path.join(dir, 'Maildir');
@@ -88,7 +88,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     now: Date.now,
     onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
     gcPacer: opts.gcPacer,
-    inflateWorker: opts.inflateWorker,
+    decryptWorker: opts.decryptWorker,
   });
   return {
     receiver, journal, injector, maildir, stateDir, outcomes,
