@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { headerBlockOf } from '../dsn/headers.js';
+import { EarlyWriteback } from '../tree/writeback.js';
 import type { RecipientResult, StagedDelivery } from './types.js';
 
 /** How much of the message is held before the file is opened: the prefix's line ending and the header block are decided on it (the same 64 KiB rules as for a message in memory). */
@@ -90,6 +91,8 @@ class TmpFileSink extends Writable {
   private head: Buffer[] = [];
   private headBytes = 0;
   private fh: FileHandle | undefined;
+  /** Flushes a large message while it is written, so the final fsync is short (tree/writeback.ts). */
+  private writeback: EarlyWriteback | undefined;
   /** The open or close under way, so destroy and closeFile wait for it instead of racing it. */
   private busy: Promise<unknown> = Promise.resolve();
 
@@ -100,7 +103,13 @@ class TmpFileSink extends Writable {
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
     const bufs = chunks.map((c) => c.chunk);
     if (this.fh) {
-      writeAll(this.fh, bufs).then(() => cb(), cb);
+      const fh = this.fh;
+      writeAll(fh, bufs).then(() => {
+        let n = 0;
+        for (const b of bufs) n += b.length;
+        this.writeback?.wrote(n);
+        cb();
+      }, cb);
       return;
     }
     this.head.push(...bufs);
@@ -117,6 +126,7 @@ class TmpFileSink extends Writable {
     (async () => {
       if (!this.fh) await this.openWithHead(); // a message shorter than the head
       const fh = this.fh!;
+      await this.writeback?.settle();
       await fh.sync();
       this.fh = undefined;
       await fh.close();
@@ -132,6 +142,7 @@ class TmpFileSink extends Writable {
     await this.busy.catch(() => undefined);
     const fh = this.fh;
     this.fh = undefined;
+    await this.writeback?.quiesce(); // a flush under way still uses the descriptor
     if (fh) await fh.close().catch(() => undefined);
   }
 
@@ -142,7 +153,9 @@ class TmpFileSink extends Writable {
       const prefix = this.deps.prefix(this.deps.lineEnding(head));
       this.headers = headerBlockOf(head);
       const name = this.deps.uniqueName(this.target.packetId, prefix.length + this.target.size);
-      this.fh = await this.deps.open(join(this.target.dir, 'tmp', name), 'wx', 0o600);
+      const fh = await this.deps.open(join(this.target.dir, 'tmp', name), 'wx', 0o600);
+      this.fh = fh;
+      this.writeback = new EarlyWriteback(() => fh.datasync());
       this.name = name; // set only once the file is ours: discard() must never remove another file
       await writeAll(this.fh, prefix.length ? [prefix, head] : [head]);
     };

@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { errnoError, errnoOf, nodeTreeFs, type TreeFileHandle, type TreeFs } from './fs.js';
+import { EarlyWriteback } from './writeback.js';
 
 export interface PreparedFile {
   readonly tmpPath: string;
@@ -135,6 +136,7 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
   const hash = createHash('sha256');
   let size = 0;
   let open = true;
+  const writeback = new EarlyWriteback(() => h.sync()); // a large packet is flushed as it is written
   try {
     if (data instanceof Uint8Array) {
       hash.update(data);
@@ -146,12 +148,15 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
         hash.update(buf);
         await writeAll(h, buf);
         size += buf.length;
+        writeback.wrote(buf.length);
       }
     }
+    await writeback.settle();
     await h.sync();
     open = false;
     await h.close();
   } catch (err) {
+    await writeback.quiesce(); // a flush under way still uses the descriptor
     if (open) await h.close().catch(() => undefined);
     await unlinkQuiet(fs, tmpPath);
     throw err;

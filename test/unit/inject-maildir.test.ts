@@ -213,6 +213,39 @@ describe('maildir staging (large messages written once into tmp/)', () => {
     expect(newFiles(md)).toEqual([]);
   });
 
+  it('a large message is flushed while staged; a failed background flush fails the sink although the final fsync succeeds', async () => {
+    let datasyncs = 0;
+    const faulty = maildirFsWith({
+      async open(p, flags, mode) {
+        const fh = await fsp.open(p, flags, mode);
+        if (flags === 'wx') fh.datasync = () => (++datasyncs === 1 ? Promise.reject(errnoError('EIO')) : Promise.resolve());
+        return fh;
+      },
+    });
+    const inj = createMaildirInjector(cfg(), { hostname: 'n', fs: faulty });
+    const size = 20 << 20;
+    const staged = (await inj.stage!(sreq(['bob@b.example'], size)))!;
+    await expect(writeAll(staged.sink, Array.from({ length: 20 }, () => Buffer.alloc(1 << 20, 0x61)))).rejects.toMatchObject({ code: 'EIO' });
+    expect(datasyncs).toBe(1);
+    await staged.discard();
+    const md = join(root, 'b.example', 'bob', 'Maildir');
+    expect(readdirSync(join(md, 'tmp'))).toEqual([]);
+    expect(newFiles(md)).toEqual([]);
+    // Without the fault: flushed while written (datasync counted), then delivered whole.
+    const ok = (await createMaildirInjector(cfg(), { hostname: 'n', fs: maildirFsWith({
+      async open(p, flags, mode) {
+        const fh = await fsp.open(p, flags, mode);
+        const real = fh.datasync.bind(fh);
+        if (flags === 'wx') fh.datasync = () => (datasyncs++, real());
+        return fh;
+      },
+    }) }).stage!(sreq(['bob@b.example'], size)))!;
+    await writeAll(ok.sink, Array.from({ length: 20 }, () => Buffer.alloc(1 << 20, 0x61)));
+    expect(datasyncs).toBeGreaterThanOrEqual(2);
+    expect(await ok.commit()).toMatchObject([{ rcpt: 'bob@b.example', status: 'ok' }]);
+    expect(statSync(join(md, 'new', newFiles(md)[0]!)).size).toBe(size);
+  });
+
   it('a failing rename → temp results, tmp/ file removed', async () => {
     const faulty = maildirFsWith({ rename: () => Promise.reject(errnoError('EIO')) });
     const inj = createMaildirInjector(cfg(), { hostname: 'n', fs: faulty });

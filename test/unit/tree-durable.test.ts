@@ -74,6 +74,33 @@ describe('prepareDurable / commit', () => {
     expect((await stat(final)).mode & 0o777).toBe(0o600);
   });
 
+  it('flushes a large file while writing it; a failed background flush fails the prepare although the final fsync succeeds', async () => {
+    const chunks = () => Readable.from(Array.from({ length: 24 }, () => Buffer.alloc(1 << 20, 0x5a))); // 24 MiB: flushes at 8 and 16
+    let syncs = 0;
+    const counting: TreeFs = {
+      ...nodeTreeFs,
+      async open(path, flags, mode) {
+        const h = await nodeTreeFs.open(path, flags, mode);
+        return { ...h, sync: () => (flags === 'r' ? h.sync() : (syncs++, h.sync())) };
+      },
+    };
+    await (await prepareDurable(dir, chunks(), { fs: counting })).commit('ok');
+    expect(syncs).toBeGreaterThanOrEqual(2); // the early flush(es) and the final fsync
+    // The first file fsync (a background flush) fails, every later one succeeds, as after a writeback error.
+    let fileSyncs = 0;
+    const failsOnce: TreeFs = {
+      ...nodeTreeFs,
+      async open(path, flags, mode) {
+        const h = await nodeTreeFs.open(path, flags, mode);
+        if (flags === 'r') return h;
+        return { ...h, sync: () => (++fileSyncs === 1 ? Promise.reject(errnoError('EIO', 'injected writeback failure', path)) : h.sync()) };
+      },
+    };
+    await expect(prepareDurable(join(dir, 'b'), chunks(), { fs: failsOnce })).rejects.toMatchObject({ code: 'EIO' });
+    expect(fileSyncs).toBe(1); // no flush after the failure, and no final fsync trusted instead
+    expect(await readdir(join(dir, 'b'))).toEqual([]);
+  });
+
   it('writes a 50 MiB Readable without buffering it and hashes it correctly', async () => {
     const chunk = Buffer.alloc(1 << 20);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) & 0xff;
