@@ -155,7 +155,9 @@ class Job implements WorkerDecryption {
   private pumpError: { error: unknown } | undefined;
   private stopped: 'drain' | 'abort' | undefined;
   private verified = false;
-  private pump: Promise<void> = Promise.resolve();
+  /** The reader is finished with the output slots (read() ended, or was closed before it started). */
+  private readerDone = false;
+  private finishing = false;
   private wakeReader: (() => void) | undefined;
   private wakePump: (() => void) | undefined;
   private readonly finished: Promise<void>;
@@ -175,7 +177,7 @@ class Job implements WorkerDecryption {
     worker.on('exit', this.onExit);
     worker.on('error', this.onError);
     this.post({ t: 'start', id: this.id, ...params });
-    this.pump = this.feed(ciphertext).catch((error: unknown) => {
+    void this.feed(ciphertext).catch((error: unknown) => {
       this.pumpError = { error };
       if (!this.isOver()) this.post({ t: 'abort', id: this.id }); // the worker would wait for the rest forever
       this.wake();
@@ -187,6 +189,7 @@ class Job implements WorkerDecryption {
   drain = async (): Promise<void> => {
     if (!this.isOver()) this.stop('drain');
     await this.signed.return(undefined);
+    this.doneReading();
     await this.finished;
     if (this.pumpError) throw this.pumpError.error;
     if (this.gone) throw this.gone;
@@ -199,6 +202,7 @@ class Job implements WorkerDecryption {
   close = async (): Promise<void> => {
     if (!this.isOver() && this.stopped === undefined) this.stop('abort');
     await this.signed.return(undefined).catch(() => undefined);
+    this.doneReading();
     await this.finished;
   };
 
@@ -235,6 +239,7 @@ class Job implements WorkerDecryption {
     } finally {
       // The reader left early (the decode failed): end the job, unless it is being drained.
       if (!this.isOver() && this.stopped === undefined) this.stop('abort');
+      this.doneReading();
     }
   }
 
@@ -244,6 +249,9 @@ class Job implements WorkerDecryption {
     let fill = 0;
     const halted = (): boolean => this.stopped === 'abort' || this.isOver();
     for await (const chunk of ciphertext) {
+      // Checked before touching a slot: the job may have ended while this read was pending (the
+      // input stalled), and the slots may belong to the next job by now.
+      if (halted()) return;
       let off = 0;
       while (off < chunk.length) {
         if (slot < 0) {
@@ -262,8 +270,8 @@ class Job implements WorkerDecryption {
           slot = -1;
         }
       }
-      if (halted()) return;
     }
+    if (halted()) return;
     if (slot >= 0 && fill > 0) this.post({ t: 'in', id: this.id, slot, len: fill });
     this.post({ t: 'end', id: this.id });
   }
@@ -312,15 +320,31 @@ class Job implements WorkerDecryption {
     this.terminal = terminal;
     this.gone = gone;
     this.wake();
-    void this.pump.then(() => {
-      const { worker, ctrl } = this.ctx;
-      for (let i = 0; i < OUT_SLOTS; i++) Atomics.store(ctrl, CTRL_SLOTS + i, 0);
-      worker.off('message', this.onMessage);
-      worker.off('exit', this.onExit);
-      worker.off('error', this.onError);
-      this.ctx.ended();
-      this.onFinished();
-    });
+    this.finish();
+  }
+
+  private doneReading(): void {
+    this.readerDone = true;
+    this.finish();
+  }
+
+  /**
+   * Hands the slots to the next job once both sides are done with them: the worker sent its last
+   * message (or died) and the reader copied out what it wanted. The worker runs up to OUT_SLOTS ahead,
+   * so its last message often comes while output is still unread; a next job then would overwrite it.
+   * The pump is not waited for: it may be parked in a read that never returns, and it checks that
+   * the job is over before it touches a slot again.
+   */
+  private finish(): void {
+    if (this.finishing || !this.isOver() || !this.readerDone) return;
+    this.finishing = true;
+    const { worker, ctrl } = this.ctx;
+    for (let i = 0; i < OUT_SLOTS; i++) Atomics.store(ctrl, CTRL_SLOTS + i, 0);
+    worker.off('message', this.onMessage);
+    worker.off('exit', this.onExit);
+    worker.off('error', this.onError);
+    this.ctx.ended();
+    this.onFinished();
   }
 }
 

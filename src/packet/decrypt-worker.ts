@@ -67,8 +67,11 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
   const waiting = CTRL_SLOTS + slots;
   let job: Job | undefined;
   // Every ciphertext chunk decrypts into a fresh Buffer: without paced scavenges they pile up as
-  // external memory (the main thread paces its own the same way, memory/gc-pacer.ts).
-  const gcPacer = createGcPacer();
+  // external memory (the main thread paces its own the same way, memory/gc-pacer.ts). Only with the
+  // gc() that --expose-gc gives (the daemon's flags; a worker inherits them): the pacer's other way
+  // to reach it changes V8's process-wide flags, which the main thread may be doing at the same time.
+  const gc = (globalThis as { gc?: (opts: { type: 'minor' }) => void }).gc;
+  const gcPacer = createGcPacer({ collect: typeof gc === 'function' ? () => gc({ type: 'minor' }) : null });
 
   const stopped = (j: Job): boolean => Atomics.load(ctrl, CTRL_STOP) === j.id;
 

@@ -179,11 +179,12 @@ describe('DecryptWorker', () => {
     const sealed = seal(compressedPacket(2, deflateSync(Buffer.alloc(40 << 20, 'x'))));
     const badMdc = { key: sealed.key, ciphertext: Buffer.from(sealed.ciphertext) };
     badMdc.ciphertext[badMdc.ciphertext.length - 3]! ^= 1;
-    const corruptDeflate = (() => {
+    const corruptAt = (at: number) => {
       const z = deflateSync(mixed);
-      z.fill(0xff, z.length >> 1, (z.length >> 1) + 64);
+      z.fill(0xff, Math.floor(z.length * at), Math.floor(z.length * at) + 64);
       return seal(compressedPacket(2, z));
-    })();
+    };
+    const corruptDeflate = corruptAt(0.5);
     const drained = async (s: { key: Buffer; ciphertext: Buffer }, pieces: number): Promise<string> => {
       const job = onWorker(w, s);
       const it1 = job.signed[Symbol.asyncIterator]();
@@ -193,8 +194,51 @@ describe('DecryptWorker', () => {
     expect(await drained(sealed, 3)).toBe('drained, integrity true');
     expect(await drained(badMdc, 3)).toMatch(/^PgpFormatError: modification detected/);
     // The inner data fails after the drain began, or before: not the drain's business (the MDC is good).
-    expect(await drained(corruptDeflate, 1)).toBe('drained, integrity true');
-    expect(await drained(corruptDeflate, 200)).toBe('drained, integrity true');
+    expect(await drained(corruptDeflate, 1)).toBe('drained, integrity true'); // the worker blocks on full slots long before the damage
+    const early = corruptAt(0.05); // damaged within the first MiB of output: the slots hold it all
+    const job = onWorker(w, early);
+    await job.signed.next();
+    await new Promise((r) => setTimeout(r, 300)); // the worker meets zlib's error, decrypts on to the MDC, and ends
+    await job.drain();
+    expect(job.integrityChecked()).toBe(true);
+    await expect(collect(onWorker(w, early).signed)).rejects.toThrow(); // read, the same packet fails
+    await expectWorkerFree(w);
+  });
+
+  it('the next job waits until the reader has copied out everything: a worker that finished first must not hand its slots on', async () => {
+    // Less output than the slots hold: the worker ends the job while all of it is still unread.
+    const small = mixed.subarray(0, 1_500_000);
+    const a = seal(compressedPacket(2, deflateSync(small)));
+    const b = seal(compressedPacket(2, deflateSync(text)));
+    const jobA = onWorker(w, a);
+    const it1 = jobA.signed[Symbol.asyncIterator]();
+    const first = await it1.next();
+    await new Promise((r) => setTimeout(r, 300)); // the worker has sent its last message
+    expect(w.open('aes256', b.key, chunked(b.ciphertext, 65536), MAX_RATIO), 'slots handed on while unread').toBeUndefined();
+    const rest = await collect({ [Symbol.asyncIterator]: () => it1 });
+    expect(Buffer.concat([first.value as Uint8Array, rest]).equals(small)).toBe(true);
+    expect((await collect(onWorker(w, b).signed)).equals(text)).toBe(true);
+  });
+
+  it('close() with the ciphertext source stalled in a read: resolves, frees the worker, and the late chunk touches no slot', async () => {
+    const sealed = seal(compressedPacket(2, deflateSync(mixed)));
+    let unstall!: () => void;
+    const stalled = new Promise<void>((r) => (unstall = r));
+    async function* stalling(): AsyncGenerator<Uint8Array> {
+      yield sealed.ciphertext.subarray(0, 600_000);
+      await stalled;
+      yield Buffer.alloc(600_000, 0xee); // would corrupt the next job's input if written into a slot
+    }
+    const job = w.open('aes256', sealed.key, stalling(), MAX_RATIO)!;
+    await job.signed.next();
+    await job.close(); // hung before: the job waited for the pump
+    const next = seal(compressedPacket(2, deflateSync(mixed)));
+    const job2 = onWorker(w, next, 4096); // small chunks: the job is still feeding when the stalled read returns
+    const it2 = job2.signed[Symbol.asyncIterator]();
+    const first = await it2.next();
+    unstall();
+    const rest = await collect({ [Symbol.asyncIterator]: () => it2 });
+    expect(Buffer.concat([first.value as Uint8Array, rest]).equals(mixed)).toBe(true);
     await expectWorkerFree(w);
   });
 
@@ -242,13 +286,21 @@ describe('DecryptWorker that fails', () => {
   });
 });
 
-describe('decodePacket with an DecryptWorker', () => {
+describe('decodePacket with a DecryptWorker', () => {
   let alice: TestKey;
   let bob: TestKey;
   let w: DecryptWorker;
+  /** Jobs the worker took: the decodes below must run on it, not on the main thread. */
+  let jobs = 0;
   beforeAll(async () => {
     [alice, bob] = await Promise.all([makeKey('alice'), makeKey('bob')]);
     w = new DecryptWorker({ workerUrl: WORKER_URL });
+    const open = w.open.bind(w);
+    w.open = (...args) => {
+      const job = open(...args);
+      if (job) jobs++;
+      return job;
+    };
   });
   afterAll(async () => {
     await w.close();
@@ -275,11 +327,13 @@ describe('decodePacket with an DecryptWorker', () => {
   it('a large packet decodes to the same bytes; corrupt deflate data under a valid MDC is PACKET_DECRYPT', async () => {
     const payload = Buffer.concat([text, Buffer.from(randomBytes(1 << 20).toString('base64'))]);
     const { good, corrupt } = await packets(payload);
+    const before = jobs;
     const r = await decode(good);
     expect(r.payload.equals(payload)).toBe(true);
     expect(r.header.size).toBe(payload.length);
     expect(await codeOf(decode(corrupt))).toBe('PACKET_DECRYPT');
     expect(await codeOf(decode(good.subarray(0, good.length - 100)))).toBe('PACKET_DECRYPT');
+    expect(jobs - before).toBe(3);
   });
 
   it('a dead worker fails the decode with DecryptWorkerFailure, never a PACKET_ error; the next decode runs on the main thread', async () => {
@@ -319,6 +373,38 @@ describe('decodePacket with an DecryptWorker', () => {
     await expectWorkerFree(w);
   });
 
+  it('two decodes at once, the first with a sink that stalls near its end: both deliver their bytes', async () => {
+    // The worker finishes the first packet while its sink stalls with output unread in the slots; the
+    // second decode must not get the slots before the first reader copied its output out.
+    const payloadA = Buffer.concat([text, Buffer.from(randomBytes(1 << 20).toString('base64'))]);
+    const payloadB = Buffer.from(randomBytes(4 << 20).toString('base64'));
+    const [pa, pb] = await Promise.all([encodeToBuffer(alice, bob, payloadA, 6), encodeToBuffer(alice, bob, payloadB, 6)]);
+    const heldA: Buffer[] = [];
+    let stalledAt!: () => void;
+    const stalled = new Promise<void>((r) => (stalledAt = r));
+    let written = 0;
+    const slowSink = new (await import('node:stream')).Writable({
+      write(c: Buffer, _e, cb) {
+        heldA.push(Buffer.from(c));
+        written += c.length;
+        if (written > payloadA.length - 700_000 && written - c.length <= payloadA.length - 700_000) {
+          stalledAt();
+          setTimeout(cb, 800);
+          return;
+        }
+        cb();
+      },
+    });
+    const a = decodePacket({ input: Readable.from([pa]), decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: slowSink, decryptWorker: w });
+    await stalled;
+    await new Promise((r) => setTimeout(r, 300)); // the worker has finished A
+    const b = decode(pb);
+    await a;
+    expect(Buffer.concat(heldA).equals(payloadA)).toBe(true);
+    expect((await b).payload.equals(payloadB)).toBe(true);
+    await expectWorkerFree(w);
+  });
+
   it('a packet refused part way, drained with the worker: the errors of the main thread (truncation, trailing bytes, MDC), and the worker free after', async () => {
     const payload = Buffer.from(randomBytes(3 << 20).toString('base64'));
     const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload, { size: payload.length - 300_000 }), payload), format: 'binary', filename: '' });
@@ -336,6 +422,7 @@ describe('decodePacket with an DecryptWorker', () => {
       ['bad MDC', badMdc, /^PACKET_DECRYPT: .*modification detected/],
     ];
     const dir = mkdtempSync(path.join(tmpdir(), 'ferry-drain-worker-'));
+    const before = jobs;
     for (const [what, bytes, expected] of cases) {
       // From a file, as the receiver reads: the pump then runs ahead of the reader, and may be the
       // one to meet the truncation (the error it met must still be the one reported).
@@ -348,6 +435,7 @@ describe('decodePacket with an DecryptWorker', () => {
       expect(err, what).toMatch(expected);
       await expectWorkerFree(w);
     }
+    expect(jobs - before).toBe(2 * cases.length); // each decode, and each check that the worker is free
     rmSync(dir, { recursive: true, force: true });
   });
 });
