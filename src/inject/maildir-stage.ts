@@ -97,7 +97,10 @@ class TmpFileSink extends Writable {
   private busy: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: StageDeps, private readonly target: StageTarget) {
-    super({ highWaterMark: 256 * 1024 });
+    // 1 MiB buffered before the decoder waits for the disk: with 256 KiB it stalled behind a write
+    // queued after an early-writeback flush, while the decrypt worker sat on full slots (large
+    // receiver +5 % in 4 interleaved pairs, same peak RSS; docs/performance.md).
+    super({ highWaterMark: 1024 * 1024 });
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
