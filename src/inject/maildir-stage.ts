@@ -97,9 +97,9 @@ class TmpFileSink extends Writable {
   private busy: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: StageDeps, private readonly target: StageTarget) {
-    // 1 MiB buffered before the decoder waits for the disk: with 256 KiB it stalled behind a write
-    // queued after an early-writeback flush, while the decrypt worker sat on full slots (large
-    // receiver +5 % in 4 interleaved pairs, same peak RSS; docs/performance.md).
+    // 1 MiB may wait while a write is under way, and goes out in one writev: fewer, larger writes.
+    // Each submission costs the main thread, the large receiver's slower side: 95-101 -> 46-65 ms
+    // per 100 MiB in profiles, +5 % in 4 interleaved pairs, same peak RSS (docs/performance.md).
     super({ highWaterMark: 1024 * 1024 });
   }
 
