@@ -86,8 +86,8 @@ export class DecryptWorker {
   }
 
   /**
-   * Starts the worker ahead of the first large packet: starting it takes ~130 ms here (a second V8
-   * isolate, gVisor), which the first large packet would otherwise wait for. Costs ~10 MiB of RSS.
+   * Starts the worker ahead of the first large packet: starting it (a second V8 isolate) took ~130 ms
+   * in a profile, which the first large packet would otherwise wait for. Costs ~10 MiB of RSS.
    */
   warm(): void {
     if (this.failed !== undefined) return;

@@ -246,6 +246,33 @@ describe('maildir staging (large messages written once into tmp/)', () => {
     expect(statSync(join(md, 'new', newFiles(md)[0]!)).size).toBe(size);
   });
 
+  it('destroyed while a large write is under way: no flush starts once the file is being closed', async () => {
+    const log: string[] = [];
+    const fs = maildirFsWith({
+      async open(p, flags, mode) {
+        const fh = await fsp.open(p, flags, mode);
+        if (flags === 'wx') {
+          const datasync = fh.datasync.bind(fh);
+          const close = fh.close.bind(fh);
+          fh.datasync = () => (log.push('datasync'), datasync());
+          fh.close = () => (log.push('close'), close());
+        }
+        return fh;
+      },
+    });
+    const inj = createMaildirInjector(cfg(), { hostname: 'n', fs });
+    const staged = (await inj.stage!(sreq(['bob@b.example'], 20 << 20)))!;
+    await new Promise<void>((r) => staged.sink.write(Buffer.alloc(65536, 0x61), () => r())); // the head: the file is open
+    staged.sink.write(Buffer.alloc(8 << 20, 0x61)); // a write of 8 MiB under way: its end would start a flush
+    staged.sink.on('error', () => undefined);
+    staged.sink.destroy();
+    await staged.discard();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(log.indexOf('close')).toBeGreaterThanOrEqual(0);
+    expect(log.slice(log.indexOf('close')), 'a flush after close').not.toContain('datasync');
+    expect(readdirSync(join(root, 'b.example', 'bob', 'Maildir', 'tmp'))).toEqual([]);
+  });
+
   it('a failing rename → temp results, tmp/ file removed', async () => {
     const faulty = maildirFsWith({ rename: () => Promise.reject(errnoError('EIO')) });
     const inj = createMaildirInjector(cfg(), { hostname: 'n', fs: faulty });

@@ -101,6 +101,43 @@ describe('prepareDurable / commit', () => {
     expect(await readdir(join(dir, 'b'))).toEqual([]);
   });
 
+  it('a write that fails while a background flush runs: the file is closed only after the flush ended', async () => {
+    const log: string[] = [];
+    let release: (() => void) | undefined;
+    const fs: TreeFs = {
+      ...nodeTreeFs,
+      async open(path, flags, mode) {
+        const h = await nodeTreeFs.open(path, flags, mode);
+        if (flags === 'r') return h;
+        let writes = 0;
+        return {
+          write: async (b, o, l) => {
+            if (++writes === 10) {
+              log.push('write-fail');
+              throw errnoError('ENOSPC', 'injected write failure', path);
+            }
+            return h.write(b, o, l);
+          },
+          sync: async () => {
+            log.push('sync-start');
+            await new Promise<void>((r) => (release = r));
+            log.push('sync-end');
+            return h.sync();
+          },
+          close: async () => {
+            log.push('close');
+            return h.close();
+          },
+        };
+      },
+    };
+    setTimeout(() => release?.(), 100); // the flush started at 8 MiB ends well after the 10th write failed
+    const src = Readable.from(Array.from({ length: 12 }, () => Buffer.alloc(1 << 20)));
+    await expect(prepareDurable(dir, src, { fs })).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(log).toEqual(['sync-start', 'write-fail', 'sync-end', 'close']);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('writes a 50 MiB Readable without buffering it and hashes it correctly', async () => {
     const chunk = Buffer.alloc(1 << 20);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) & 0xff;

@@ -86,4 +86,13 @@ describe('EarlyWriteback', () => {
     await tick();
     expect(done).toBe(true);
   });
+
+  it('after quiesce() no flush starts: a write that completes during the close must not flush a closed descriptor', async () => {
+    const m = manualFlush();
+    const wb = new EarlyWriteback(m.flush, 10);
+    await wb.quiesce();
+    wb.wrote(100);
+    await tick();
+    expect(m.calls).toBe(0);
+  });
 });
