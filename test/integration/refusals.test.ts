@@ -12,6 +12,7 @@ import { decodePacket, encodePacket } from '../../src/packet/codec.js';
 import { listQuarantine } from '../../src/quarantine/quarantine.js';
 import { releaseQuarantined } from '../../src/quarantine/release.js';
 import { packetDir, packetNameForHash } from '../../src/tree/layout.js';
+import { DecryptWorker } from '../../src/packet/decrypt-offload.js';
 import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
 import { tmpdir } from '../helpers/node.js';
 
@@ -30,10 +31,10 @@ afterEach(async () => {
   rx = undefined;
 });
 
-function setup(): ReceivingNode {
+function setup(decryptWorker?: DecryptWorker): ReceivingNode {
   base = tmpdir('fp-refuse-');
   tree = path.join(base, 'tree');
-  rx = receivingNode(B, [A, C], tree, path.join(base, 'b'));
+  rx = receivingNode(B, [A, C], tree, path.join(base, 'b'), decryptWorker ? { decryptWorker } : {});
   return rx;
 }
 
@@ -129,51 +130,86 @@ describe('receiver refusals', () => {
     await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
   });
 
-  // Packets over 1 MiB are name-checked while decryption reads them: the verdict must be the same.
+  // Packets over 1 MiB are name-checked while decryption reads them: the verdict must be the same,
+  // with the daemon's decrypt worker (which decrypts what this thread reads and hashes) and without it.
   const LARGE = Buffer.concat([Buffer.from('From: a@offline.test\r\nSubject: big\r\n\r\n'), Buffer.from(randomBytes(1536 * 1024).toString('base64'))]);
+  const WORKER_URL = new URL('../../dist/packet/decrypt-worker.js', import.meta.url);
 
-  it('large packet: tampered bytes under the original name → PACKET_HASH, nothing left in work/', async () => {
-    const r = setup();
-    const p = await send(A, { message: LARGE });
-    const b = readFileSync(p);
-    expect(b.length).toBeGreaterThan(1 << 20);
-    b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
-    writeFileSync(p, b);
-    await expectQuarantined(r, 'PACKET_HASH');
-    expect(existsSync(path.join(r.stateDir, 'work')) ? readdirSync(path.join(r.stateDir, 'work')) : []).toEqual([]);
-  });
+  for (const withWorker of [false, true]) {
+    const how = withWorker ? ', decrypt worker' : '';
+    let worker: DecryptWorker | undefined;
+    const largeSetup = (): ReceivingNode => {
+      worker = withWorker ? new DecryptWorker({ workerUrl: WORKER_URL }) : undefined;
+      return setup(worker);
+    };
+    afterEach(async () => {
+      await worker?.close();
+      worker = undefined;
+    });
 
-  it('large packet: truncated, and with bytes appended → PACKET_HASH', async () => {
-    for (const cut of [(b: Buffer) => b.subarray(0, b.length - 1000), (b: Buffer) => Buffer.concat([b, Buffer.from('junk')])]) {
-      const r = setup();
+    it(`large packet${how}: tampered bytes under the original name → PACKET_HASH, nothing left in work/`, async () => {
+      const r = largeSetup();
       const p = await send(A, { message: LARGE });
-      writeFileSync(p, cut(readFileSync(p)));
+      const b = readFileSync(p);
+      expect(b.length).toBeGreaterThan(1 << 20);
+      b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
+      writeFileSync(p, b);
       await expectQuarantined(r, 'PACKET_HASH');
-      await r.close();
-      rx = undefined;
-    }
-  });
+      expect(existsSync(path.join(r.stateDir, 'work')) ? readdirSync(path.join(r.stateDir, 'work')) : []).toEqual([]);
+    });
 
-  it('large packet: tampered and renamed to match its hash → a decryption error, not PACKET_HASH', async () => {
-    const r = setup();
-    const p = await send(A, { message: LARGE });
-    const b = readFileSync(p);
-    b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
-    writeFileSync(p, b);
-    renameToHash(p);
-    await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
-    expect(delivered(r)).toEqual([]);
-  });
+    it(`large packet${how}: intact but under another packet's name → PACKET_HASH, not delivered`, async () => {
+      const r = largeSetup();
+      const p = await send(A, { message: LARGE });
+      const other = path.join(path.dirname(p), packetNameForHash(createHash('sha256').update('another packet').digest()));
+      renameSync(p, other);
+      await expectQuarantined(r, 'PACKET_HASH');
+      expect(delivered(r)).toEqual([]);
+    });
 
-  it('large packet intact → delivered byte-exact', async () => {
-    const r = setup();
-    await send(A, { message: LARGE });
-    await r.receiver.scanOnce();
-    expect(await listQuarantine(r.stateDir)).toEqual([]);
-    const got = delivered(r);
-    expect(got).toHaveLength(1);
-    expect(readFileSync(path.join(r.maildir, 'new', got[0]!)).subarray(-1000).equals(LARGE.subarray(-1000))).toBe(true);
-  });
+    it(`large packet${how}: truncated, and with bytes appended → PACKET_HASH`, async () => {
+      for (const cut of [(b: Buffer) => b.subarray(0, b.length - 1000), (b: Buffer) => Buffer.concat([b, Buffer.from('junk')])]) {
+        const r = largeSetup();
+        const p = await send(A, { message: LARGE });
+        writeFileSync(p, cut(readFileSync(p)));
+        await expectQuarantined(r, 'PACKET_HASH');
+        await r.close();
+        rx = undefined;
+        await worker?.close();
+      }
+    });
+
+    it(`large packet${how}: tampered and renamed to match its hash → a decryption error, not PACKET_HASH`, async () => {
+      const r = largeSetup();
+      const p = await send(A, { message: LARGE });
+      const b = readFileSync(p);
+      b.writeUInt8(b[b.length >> 1]! ^ 0x01, b.length >> 1);
+      writeFileSync(p, b);
+      renameToHash(p);
+      await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
+      expect(delivered(r)).toEqual([]);
+    });
+
+    it(`large packet${how} intact → delivered byte-exact`, async () => {
+      const r = largeSetup();
+      let jobs = 0;
+      if (worker) {
+        const open = worker.open.bind(worker);
+        worker.open = (...args) => {
+          const job = open(...args);
+          if (job) jobs++;
+          return job;
+        };
+      }
+      await send(A, { message: LARGE });
+      await r.receiver.scanOnce();
+      expect(await listQuarantine(r.stateDir)).toEqual([]);
+      const got = delivered(r);
+      expect(got).toHaveLength(1);
+      expect(readFileSync(path.join(r.maildir, 'new', got[0]!)).equals(LARGE)).toBe(true);
+      expect(jobs).toBe(withWorker ? 1 : 0);
+    });
+  }
 
   it('truncated file', async () => {
     const r = setup();
