@@ -114,6 +114,7 @@ describe('prepareDurable / commit', () => {
           write: async (b, o, l) => {
             if (++writes === 10) {
               log.push('write-fail');
+              setTimeout(() => release?.(), 50); // the flush ends only after the failure, however slow the writes
               throw errnoError('ENOSPC', 'injected write failure', path);
             }
             return h.write(b, o, l);
@@ -131,7 +132,6 @@ describe('prepareDurable / commit', () => {
         };
       },
     };
-    setTimeout(() => release?.(), 100); // the flush started at 8 MiB ends well after the 10th write failed
     const src = Readable.from(Array.from({ length: 12 }, () => Buffer.alloc(1 << 20)));
     await expect(prepareDurable(dir, src, { fs })).rejects.toMatchObject({ code: 'ENOSPC' });
     expect(log).toEqual(['sync-start', 'write-fail', 'sync-end', 'close']);
