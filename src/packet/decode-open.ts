@@ -5,7 +5,8 @@
  */
 import * as openpgp from 'openpgp';
 import type { DecodeOptions } from './decode.js';
-import { MAX_RATIO, openNative, type NativeOpen } from './decrypt-native.js';
+import { openNative, type NativeOpen } from './decrypt-native.js';
+import { MAX_RATIO } from './inner-message.js';
 import { openSignedStream, verifyBuffer, type KeyID, type SignatureCheck } from './native/signature-verify.js';
 
 export interface Opened {

@@ -19,8 +19,6 @@ import { innerMessage, mainThreadInflater, MAX_RATIO } from './inner-message.js'
 import { ByteReader, packetBody, PgpFormatError, readPacketHead } from './pgpstream.js';
 import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
 
-export { MAX_RATIO };
-
 const TAG_PKESK = 1;
 const TAG_SEIPD = 18;
 /**
@@ -85,30 +83,19 @@ export async function openNative(input: Readable, decryptionKey: openpgp.Private
   if (offloaded) return { kind: 'native', ...offloaded };
 
   let verified = false;
-  // The first error of the decryption (truncated, trailing bytes, MDC), whoever read it: the drain
-  // reports it even when the inner data's reader met it first.
-  let failure: { error: unknown } | undefined;
-  const plain = recordingError(seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true)), (error) => (failure ??= { error }));
+  const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
   const signed = innerMessage(plain, mainThreadInflater);
   const close = async (): Promise<void> => {
     await signed.return(undefined).catch(() => undefined);
   };
   // Without this, a refused packet was inflated to its end: up to MAX_RATIO times its size in CPU.
+  // On this thread only the inner data's reader pulls `plain`, so a decryption error has reached the
+  // caller before it could drain; had it not, `plain` would just end and the check be "not reached".
   const drain = async (): Promise<void> => {
     await close(); // stops and closes the inflater first
-    if (failure) throw failure.error;
     for (let n = await plain.next(); !n.done; n = await plain.next());
   };
   return { kind: 'native', signed, integrityChecked: () => verified, drain, close };
-}
-
-async function* recordingError(source: AsyncGenerator<Uint8Array>, onError: (e: unknown) => void): AsyncGenerator<Uint8Array> {
-  try {
-    yield* source;
-  } catch (e) {
-    onError(e);
-    throw e;
-  }
 }
 
 /** What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs. */

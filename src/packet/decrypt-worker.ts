@@ -24,7 +24,7 @@ export interface DecryptWorkerSetup {
    * Int32: [STOP] id of a job whose output must stop; [DRAIN] id of a job to drain once stopped (set
    * before STOP); [SLOTS + i] output slot i is held by the reader (1) or free (0); [SLOTS + slots]
    * 1 + the slot the worker is waiting for, or 0 (the reader wakes it only then: a notify is a system
-   * call, dear under gVisor).
+   * call).
    */
   ctrl: SharedArrayBuffer;
   slot: number;
@@ -123,8 +123,7 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
 
   async function run(j: Job, m: Extract<ToWorker, { t: 'start' }>): Promise<void> {
     let verified = false;
-    let decryptionFailed = false;
-    const plain = noting(seipdV1Decrypt(m.algorithm, m.key, ciphertext(j), () => (verified = true)), () => (decryptionFailed = true));
+    const plain = seipdV1Decrypt(m.algorithm, m.key, ciphertext(j), () => (verified = true));
     const signed = innerMessage(plain, (algo) => new SyncInflater(algo, { outChunk: setup.slot, maxRatio: m.maxRatio, allocOut: () => allocOut(j) }));
     let result: FromWorker;
     try {
@@ -132,7 +131,6 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
       result = { t: 'done', id: j.id, verified };
     } catch (e) {
       if (e instanceof Stopped && Atomics.load(ctrl, CTRL_DRAIN) !== j.id) result = { t: 'aborted', id: j.id };
-      else if (decryptionFailed) result = failure(j.id, e, false);
       else result = await drain(j, plain, e, () => verified);
     }
     await plain.return(undefined).catch(() => undefined);
@@ -143,6 +141,8 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
   /**
    * The rest through decryption and the MDC only, without inflating it: asked for (output stopped,
    * the packet is refused), or after the inner data failed, so that the integrity check decides first.
+   * If the decryption itself failed, `plain` has ended: the drain ends at once and `cause` (the
+   * decryption's error, not verified) is what is reported.
    */
   async function drain(j: Job, plain: AsyncGenerator<Uint8Array>, cause: unknown, verified: () => boolean): Promise<FromWorker> {
     try {
@@ -168,16 +168,6 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
     else j.aborted = true;
     j.wake?.();
   });
-}
-
-/** Calls onError when `source` fails: the decryption's own errors, told from the inner data's. */
-async function* noting(source: AsyncGenerator<Uint8Array>, onError: () => void): AsyncGenerator<Uint8Array> {
-  try {
-    yield* source;
-  } catch (e) {
-    onError();
-    throw e;
-  }
 }
 
 function failure(id: number, e: unknown, verified: boolean): FromWorker {

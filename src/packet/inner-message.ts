@@ -19,7 +19,7 @@ export const MAX_RATIO = 1100;
  * were no faster and raised the receiver's peak RSS from 107 to 124-127 MiB (the 128 MiB target):
  * larger fresh Buffers pile up between scavenges and come from pages the process then keeps.
  */
-export const INFLATE_CHUNK = 16 * 1024;
+const INFLATE_CHUNK = 16 * 1024;
 
 /** Makes the streaming inflater for one large compressed body (algo 1 = raw deflate, 2 = ZLIB). */
 export type InflaterFactory = (algo: 1 | 2) => SyncInflater;
