@@ -22,7 +22,7 @@ import { DecryptWorker, DecryptWorkerFailure } from '../../src/packet/decrypt-of
 import { innerMessage, mainThreadInflater, MAX_RATIO } from '../../src/packet/inner-message.js';
 import { PgpFormatError, packetHeader } from '../../src/packet/pgpstream.js';
 import { seipdV1Decrypt, seipdV1EncryptSync } from '../../src/packet/seipd.js';
-import { CollectSink, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from './packet-helpers.js';
+import { CollectSink, encodeToBuffer, makeHeader, makeKey, plaintextOf, sealedPacket, type TestKey } from './packet-helpers.js';
 
 const WORKER_URL = new URL('../../dist/packet/decrypt-worker.js', import.meta.url);
 
@@ -318,10 +318,7 @@ describe('decodePacket with a DecryptWorker', () => {
     const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload), payload), format: 'binary', filename: '' });
     const z = deflateSync(Buffer.from(await openpgp.sign({ message, signingKeys: alice.priv, format: 'binary' })));
     z.fill(0xff, z.length >> 1, (z.length >> 1) + 64);
-    const key = randomBytes(32);
-    const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: bob.pub, format: 'binary' })) as Uint8Array;
-    const body = seipdV1EncryptSync('aes256', key, Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]));
-    return { good, corrupt: Buffer.concat([pkesk, packetHeader(18, body.length), body]) };
+    return { good, corrupt: await sealedPacket(compressedPacket(2, z), bob) };
   }
 
   it('a large packet decodes to the same bytes; corrupt deflate data under a valid MDC is PACKET_DECRYPT', async () => {
@@ -366,10 +363,7 @@ describe('decodePacket with a DecryptWorker', () => {
     await expectWorkerFree(w);
     // Decrypts and inflates (on the worker) to something that is not a signed message: open() fails after reading 1 MiB.
     const junk = deflateSync(Buffer.from(randomBytes(3 << 20).toString('base64')));
-    const key = randomBytes(32);
-    const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: bob.pub, format: 'binary' })) as Uint8Array;
-    const body = seipdV1EncryptSync('aes256', key, Buffer.concat([packetHeader(8, junk.length + 1), Uint8Array.of(2), junk]));
-    expect(await codeOf(decode(Buffer.concat([pkesk, packetHeader(18, body.length), body])))).toBe('PACKET_DECRYPT');
+    expect(await codeOf(decode(await sealedPacket(compressedPacket(2, junk), bob)))).toBe('PACKET_DECRYPT');
     await expectWorkerFree(w);
   });
 
@@ -409,10 +403,7 @@ describe('decodePacket with a DecryptWorker', () => {
     const payload = Buffer.from(randomBytes(3 << 20).toString('base64'));
     const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload, { size: payload.length - 300_000 }), payload), format: 'binary', filename: '' });
     const z = deflateSync(Buffer.from(await openpgp.sign({ message, signingKeys: alice.priv, format: 'binary' })));
-    const key = randomBytes(32);
-    const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: bob.pub, format: 'binary' })) as Uint8Array;
-    const body = seipdV1EncryptSync('aes256', key, Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]));
-    const packet = Buffer.concat([pkesk, packetHeader(18, body.length), body]);
+    const packet = await sealedPacket(compressedPacket(2, z), bob);
     const badMdc = Buffer.from(packet);
     badMdc[badMdc.length - 3]! ^= 1;
     const cases: [string, Buffer, RegExp][] = [

@@ -1,10 +1,12 @@
 /** Shared by the packet tests: key pairs, headers, encode/decode to and from buffers. */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { decodePacket, encodePacket } from '../../src/packet/codec.js';
 import { newPacketId, type PacketHeader } from '../../src/packet/header.js';
 import { generateNodeKey } from '../../src/keys/generate.js';
+import { packetHeader } from '../../src/packet/pgpstream.js';
+import { seipdV1EncryptSync } from '../../src/packet/seipd.js';
 
 export interface TestKey {
   priv: openpgp.PrivateKey;
@@ -96,4 +98,12 @@ export async function rawPacket(plaintext: Uint8Array, to: TestKey, signer?: Tes
 
 export function plaintextOf(header: unknown, payload: Uint8Array, magic = 'FERRYPOST-PACKET 1'): Buffer {
   return Buffer.concat([Buffer.from(`${magic}\n${JSON.stringify(header)}\n`), payload]);
+}
+
+/** A packet whose inner packets are `inner`, encrypted to `to` (PKESK + SEIPD v1, AES-256) with a correct MDC. */
+export async function sealedPacket(inner: Uint8Array, to: TestKey): Promise<Buffer> {
+  const key = randomBytes(32);
+  const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: to.pub, format: 'binary' })) as Uint8Array;
+  const body = seipdV1EncryptSync('aes256', key, inner);
+  return Buffer.concat([pkesk, packetHeader(18, body.length), body]);
 }

@@ -12,7 +12,7 @@ import { FerryError } from '../../src/errors/index.js';
 import { chooseLevel } from '../../src/packet/encode.js';
 import { ByteReader, packetBody, packetHeader, readPacketHead } from '../../src/packet/pgpstream.js';
 import { seipdV1Decrypt, seipdV1EncryptSync } from '../../src/packet/seipd.js';
-import { CollectSink, decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, type TestKey } from './packet-helpers.js';
+import { CollectSink, decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, sealedPacket, type TestKey } from './packet-helpers.js';
 import { decodePacket } from '../../src/packet/codec.js';
 
 let alice: TestKey;
@@ -37,13 +37,6 @@ async function innerOf(packet: Buffer, to: TestKey): Promise<Buffer> {
   throw new Error('no SEIPD packet');
 }
 
-/** A packet whose inner packets are `inner`, encrypted to `to` with a correct MDC. */
-async function sealed(inner: Uint8Array, to: TestKey): Promise<Buffer> {
-  const key = randomBytes(32);
-  const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: to.pub, format: 'binary' })) as Uint8Array;
-  const body = seipdV1EncryptSync('aes256', key, inner);
-  return Buffer.concat([pkesk, packetHeader(18, body.length), body]);
-}
 
 const compressed = (inner: Uint8Array): Buffer => {
   const z = deflateSync(inner);
@@ -111,14 +104,14 @@ describe('tampering under a valid MDC', () => {
     );
 
   it('the untampered control decodes, compressed or not', async () => {
-    for (const inner of [signed, compressed(signed)]) expect((await decodeBuffer(await sealed(inner, bob), bob, [alice])).payload.equals(payload)).toBe(true);
+    for (const inner of [signed, compressed(signed)]) expect((await decodeBuffer(await sealedPacket(inner, bob), bob, [alice])).payload.equals(payload)).toBe(true);
   });
   it('literal data changed after signing (plain and compressed): PACKET_BAD_SIGNATURE', async () => {
     const changed = Buffer.from(signed);
     const at = changed.indexOf('100 EUR');
     changed.write('900', at);
-    expect(await code(decodeBuffer(await sealed(changed, bob), bob, [alice]))).toBe('PACKET_BAD_SIGNATURE');
-    expect(await code(decodeBuffer(await sealed(compressed(changed), bob), bob, [alice]))).toBe('PACKET_BAD_SIGNATURE');
+    expect(await code(decodeBuffer(await sealedPacket(changed, bob), bob, [alice]))).toBe('PACKET_BAD_SIGNATURE');
+    expect(await code(decodeBuffer(await sealedPacket(compressed(changed), bob), bob, [alice]))).toBe('PACKET_BAD_SIGNATURE');
   });
   it('signature packet removed: PACKET_BAD_SIGNATURE or PACKET_DECRYPT, never resolved', async () => {
     const msg = await openpgp.readMessage({ binaryMessage: signed });
@@ -126,17 +119,17 @@ describe('tampering under a valid MDC', () => {
     for (const p of msg.packets) if (!(p instanceof openpgp.SignaturePacket)) list.push(p);
     const noSig = Buffer.from(list.write() as Uint8Array);
     expect(noSig.length).toBeLessThan(signed.length);
-    expect(['PACKET_BAD_SIGNATURE', 'PACKET_DECRYPT']).toContain(await code(decodeBuffer(await sealed(compressed(noSig), bob), bob, [alice])));
+    expect(['PACKET_BAD_SIGNATURE', 'PACKET_DECRYPT']).toContain(await code(decodeBuffer(await sealedPacket(compressed(noSig), bob), bob, [alice])));
   });
   it('truncated zlib stream, data after the compressed packet, unknown algorithm: PACKET_DECRYPT', async () => {
     const c = compressed(signed);
     const z = deflateSync(signed);
     const cut = Buffer.concat([packetHeader(8, z.length - 9), Uint8Array.of(2), z.subarray(0, z.length - 10)]);
-    expect(await code(decodeBuffer(await sealed(cut, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
-    expect(await code(decodeBuffer(await sealed(Buffer.concat([c, signed]), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect(await code(decodeBuffer(await sealedPacket(cut, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect(await code(decodeBuffer(await sealedPacket(Buffer.concat([c, signed]), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
     const bzip = Buffer.from(c);
     bzip[packetHeader(8, z.length + 1).length] = 3;
-    expect(await code(decodeBuffer(await sealed(bzip, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect(await code(decodeBuffer(await sealedPacket(bzip, bob), bob, [alice]))).toBe('PACKET_DECRYPT');
   });
   it('a compressed body large enough to be inflated in slices (> 256 KiB): control decodes; truncated or corrupt deflate data under a valid MDC is PACKET_DECRYPT', async () => {
     const big = Buffer.from(randomBytes(450 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n'));
@@ -145,11 +138,11 @@ describe('tampering under a valid MDC', () => {
     const z = deflateSync(bigSigned);
     expect(z.length).toBeGreaterThan(256 * 1024); // over the one-call limit in decrypt-native.ts
     const pack = (zz: Uint8Array): Buffer => Buffer.concat([packetHeader(8, zz.length + 1), Uint8Array.of(2), zz]);
-    expect((await decodeBuffer(await sealed(pack(z), bob), bob, [alice])).payload.equals(big)).toBe(true);
-    expect(await code(decodeBuffer(await sealed(pack(z.subarray(0, z.length - 1000)), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect((await decodeBuffer(await sealedPacket(pack(z), bob), bob, [alice])).payload.equals(big)).toBe(true);
+    expect(await code(decodeBuffer(await sealedPacket(pack(z.subarray(0, z.length - 1000)), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
     const corrupt = Buffer.from(z);
     corrupt[z.length >> 1]! ^= 0xff;
-    expect(await code(decodeBuffer(await sealed(pack(corrupt), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect(await code(decodeBuffer(await sealedPacket(pack(corrupt), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
     // The same body in partial lengths: 512-byte parts (the smallest accepted) decode to the same
     // payload; 16-byte parts are refused (RFC 4880's minimum for the first part, applied to all).
     const body = Buffer.concat([Uint8Array.of(2), z]);
@@ -161,8 +154,8 @@ describe('tampering under a valid MDC', () => {
       parts.push(packetHeader(8, body.length - at).subarray(1), body.subarray(at));
       return Buffer.concat(parts);
     };
-    expect((await decodeBuffer(await sealed(inParts(9), bob), bob, [alice])).payload.equals(big)).toBe(true);
-    expect(await code(decodeBuffer(await sealed(inParts(4), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    expect((await decodeBuffer(await sealedPacket(inParts(9), bob), bob, [alice])).payload.equals(big)).toBe(true);
+    expect(await code(decodeBuffer(await sealedPacket(inParts(4), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
   });
   it('an encrypted body in partial lengths under 512 bytes is PACKET_DECRYPT; 512 decodes', async () => {
     const key = randomBytes(32);
@@ -181,8 +174,8 @@ describe('tampering under a valid MDC', () => {
     for (const bits of [0, 4, 8]) expect(await code(decodeBuffer(inParts(bits), bob, [alice])), `2^${bits}`).toBe('PACKET_DECRYPT');
   });
   it('an empty encrypted body and a missing MDC: PACKET_DECRYPT', async () => {
-    expect(await code(decodeBuffer(await sealed(new Uint8Array(0), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
-    const good = await sealed(signed, bob);
+    expect(await code(decodeBuffer(await sealedPacket(new Uint8Array(0), bob), bob, [alice]))).toBe('PACKET_DECRYPT');
+    const good = await sealedPacket(signed, bob);
     const cutMdc = Buffer.from(good.subarray(0, good.length - 22));
     expect(await code(decodeBuffer(cutMdc, bob, [alice]))).toBe('PACKET_DECRYPT');
   });
@@ -208,10 +201,10 @@ describe('a packet refused part way is not inflated to its end', () => {
   async function build(signer: TestKey, header: ReturnType<typeof makeHeader>, breakTail: boolean, magic?: string, compress = true): Promise<Buffer> {
     const message = await openpgp.createMessage({ binary: plaintextOf(header, big, magic), format: 'binary', filename: '' });
     const signedMsg = Buffer.from(await openpgp.sign({ message, signingKeys: signer.priv, format: 'binary' }));
-    if (!compress) return sealed(signedMsg, bob);
+    if (!compress) return sealedPacket(signedMsg, bob);
     const z = deflateSync(signedMsg);
     if (breakTail) z.fill(0xff, z.length - 4096, z.length - 4000);
-    return sealed(Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]), bob);
+    return sealedPacket(Buffer.concat([packetHeader(8, z.length + 1), Uint8Array.of(2), z]), bob);
   }
   const decodeWithSink = (packet: Buffer, onSink: () => void) =>
     decodePacket({
