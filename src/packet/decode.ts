@@ -15,7 +15,6 @@
  * elsewhere it is read to its end and a bad signature wins over the content.
  */
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { FerryError, isFerryError } from '../errors/index.js';
 import { open, type Opened } from './decode-open.js';
@@ -25,8 +24,14 @@ import { MAX_HEADER_BYTES, type PacketHeader } from './header.js';
 import type { KeyID, SignatureCheck } from './native/signature-verify.js';
 import { finishSink, SinkFailure, SinkSlot, type PayloadSink } from './payload-sink.js';
 
+/** What the decoder reads a packet from: its bytes, in order, and a way to stop reading early. */
+export interface PacketInput extends AsyncIterable<Uint8Array> {
+  destroy(): unknown;
+}
+
 export interface DecodeOptions {
-  input: Readable; // the packet file bytes
+  /** The packet file's bytes; destroyed when the decoder gives up (a Readable will do). */
+  input: PacketInput;
   decryptionKey: openpgp.PrivateKey;
   verificationKeys: openpgp.PublicKey[]; // the configured peers' keys
   /**

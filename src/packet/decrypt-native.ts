@@ -10,7 +10,6 @@
  * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
  * the encrypted part surface while the returned data stream is read, never as a clean end.
  */
-import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { ecdhDecryptorsFor } from './native/ecdh-keys.js';
 import { openSessionKeyNative } from './native/pkesk.js';
@@ -54,7 +53,7 @@ export interface NativeOptions {
   inputBytes?: number | undefined;
 }
 
-export async function openNative(input: Readable, decryptionKey: openpgp.PrivateKey, opts: NativeOptions = {}): Promise<NativeOpen> {
+export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey: openpgp.PrivateKey, opts: NativeOptions = {}): Promise<NativeOpen> {
   const reader = new ByteReader(input[Symbol.asyncIterator]());
   reader.startRecording();
   const other = (): NativeOpen => ({ kind: 'other', input: reader.replay() });

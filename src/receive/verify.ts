@@ -8,8 +8,8 @@
  * the caller quarantines. The message (bytes, work file or staged delivery) is returned only if
  * everything passed; on any failure the work file or staged copy has been removed.
  */
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { pipeline, Readable, Transform, Writable } from 'node:stream';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { Readable, Writable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -19,7 +19,8 @@ import type { Keyring } from '../keys/keyring.js';
 import { decodePacket } from '../packet/codec.js';
 import type { PacketHeader } from '../packet/header.js';
 import type { DecryptWorker } from '../packet/decrypt-offload.js';
-import { hashFile, type TreeEntry } from '../tree/scan.js';
+import { HashingFileReader } from '../tree/hashing-reader.js';
+import type { TreeEntry } from '../tree/scan.js';
 
 /** The verified message: in memory if small, else in a work file, or already in its destination's temp file. */
 export interface MessageSource {
@@ -72,32 +73,6 @@ function requireNameMatches(entry: TreeEntry, actual: Buffer, size: number): voi
       detail: { expected: entry.hash.toString('hex'), actual: actual.toString('hex'), size },
     });
   }
-}
-
-/** The file's bytes as the decoder reads them, hashed on the way; digest() once the file was read to its end. */
-function hashingReader(file: string, onBytes?: (n: number) => void): { input: Readable; digest: () => Promise<{ hash: Buffer; size: number }> } {
-  const h = createHash('sha256');
-  let size = 0;
-  let ended = false;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      h.update(chunk);
-      size += chunk.length;
-      onBytes?.(chunk.length);
-      cb(null, chunk);
-    },
-    flush(cb) {
-      ended = true;
-      cb();
-    },
-  });
-  // pipeline: when the decoder destroys its input (bad data), the file is closed too.
-  pipeline(createReadStream(file, { highWaterMark: STREAM_CHUNK }), tap, () => undefined);
-  return {
-    input: tap,
-    // The decoder stops early on bad data: the verdict then needs a pass of its own.
-    digest: async () => (ended ? { hash: h.digest(), size } : { hash: await hashFile(file), size: -1 }),
-  };
 }
 
 export interface DecryptOptions {
@@ -158,7 +133,7 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
   };
   let header: PacketHeader;
   let signer: string;
-  const reader = packetBytes ? undefined : hashingReader(entry.path, opts.onBytes);
+  const reader = packetBytes ? undefined : new HashingFileReader(entry.path, { chunk: STREAM_CHUNK, onBytes: opts.onBytes });
   /** Large packets: the name check, decided on the bytes decryption read (PACKET_HASH wins over any decode error). */
   const checkName = async (): Promise<void> => {
     if (!reader) return;
@@ -167,7 +142,7 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
   };
   try {
     ({ header, signer } = await decodePacket({
-      input: packetBytes ? Readable.from([packetBytes]) : reader!.input,
+      input: packetBytes ? Readable.from([packetBytes]) : reader!,
       decryptionKey: keyring.self.privateKey,
       verificationKeys: [...keyring.peers.values()].map((p) => p.key),
       payloadSink: sink,

@@ -1,0 +1,101 @@
+/**
+ * Reads a large packet file for the decoder, hashing it (SHA-256, for the name check) as it goes: one
+ * read ahead, each chunk read into its own buffer. It replaces fs.createReadStream piped through a
+ * Transform, whose stream machinery cost the large receiver's main thread more than the reads
+ * themselves (docs/performance.md).
+ * Fails: the iterator throws the file system's error (ENOENT, EIO, ...) where the read failed.
+ * destroy() closes the file, once a read under way has returned; the iterator then ends.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { hashFile } from './scan.js';
+
+export interface HashingReaderOptions {
+  /** Bytes per read. */
+  chunk: number;
+  /** Called with the size of each chunk read (the daemon paces GC by it). */
+  onBytes?: ((n: number) => void) | undefined;
+}
+
+export class HashingFileReader implements AsyncIterable<Uint8Array> {
+  private readonly hash = createHash('sha256');
+  private size = 0;
+  private ended = false;
+  private destroyed = false;
+  private iterated = false;
+  private handle: Promise<FileHandle> | undefined;
+  /** The read under way, if any: the file is closed only after it returned. */
+  private reading: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly opts: HashingReaderOptions,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    if (this.iterated) throw new Error('a packet file is read once');
+    this.iterated = true;
+    return this.chunks();
+  }
+
+  /** Closes the file (after a read under way); what is still to be read is not read. */
+  destroy(): void {
+    this.destroyed = true;
+    void this.close();
+  }
+
+  /** The file's SHA-256 and size: from this read if it reached the end, else from a pass of its own (size -1). */
+  async digest(): Promise<{ hash: Buffer; size: number }> {
+    if (this.ended) return { hash: this.hash.digest(), size: this.size };
+    return { hash: await hashFile(this.path), size: -1 };
+  }
+
+  private async *chunks(): AsyncGenerator<Uint8Array> {
+    try {
+      if (this.destroyed) return;
+      this.handle = open(this.path, 'r');
+      const fh = await this.handle;
+      let next = this.read(fh, 0);
+      for (;;) {
+        const chunk = await next;
+        if (chunk === null) return;
+        // Read ahead while the decoder works on this chunk, as a read stream would.
+        next = this.read(fh, this.size);
+        yield chunk;
+      }
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** The next chunk at `position` (null at the end or once destroyed), hashed in order. */
+  private read(fh: FileHandle, position: number): Promise<Uint8Array | null> {
+    const p = (async () => {
+      if (this.destroyed) return null;
+      const buf = Buffer.allocUnsafeSlow(this.opts.chunk);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, position);
+      if (bytesRead === 0) {
+        this.ended = true;
+        return null;
+      }
+      const chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      this.hash.update(chunk);
+      this.size += bytesRead;
+      this.opts.onBytes?.(bytesRead);
+      return chunk;
+    })();
+    this.reading = p.catch(() => undefined); // its error reaches the iterator; never unhandled
+    return p;
+  }
+
+  private close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.destroyed = true;
+      const fh = await this.handle?.catch(() => undefined);
+      await this.reading;
+      await fh?.close().catch(() => undefined);
+    })();
+    return this.closing;
+  }
+}

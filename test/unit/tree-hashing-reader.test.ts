@@ -1,0 +1,111 @@
+// HashingFileReader (src/tree/hashing-reader.ts): the large receiver's file input. Its bytes and hash
+// must be the file's exactly, whatever the chunk size; it must close the file however the decoder stops.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HashingFileReader } from '../../src/tree/hashing-reader.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'fp-hreader-'));
+
+function fileOf(bytes: Buffer, name = `f-${randomBytes(4).toString('hex')}`): string {
+  const p = join(dir, name);
+  writeFileSync(p, bytes);
+  return p;
+}
+
+/** How many of this process's descriptors are open on `path`. */
+function fdsOn(path: string): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) n++;
+    } catch {
+      // closed while we looked
+    }
+  }
+  return n;
+}
+
+const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+describe('HashingFileReader', () => {
+  it.each([
+    ['a file of several chunks and a short last one', 10_000, 4096],
+    ['a file of exactly two chunks', 8192, 4096],
+    ['a file smaller than a chunk', 100, 4096],
+    ['an empty file', 0, 4096],
+  ])('yields %s in order, hashes it and counts it', async (_what, size, chunk) => {
+    const bytes = randomBytes(size);
+    const path = fileOf(bytes);
+    const seen: number[] = [];
+    const r = new HashingFileReader(path, { chunk, onBytes: (n) => seen.push(n) });
+    const parts: Uint8Array[] = [];
+    for await (const c of r) parts.push(Buffer.from(c));
+    expect(Buffer.concat(parts).equals(bytes)).toBe(true);
+    expect(parts.every((p) => p.length <= chunk && p.length > 0)).toBe(true);
+    expect(seen.reduce((a, b) => a + b, 0)).toBe(size);
+    const d = await r.digest();
+    expect(d.size).toBe(size);
+    expect(d.hash.equals(sha256(bytes))).toBe(true);
+    expect(fdsOn(path)).toBe(0);
+  });
+
+  it('hashes the file in a pass of its own when the decoder stopped early (size -1), and has closed it', async () => {
+    const bytes = randomBytes(50_000);
+    const path = fileOf(bytes);
+    const r = new HashingFileReader(path, { chunk: 4096 });
+    const it = r[Symbol.asyncIterator]();
+    await it.next();
+    expect(fdsOn(path)).toBe(1);
+    r.destroy();
+    // The read ahead returns; after it the iterator ends and the file is closed.
+    for (let n = await it.next(); !n.done; n = await it.next());
+    await new Promise((res) => setTimeout(res, 20));
+    expect(fdsOn(path)).toBe(0);
+    const d = await r.digest();
+    expect(d.size).toBe(-1);
+    expect(d.hash.equals(sha256(bytes))).toBe(true);
+  });
+
+  it('closes the file when the reader leaves the loop early', async () => {
+    const path = fileOf(randomBytes(50_000));
+    const r = new HashingFileReader(path, { chunk: 4096 });
+    for await (const c of r) {
+      expect(c.length).toBe(4096);
+      break;
+    }
+    expect(fdsOn(path)).toBe(0);
+  });
+
+  it('closes the file when destroyed while the iterator is idle between chunks, without a further next()', async () => {
+    const path = fileOf(randomBytes(50_000));
+    const r = new HashingFileReader(path, { chunk: 4096 });
+    const it = r[Symbol.asyncIterator]();
+    await it.next();
+    r.destroy();
+    await new Promise((res) => setTimeout(res, 50));
+    expect(fdsOn(path)).toBe(0);
+  });
+
+  it('destroyed before it was read, it opens nothing', async () => {
+    const path = fileOf(randomBytes(100));
+    const r = new HashingFileReader(path, { chunk: 4096 });
+    r.destroy();
+    const it = r[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(true);
+    expect(fdsOn(path)).toBe(0);
+  });
+
+  it("throws the file system's error for a file that is not there", async () => {
+    const r = new HashingFileReader(join(dir, 'missing'), { chunk: 4096 });
+    await expect(r[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('is read once', () => {
+    const r = new HashingFileReader(fileOf(randomBytes(10)), { chunk: 4096 });
+    r[Symbol.asyncIterator]();
+    expect(() => r[Symbol.asyncIterator]()).toThrow(/read once/);
+  });
+});
