@@ -12,16 +12,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { writeLargeMessage } from './lib/large-body.mjs';
-import { countFiles, nodePair, report, rm, run, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
+import { countFiles, nodePair, processCpuMs, report, rm, run, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
 
 function timed(cmd, args, env) {
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M', cmd, ...args], { env, encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS %M CPU %U %S', cmd, ...args], { env, encoding: 'utf8' });
   const s = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
-  return { s, rssKiB: Number(/MAXRSS (\d+)/.exec(r.stderr)[1]) };
+  const [, rss, user, sys] = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { s, rssKiB: Number(rss), cpuS: Number(user) + Number(sys) };
 }
 
 function gpgBench(dir, msg) {
@@ -67,15 +68,16 @@ export async function main() {
     try {
       const newDir = path.join(pair.b.dir, 'Maildir', 'new');
       const t0 = performance.now();
+      const cpu0 = processCpuMs(b.pid);
       fs.renameSync(held, path.join(pair.inboxB, name));
       if (viaSmtp) {
         await waitFor('smtp delivery', 600_000, () => countFiles(pair.inboxB) === 0, 20);
-        recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM() };
+        recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM(), cpuS: (processCpuMs(b.pid) - cpu0) / 1000 };
         const q = path.join(pair.b.dir, 'state', 'quarantine');
         if (fs.existsSync(q) && fs.readdirSync(q).length) throw new Error(`packet quarantined, not delivered: ${b.logs().slice(-2000)}`);
       } else {
         await waitFor('maildir delivery', 600_000, () => countFiles(newDir) === 1 && countFiles(pair.inboxB) === 0, 20);
-        recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM() };
+        recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM(), cpuS: (processCpuMs(b.pid) - cpu0) / 1000 };
         const got = fs.statSync(path.join(newDir, fs.readdirSync(newDir)[0])).size;
         if (got < size) throw new Error(`Maildir copy ${got} bytes < ${size}`);
       }
@@ -94,7 +96,7 @@ export async function main() {
     { figure: 'sender peak RSS (VmHWM)', value: send.rssKiB / 1024, unit: 'MiB', anchor: 'gpg encrypt max RSS', anchorValue: g.enc.rssKiB / 1024, target: '<= 128 MiB', met: send.rssKiB / 1024 <= 128 },
     { figure: 'receiver peak RSS (VmHWM)', value: recv.rssKiB / 1024, unit: 'MiB', anchor: 'gpg decrypt max RSS', anchorValue: g.dec.rssKiB / 1024, target: '<= 128 MiB', met: recv.rssKiB / 1024 <= 128 },
     { figure: 'packet size / message size', value: packetSize / size, unit: '', anchor: 'gpg output / message', anchorValue: g.size / size },
-  ], { message_bytes: size, seconds: { send: send.s, recv: recv.s, gpg_enc: g.enc.s, gpg_dec: g.dec.s } });
+  ], { message_bytes: size, seconds: { send: send.s, recv: recv.s, gpg_enc: g.enc.s, gpg_dec: g.dec.s }, cpu_seconds: { recv: recv.cpuS, gpg_dec: g.dec.cpuS } });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -13,6 +13,7 @@
 import * as openpgp from 'openpgp';
 import { ecdhDecryptorsFor } from './native/ecdh-keys.js';
 import { openSessionKeyNative } from './native/pkesk.js';
+import { isSlotReadable } from './decrypt-input.js';
 import type { DecryptWorker } from './decrypt-offload.js';
 import { innerMessage, mainThreadInflater, MAX_RATIO } from './inner-message.js';
 import { ByteReader, packetBody, PgpFormatError, readPacketHead } from './pgpstream.js';
@@ -78,7 +79,9 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
     if (!(await reader.atEnd())) throw new PgpFormatError('trailing bytes after the encrypted data');
   }
   const size = head.length.kind === 'fixed' ? head.length.n : (opts.inputBytes ?? Infinity);
-  const offloaded = size > WORKER_MIN_BYTES ? opts.decryptWorker?.open(sessionKey.algorithm, sessionKey.data, ciphertext(), MAX_RATIO) : undefined;
+  // A file reader that can read into the worker's input slots does so from here on (decrypt-input.ts).
+  const source = isSlotReadable(input) ? input : undefined;
+  const offloaded = size > WORKER_MIN_BYTES ? opts.decryptWorker?.open(sessionKey.algorithm, sessionKey.data, ciphertext(), MAX_RATIO, source) : undefined;
   if (offloaded) return { kind: 'native', ...offloaded };
 
   let verified = false;

@@ -7,17 +7,19 @@
  * process, one packet at a time: while it is busy (or broken) open() returns undefined and the
  * caller decrypts on its own thread as before.
  *
- * Memory: shared slots, allocated once (IN_SLOTS + OUT_SLOTS of SLOT bytes). Output is copied out of
+ * Memory: shared slots, allocated once (decrypt-input.ts's input slots, OUT_SLOTS of SLOT bytes for
+ * output). Ciphertext goes in where the receiver's file reader read it, else copied. Output is copied out of
  * its slot into Buffers of at most OUT_PIECE bytes that the reader may keep, and the slot released;
  * the worker waits for a free slot, so it runs at most OUT_SLOTS slots ahead of the reader. Handing
  * buffers over by transfer instead was measured slower than inflating on one thread (page faults).
  */
 import { Worker } from 'node:worker_threads';
+import { IN_SLOT, InputPump, InputSlots, type SlotReadable } from './decrypt-input.js';
 import { CTRL_DRAIN, CTRL_SLOTS, CTRL_STOP, type DecryptWorkerSetup, type FromWorker, type ToWorker } from './decrypt-worker.js';
 import { PgpFormatError } from './pgpstream.js';
 
-const SLOT = 256 * 1024;
-const IN_SLOTS = 4;
+/** Output slots are the size of input slots: the worker's setup has one slot size for both. */
+const SLOT = IN_SLOT;
 const OUT_SLOTS = 8;
 /** Copies handed to the reader: under glibc's mmap threshold, so freed ones are reused without page faults. */
 const OUT_PIECE = 64 * 1024;
@@ -52,7 +54,7 @@ export interface WorkerDecryption {
 
 export class DecryptWorker {
   private worker: Worker | undefined;
-  private readonly input = new SharedArrayBuffer(IN_SLOTS * SLOT);
+  private readonly inputs = new InputSlots();
   private readonly output = new SharedArrayBuffer(OUT_SLOTS * SLOT);
   private readonly ctrlBuf = new SharedArrayBuffer(4 * (CTRL_SLOTS + OUT_SLOTS + 1)); // layout: decrypt-worker.ts
   private readonly ctrl = new Int32Array(this.ctrlBuf);
@@ -65,9 +67,10 @@ export class DecryptWorker {
   /**
    * Decrypts a SEIPD v1 body (`ciphertext`: after the version octet) with `algorithm` (openpgp.js's
    * name, e.g. 'aes256') and the session key; decompressed output may not exceed maxRatio times its
-   * input plus 1 MiB. Undefined if the worker is busy with another packet or broken.
+   * input plus 1 MiB. `source`, the input `ciphertext` is read from, if it can read on into the
+   * input slots. Undefined if the worker is busy with another packet or broken.
    */
-  open(algorithm: string, key: Uint8Array, ciphertext: AsyncIterable<Uint8Array>, maxRatio: number): WorkerDecryption | undefined {
+  open(algorithm: string, key: Uint8Array, ciphertext: AsyncIterable<Uint8Array>, maxRatio: number, source?: SlotReadable): WorkerDecryption | undefined {
     if (this.busy || this.failed !== undefined) return undefined;
     let worker: Worker;
     try {
@@ -78,10 +81,10 @@ export class DecryptWorker {
     }
     this.busy = true;
     const job = new Job(
-      { worker, input: this.input, output: this.output, ctrl: this.ctrl, release: (slot) => this.release(slot), ended: () => (this.busy = false) },
+      { worker, inputs: this.inputs, output: this.output, ctrl: this.ctrl, release: (slot) => this.release(slot), ended: () => (this.busy = false) },
       this.nextId++,
     );
-    job.start({ algorithm, key, maxRatio }, ciphertext);
+    job.start({ algorithm, key, maxRatio }, ciphertext, source);
     return job;
   }
 
@@ -98,6 +101,11 @@ export class DecryptWorker {
     }
   }
 
+  /** Ciphertext handed over where the file reader read it, and copied, in bytes over all jobs; input slots held now. */
+  inputUse(): { direct: number; copied: number; held: number } {
+    return { ...this.inputs.stats, held: this.inputs.heldCount() };
+  }
+
   /** Stops the worker (the daemon at shutdown; tests). */
   async close(): Promise<void> {
     const w = this.worker;
@@ -108,7 +116,7 @@ export class DecryptWorker {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const setup: DecryptWorkerSetup = { input: this.input, output: this.output, ctrl: this.ctrlBuf, slot: SLOT };
+    const setup: DecryptWorkerSetup = { input: this.inputs.buffer, output: this.output, ctrl: this.ctrlBuf, slot: SLOT };
     const w = new Worker(this.opts.workerUrl ?? new URL('./decrypt-worker.js', import.meta.url), { workerData: setup });
     w.unref(); // an idle worker must not keep the process alive
     w.on('error', (e) => {
@@ -134,7 +142,7 @@ export class DecryptWorker {
 
 interface JobContext {
   worker: Worker;
-  input: SharedArrayBuffer;
+  inputs: InputSlots;
   output: SharedArrayBuffer;
   ctrl: Int32Array;
   release: (slot: number) => void;
@@ -148,7 +156,7 @@ type Terminal = Exclude<FromWorker, { t: 'out' } | { t: 'in-free' }>;
 class Job implements WorkerDecryption {
   readonly signed: AsyncGenerator<Uint8Array>;
   private readonly outs: Extract<FromWorker, { t: 'out' }>[] = [];
-  private readonly freeIn: number[] = Array.from({ length: IN_SLOTS }, (_, i) => i);
+  private readonly pump: InputPump;
   private terminal: Terminal | undefined;
   private gone: DecryptWorkerFailure | undefined;
   /** The ciphertext itself failed (truncated, trailing bytes): the decryption's error. */
@@ -159,7 +167,6 @@ class Job implements WorkerDecryption {
   private readerDone = false;
   private finishing = false;
   private wakeReader: (() => void) | undefined;
-  private wakePump: (() => void) | undefined;
   private readonly finished: Promise<void>;
   private onFinished!: () => void;
 
@@ -169,15 +176,22 @@ class Job implements WorkerDecryption {
   ) {
     this.finished = new Promise<void>((r) => (this.onFinished = r));
     this.signed = this.read();
+    this.pump = new InputPump(
+      ctx.inputs,
+      (slot, off, len) => this.post({ t: 'in', id, slot, off, len }),
+      () => this.post({ t: 'end', id }),
+      () => this.stopped === 'abort' || this.isOver(),
+    );
   }
 
-  start(params: { algorithm: string; key: Uint8Array; maxRatio: number }, ciphertext: AsyncIterable<Uint8Array>): void {
+  start(params: { algorithm: string; key: Uint8Array; maxRatio: number }, ciphertext: AsyncIterable<Uint8Array>, source?: SlotReadable): void {
     const { worker } = this.ctx;
     worker.on('message', this.onMessage);
     worker.on('exit', this.onExit);
     worker.on('error', this.onError);
     this.post({ t: 'start', id: this.id, ...params });
-    void this.feed(ciphertext).catch((error: unknown) => {
+    source?.lendFrom(this.pump.lender);
+    void this.pump.run(ciphertext).catch((error: unknown) => {
       this.pumpError = { error };
       if (!this.isOver()) this.post({ t: 'abort', id: this.id }); // the worker would wait for the rest forever
       this.wake();
@@ -243,39 +257,6 @@ class Job implements WorkerDecryption {
     }
   }
 
-  /** Copies the ciphertext into input slots as they come free. */
-  private async feed(ciphertext: AsyncIterable<Uint8Array>): Promise<void> {
-    let slot = -1;
-    let fill = 0;
-    const halted = (): boolean => this.stopped === 'abort' || this.isOver();
-    for await (const chunk of ciphertext) {
-      // Checked before touching a slot: the job may have ended while this read was pending (the
-      // input stalled), and the slots may belong to the next job by now.
-      if (halted()) return;
-      let off = 0;
-      while (off < chunk.length) {
-        if (slot < 0) {
-          while (this.freeIn.length === 0 && !halted()) await new Promise<void>((r) => (this.wakePump = r));
-          this.wakePump = undefined;
-          if (halted()) return;
-          slot = this.freeIn.shift()!;
-          fill = 0;
-        }
-        const n = Math.min(SLOT - fill, chunk.length - off);
-        new Uint8Array(this.ctx.input, slot * SLOT + fill, n).set(chunk.subarray(off, off + n));
-        fill += n;
-        off += n;
-        if (fill === SLOT) {
-          this.post({ t: 'in', id: this.id, slot, len: fill });
-          slot = -1;
-        }
-      }
-    }
-    if (halted()) return;
-    if (slot >= 0 && fill > 0) this.post({ t: 'in', id: this.id, slot, len: fill });
-    this.post({ t: 'end', id: this.id });
-  }
-
   /** Stops the worker's output: it then drains the rest or aborts (decrypt-worker.ts). */
   private stop(how: 'drain' | 'abort'): void {
     this.stopped = how;
@@ -301,13 +282,13 @@ class Job implements WorkerDecryption {
 
   private wake(): void {
     this.wakeReader?.();
-    this.wakePump?.();
+    this.ctx.inputs.wakeAll(); // the pump and the file reader may wait for an input slot
   }
 
   private readonly onMessage = (m: FromWorker): void => {
     if (m.id !== this.id) return;
     if (m.t === 'out') this.outs.push(m);
-    else if (m.t === 'in-free') this.freeIn.push(m.slot);
+    else if (m.t === 'in-free') this.pump.handedBack(m.slot);
     else this.end(m, undefined);
     this.wake();
   };
@@ -340,6 +321,7 @@ class Job implements WorkerDecryption {
     this.finishing = true;
     const { worker, ctrl } = this.ctx;
     for (let i = 0; i < OUT_SLOTS; i++) Atomics.store(ctrl, CTRL_SLOTS + i, 0);
+    this.pump.releaseAll();
     worker.off('message', this.onMessage);
     worker.off('exit', this.onExit);
     worker.off('error', this.onError);

@@ -36,7 +36,8 @@ export const CTRL_SLOTS = 2;
 
 export type ToWorker =
   | { t: 'start'; id: number; algorithm: string; key: Uint8Array; maxRatio: number }
-  | { t: 'in'; id: number; slot: number; len: number }
+  /** Ciphertext at `off` in input slot `slot`, handed back with 'in-free' once decrypted. */
+  | { t: 'in'; id: number; slot: number; off: number; len: number }
   | { t: 'end'; id: number }
   | { t: 'abort'; id: number };
 
@@ -56,7 +57,7 @@ interface Job {
   id: number;
   /** The next output slot in turn. */
   next: number;
-  inputs: ({ slot: number; len: number } | 'end')[];
+  inputs: ({ slot: number; off: number; len: number } | 'end')[];
   aborted: boolean;
   wake: (() => void) | undefined;
 }
@@ -115,7 +116,7 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
       if (j.aborted) throw new Stopped();
       const m = j.inputs.shift()!;
       if (m === 'end') return;
-      yield Buffer.from(setup.input, m.slot * setup.slot, m.len);
+      yield Buffer.from(setup.input, m.slot * setup.slot + m.off, m.len);
       gcPacer.account(m.len);
       port.postMessage({ t: 'in-free', id: j.id, slot: m.slot } satisfies FromWorker);
     }
@@ -163,7 +164,7 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
     }
     const j = job;
     if (!j || j.id !== m.id) return; // a job already finished: its late messages are void
-    if (m.t === 'in') j.inputs.push({ slot: m.slot, len: m.len });
+    if (m.t === 'in') j.inputs.push({ slot: m.slot, off: m.off, len: m.len });
     else if (m.t === 'end') j.inputs.push('end');
     else j.aborted = true;
     j.wake?.();

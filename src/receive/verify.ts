@@ -156,6 +156,8 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
     if (!isFerryError(err) || err.code === 'PACKET_HASH') throw err;
     await checkName(); // throws PACKET_HASH if the file is not what its name says
     throw err;
+  } finally {
+    reader?.destroy(); // read to its end or destroyed by the decoder already; this closes it whatever happened
   }
   if (signer !== entry.from) {
     await discard();

@@ -3,11 +3,16 @@
  * read ahead, each chunk read into its own buffer. It replaces fs.createReadStream piped through a
  * Transform, whose stream machinery cost the large receiver's main thread more than the reads
  * themselves (docs/performance.md).
+ * Once lent buffers (lendFrom: the decrypt worker's input slots, decrypt-input.ts), it reads into
+ * them instead, so the ciphertext reaches the worker without a copy; each is given back when the
+ * decoder asks for the next chunk (it has consumed this one), when nothing was read into it, or when
+ * the file is closed.
  * Fails: the iterator throws the file system's error (ENOENT, EIO, ...) where the read failed.
  * destroy() closes the file, once a read under way has returned; the iterator then ends.
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
+import type { BufferLender, SlotReadable } from '../packet/decrypt-input.js';
 import { hashFile } from './scan.js';
 
 export interface HashingReaderOptions {
@@ -17,7 +22,13 @@ export interface HashingReaderOptions {
   onBytes?: ((n: number) => void) | undefined;
 }
 
-export class HashingFileReader implements AsyncIterable<Uint8Array> {
+interface Chunk {
+  bytes: Uint8Array;
+  /** The borrowed buffer it was read into. */
+  lent: Uint8Array | undefined;
+}
+
+export class HashingFileReader implements AsyncIterable<Uint8Array>, SlotReadable {
   private readonly hash = createHash('sha256');
   private size = 0;
   private ended = false;
@@ -27,6 +38,9 @@ export class HashingFileReader implements AsyncIterable<Uint8Array> {
   /** The read under way, if any: the file is closed only after it returned. */
   private reading: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
+  private lender: BufferLender | undefined;
+  /** Borrowed buffers not given back yet: the current chunk's and the read ahead's. */
+  private readonly borrowed = new Set<Uint8Array>();
 
   constructor(
     private readonly path: string,
@@ -37,6 +51,11 @@ export class HashingFileReader implements AsyncIterable<Uint8Array> {
     if (this.iterated) throw new Error('a packet file is read once');
     this.iterated = true;
     return this.chunks();
+  }
+
+  /** From the next read on, reads into buffers `lender` lends, where it has one to lend. */
+  lendFrom(lender: BufferLender): void {
+    this.lender = lender;
   }
 
   /** Closes the file (after a read under way); what is still to be read is not read. */
@@ -62,7 +81,8 @@ export class HashingFileReader implements AsyncIterable<Uint8Array> {
         if (chunk === null) return;
         // Read ahead while the decoder works on this chunk, as a read stream would.
         next = this.read(fh, this.size);
-        yield chunk;
+        yield chunk.bytes;
+        this.giveBack(chunk.lent); // asked for the next: this one is consumed
       }
     } finally {
       await this.close();
@@ -70,20 +90,32 @@ export class HashingFileReader implements AsyncIterable<Uint8Array> {
   }
 
   /** The next chunk at `position` (null at the end or once destroyed), hashed in order. */
-  private read(fh: FileHandle, position: number): Promise<Uint8Array | null> {
+  private read(fh: FileHandle, position: number): Promise<Chunk | null> {
     const p = (async () => {
-      if (this.destroyed) return null;
-      const buf = Buffer.allocUnsafeSlow(this.opts.chunk);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, position);
+      const lent = this.destroyed ? undefined : await this.lender?.borrow();
+      if (lent) this.borrowed.add(lent);
+      if (this.destroyed) {
+        this.giveBack(lent);
+        return null;
+      }
+      const buf = lent ?? Buffer.allocUnsafeSlow(this.opts.chunk);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.opts.chunk), position));
+      } catch (e) {
+        this.giveBack(lent);
+        throw e;
+      }
       if (bytesRead === 0) {
+        this.giveBack(lent);
         this.ended = true;
         return null;
       }
-      const chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
-      this.hash.update(chunk);
+      const bytes = buf.subarray(0, bytesRead);
+      this.hash.update(bytes);
       this.size += bytesRead;
       this.opts.onBytes?.(bytesRead);
-      return chunk;
+      return { bytes, lent };
     })();
     this.reading = p.catch(() => undefined); // its error reaches the iterator; never unhandled
     return p;
@@ -94,8 +126,14 @@ export class HashingFileReader implements AsyncIterable<Uint8Array> {
       this.destroyed = true;
       const fh = await this.handle?.catch(() => undefined);
       await this.reading;
+      for (const b of [...this.borrowed]) this.giveBack(b);
       await fh?.close().catch(() => undefined);
     })();
     return this.closing;
+  }
+
+  private giveBack(lent: Uint8Array | undefined): void {
+    if (!lent || !this.borrowed.delete(lent)) return;
+    this.lender!.giveBack(lent);
   }
 }

@@ -108,4 +108,51 @@ describe('HashingFileReader', () => {
     r[Symbol.asyncIterator]();
     expect(() => r[Symbol.asyncIterator]()).toThrow(/read once/);
   });
+
+  it('reads into lent buffers once lent, gives each back when the next chunk is asked for, and the rest on close', async () => {
+    const bytes = randomBytes(40_000);
+    const path = fileOf(bytes);
+    const pool = [Buffer.alloc(4096), Buffer.alloc(4096), Buffer.alloc(4096)];
+    const out = new Set<Uint8Array>();
+    const lender = {
+      borrow: async () => {
+        const b = pool.find((p) => !out.has(p));
+        if (b) out.add(b);
+        return b; // undefined when all are out: the reader reads into its own buffer
+      },
+      giveBack: (b: Uint8Array) => {
+        expect(out.has(b)).toBe(true);
+        out.delete(b);
+      },
+    };
+    const r = new HashingFileReader(path, { chunk: 4096 });
+    const it = r[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Uint8Array; // read (and the one ahead) before lending
+    expect(pool.some((p) => p.buffer === first.buffer)).toBe(false);
+    r.lendFrom(lender);
+    const parts: Buffer[] = [Buffer.from(first)];
+    let lentChunks = 0;
+    for (let n = await it.next(); !n.done; n = await it.next()) {
+      const inPool = pool.some((p) => p.buffer === n.value.buffer && p.byteOffset === n.value.byteOffset);
+      if (inPool) lentChunks++;
+      // The chunk in hand is still out: it is given back only when the next one is asked for.
+      if (inPool) expect([...out].some((b) => b.byteOffset === n.value.byteOffset && b.buffer === n.value.buffer)).toBe(true);
+      parts.push(Buffer.from(n.value));
+    }
+    expect(Buffer.concat(parts).equals(bytes)).toBe(true);
+    expect(lentChunks).toBeGreaterThan(5);
+    expect(out.size).toBe(0); // the end's empty read gave its buffer back too
+    expect((await r.digest()).hash.equals(sha256(bytes))).toBe(true);
+
+    // Destroyed part way: the chunk in hand and the read ahead are given back once that read returned.
+    const r2 = new HashingFileReader(fileOf(randomBytes(40_000)), { chunk: 4096 });
+    r2.lendFrom(lender);
+    const it2 = r2[Symbol.asyncIterator]();
+    await it2.next();
+    await it2.next();
+    expect(out.size).toBeGreaterThan(0);
+    r2.destroy();
+    await new Promise((res) => setTimeout(res, 50));
+    expect(out.size).toBe(0);
+  });
 });
