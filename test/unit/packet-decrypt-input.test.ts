@@ -202,7 +202,10 @@ describe('decodePacket from a HashingFileReader with a DecryptWorker', () => {
       ...[5000, 300_000, 1_000_000].map((cut): [string, Buffer, RegExp] => [`truncated by ${cut}`, good.subarray(0, good.length - cut), /^PACKET_DECRYPT: .*truncated/]),
       ['trailing bytes', Buffer.concat([good, Buffer.from('x')]), /^PACKET_DECRYPT: .*trailing bytes/],
       ['bad MDC', flipped(good, good.length - 3), /^PACKET_DECRYPT: .*modification detected/],
-      ['ciphertext flipped in the middle', flipped(good, good.length >> 1), /^PACKET_DECRYPT: .*modification detected/, false],
+      // Which inner error the flip causes depends on the random session key: corrupt deflate data (the
+      // worker then reports the MDC), or garbage that inflates and breaks the signed message's framing
+      // on this thread (named as such). PACKET_DECRYPT either way, as on the main thread.
+      ['ciphertext flipped in the middle', flipped(good, good.length >> 1), /^PACKET_DECRYPT: /, false],
     ];
     for (const [what, bytes, expected, sameMessage = true] of cases) {
       const got = await decodeFile(bytes);
