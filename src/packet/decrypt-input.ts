@@ -13,10 +13,17 @@
 
 export const IN_SLOT = 256 * 1024;
 export const IN_SLOTS = 4;
+/**
+ * A job starts only with this many slots free: one the reader may hold, one for the pump's copies
+ * and the worker (InputPump). Fewer are free only while reads of an ended job are still under way,
+ * or stuck (a read that never returns keeps its slot for good); the packet is then decrypted on the
+ * main thread.
+ */
+export const MIN_FREE_AT_START = 2;
 
 /** Lends buffers to read into, and takes them back once their bytes have been consumed. */
 export interface BufferLender {
-  /** A buffer to read into (a whole slot), or undefined: read into your own. */
+  /** A buffer to read into (a whole slot), once one is free; undefined: read into your own. */
   borrow(): Promise<Uint8Array | undefined>;
   /** Gives back a borrowed buffer: every chunk read into it has been consumed, or nothing was read. */
   giveBack(buffer: Uint8Array): void;
@@ -44,6 +51,10 @@ export class InputSlots {
     return this.refs.filter((n) => n > 0).length;
   }
 
+  freeCount(): number {
+    return IN_SLOTS - this.heldCount();
+  }
+
   /** A free slot, now held once; or undefined once `halted` says so. */
   async take(halted: () => boolean): Promise<number | undefined> {
     for (;;) {
@@ -59,10 +70,6 @@ export class InputSlots {
 
   hold(slot: number): void {
     this.refs[slot]!++;
-  }
-
-  held(slot: number): boolean {
-    return this.refs[slot]! > 0;
   }
 
   release(slot: number, n = 1): void {
@@ -91,10 +98,23 @@ export class InputSlots {
   }
 }
 
-/** One job's ciphertext into the worker: ranges of slots, in order, each held until handed back. */
+/**
+ * One job's ciphertext into the worker: ranges of slots, in order, each held until handed back.
+ * The reader and the pump both wait for free slots, and could wait for each other: the reader gives
+ * its slots back only when the pump asks for the next chunk, which the pump does not while it waits
+ * for a slot to copy into (or holds one half filled). So the reader holds at most one slot fewer
+ * than were free when the job started; the others are the pump's or the worker's, and the worker
+ * always hands them back. Slots held when a job starts belong to reads of an ended job still under
+ * way (or stuck for good: a read that never returns); DecryptWorker.open starts a job only with
+ * MIN_FREE_AT_START free.
+ */
 export class InputPump {
   /** Ranges handed to the worker and not handed back yet, per slot. */
   private readonly atWorker = new Array<number>(IN_SLOTS).fill(0);
+  /** Slots lent to the reader and not given back: only its chunks from these are handed over in place. */
+  private readonly lent = new Set<number>();
+  /** How many slots the reader may hold at once (above). */
+  private readonly readerCap: number;
 
   constructor(
     private readonly slots: InputSlots,
@@ -102,16 +122,22 @@ export class InputPump {
     private readonly sendEnd: () => void,
     /** The job is over or aborted: hand nothing more over. */
     private readonly halted: () => boolean,
-  ) {}
+  ) {
+    this.readerCap = slots.freeCount() - 1;
+  }
 
   readonly lender: BufferLender = {
     borrow: async () => {
+      if (this.lent.size >= this.readerCap) return undefined; // the reader has one read ahead at a time: no race here
       const slot = await this.slots.take(this.halted);
-      return slot === undefined ? undefined : this.slots.view(slot);
+      if (slot === undefined) return undefined;
+      this.lent.add(slot);
+      return this.slots.view(slot);
     },
     giveBack: (buffer) => {
       const slot = this.slots.slotOf(buffer);
-      if (slot !== undefined) this.slots.release(slot);
+      if (slot === undefined || !this.lent.delete(slot)) return;
+      this.slots.release(slot);
     },
   };
 
@@ -127,7 +153,7 @@ export class InputPump {
         if (lies !== undefined) {
           // Its reader holds the slot until it is asked for the next chunk, which has not happened
           // yet; if it does not, the input was closed under the decoder, which has given up.
-          if (!this.slots.held(lies)) throw new Error('the packet input was closed while its ciphertext was being handed over');
+          if (!this.lent.has(lies)) throw new Error('the packet input was closed while its ciphertext was being handed over');
           if (slot !== undefined) this.handOver(slot, 0, fill); // in order: the copies before it first
           slot = undefined;
           this.slots.hold(lies);

@@ -14,7 +14,7 @@
  * buffers over by transfer instead was measured slower than inflating on one thread (page faults).
  */
 import { Worker } from 'node:worker_threads';
-import { IN_SLOT, InputPump, InputSlots, type SlotReadable } from './decrypt-input.js';
+import { IN_SLOT, InputPump, InputSlots, MIN_FREE_AT_START, type SlotReadable } from './decrypt-input.js';
 import { CTRL_DRAIN, CTRL_SLOTS, CTRL_STOP, type DecryptWorkerSetup, type FromWorker, type ToWorker } from './decrypt-worker.js';
 import { PgpFormatError } from './pgpstream.js';
 
@@ -68,10 +68,11 @@ export class DecryptWorker {
    * Decrypts a SEIPD v1 body (`ciphertext`: after the version octet) with `algorithm` (openpgp.js's
    * name, e.g. 'aes256') and the session key; decompressed output may not exceed maxRatio times its
    * input plus 1 MiB. `source`, the input `ciphertext` is read from, if it can read on into the
-   * input slots. Undefined if the worker is busy with another packet or broken.
+   * input slots. Undefined if the worker is busy with another packet or broken, or if too few input
+   * slots are free (decrypt-input.ts, MIN_FREE_AT_START).
    */
   open(algorithm: string, key: Uint8Array, ciphertext: AsyncIterable<Uint8Array>, maxRatio: number, source?: SlotReadable): WorkerDecryption | undefined {
-    if (this.busy || this.failed !== undefined) return undefined;
+    if (this.busy || this.failed !== undefined || this.inputs.freeCount() < MIN_FREE_AT_START) return undefined;
     let worker: Worker;
     try {
       worker = this.start();

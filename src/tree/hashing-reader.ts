@@ -18,7 +18,7 @@ import { hashFile } from './scan.js';
 export interface HashingReaderOptions {
   /** Bytes per read. */
   chunk: number;
-  /** Called with the size of each chunk read (the daemon paces GC by it). */
+  /** Called with the size of each chunk read into a buffer of its own (the daemon paces GC by the garbage). */
   onBytes?: ((n: number) => void) | undefined;
 }
 
@@ -114,7 +114,7 @@ export class HashingFileReader implements AsyncIterable<Uint8Array>, SlotReadabl
       const bytes = buf.subarray(0, bytesRead);
       this.hash.update(bytes);
       this.size += bytesRead;
-      this.opts.onBytes?.(bytesRead);
+      if (!lent) this.opts.onBytes?.(bytesRead); // a lent buffer is allocated once, for good: no garbage to pace
       return { bytes, lent };
     })();
     this.reading = p.catch(() => undefined); // its error reaches the iterator; never unhandled

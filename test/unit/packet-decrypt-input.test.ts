@@ -15,7 +15,7 @@ import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
 import { decodePacket } from '../../src/packet/codec.js';
-import { IN_SLOT, IN_SLOTS, InputPump, InputSlots } from '../../src/packet/decrypt-input.js';
+import { IN_SLOT, IN_SLOTS, InputPump, InputSlots, type BufferLender } from '../../src/packet/decrypt-input.js';
 import { DecryptWorker } from '../../src/packet/decrypt-offload.js';
 import { packetHeader } from '../../src/packet/pgpstream.js';
 import { HashingFileReader } from '../../src/tree/hashing-reader.js';
@@ -121,6 +121,48 @@ describe('InputPump', () => {
     pump.lender.giveBack(lent);
     await expect(pump.run(from([lent.subarray(0, 10)]))).rejects.toThrow(/input was closed/);
     expect(slots.heldCount()).toBe(0);
+  });
+});
+
+describe('InputPump with a HashingFileReader lending', () => {
+  // A read that never returns (a hung network file system) keeps its slot for good. The reader and
+  // the pump could wait for each other (decrypt-input.ts): the reader may hold one slot fewer than
+  // were free at the start. With 3 held elsewhere it holds none (DecryptWorker.open declines then).
+  it.each([0, 2, 3])('completes with %i slots held elsewhere when it starts', async (heldElsewhere) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ferry-pump-'));
+    const bytes = randomBytes(4 << 20);
+    const file = path.join(dir, 'p');
+    writeFileSync(file, bytes);
+    const slots = new InputSlots();
+    for (let i = 0; i < heldElsewhere; i++) await slots.take(() => false);
+    const reader = new HashingFileReader(file, { chunk: IN_SLOT });
+    const it = reader[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Uint8Array; // read before the worker took the packet, as in openNative
+    const got: Buffer[] = [];
+    // The worker: takes each range's bytes and hands it back on the next turn.
+    const pump: InputPump = new InputPump(
+      slots,
+      (slot, off, len) => {
+        got.push(Buffer.from(new Uint8Array(slots.buffer, slot * IN_SLOT + off, len)));
+        setImmediate(() => pump.handedBack(slot));
+      },
+      () => undefined,
+      () => false,
+    );
+    reader.lendFrom(pump.lender);
+    async function* ciphertext(): AsyncGenerator<Uint8Array> {
+      yield first;
+      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+    }
+    const outcome = await Promise.race([pump.run(ciphertext()).then(() => 'done'), new Promise((r) => setTimeout(() => r('stuck'), 5000))]);
+    expect(outcome).toBe('done');
+    expect(Buffer.concat(got).equals(bytes)).toBe(true);
+    if (heldElsewhere === 0) expect(slots.stats.direct).toBeGreaterThan(bytes.length / 2);
+    else if (heldElsewhere === 2) expect(slots.stats.direct).toBeGreaterThan(0); // one slot at a time: the read ahead often in a buffer of its own
+    else expect(slots.stats.direct).toBe(0);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(slots.heldCount()).toBe(heldElsewhere);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
@@ -239,6 +281,42 @@ describe('decodePacket from a HashingFileReader with a DecryptWorker', () => {
       expect(sink.bytes.equals(payload)).toBe(true);
     }
     await expectSlotsFree();
+  });
+
+  it('a job starts only with two input slots free (reads of an ended job still under way, or stuck): else the main thread decrypts', async () => {
+    // A source that borrows slots and keeps them, as reads that never return would.
+    const kept: { lender: BufferLender; buffer: Uint8Array }[] = [];
+    let borrowing: Promise<unknown> = Promise.resolve();
+    const stuck = (n: number) => ({
+      lendFrom(lender: BufferLender) {
+        borrowing = (async () => {
+          for (let i = 0; i < n; i++) kept.push({ lender, buffer: (await lender.borrow())! });
+        })();
+      },
+    });
+    const open = (source: ReturnType<typeof stuck>) => w.open('aes256', randomBytes(32), from([randomBytes(1000)]), 1100, source);
+    // The reader may hold up to 3 of 4 free slots; it keeps 2, then 1 of the 2 left.
+    const job1 = open(stuck(2));
+    expect(job1).toBeDefined();
+    await borrowing;
+    await job1!.close();
+    expect(w.inputUse().held).toBe(2);
+    const job2 = open(stuck(1)); // two free: it may start
+    expect(job2).toBeDefined();
+    await borrowing;
+    await job2!.close();
+    expect(w.inputUse().held).toBe(3);
+    expect(open(stuck(0))).toBeUndefined(); // one free: declined, the caller decrypts on its own thread
+    const payload = Buffer.from(randomBytes(2 << 20).toString('base64'));
+    const sink = new CollectSink();
+    const before = w.inputUse();
+    expect(await decodeFile(await encodeToBuffer(alice, bob, payload, 6), sink)).toBe('ok');
+    expect(sink.bytes.equals(payload)).toBe(true);
+    expect(w.inputUse().direct + w.inputUse().copied).toBe(before.direct + before.copied); // not on the worker
+    for (const k of kept) k.lender.giveBack(k.buffer); // the stuck reads return at last
+    await expectSlotsFree();
+    expect(await decodeFile(await encodeToBuffer(alice, bob, payload, 6))).toBe('ok');
+    expect(w.inputUse().direct).toBeGreaterThan(before.direct); // on the worker again
   });
 
   it('two decodes at once: one on the worker reading into its slots, one on the main thread; both deliver their bytes', async () => {
