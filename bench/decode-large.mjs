@@ -2,8 +2,9 @@
 // message (base64 CRLF lines, as bench/large-message.mjs) is encoded once into a packet; then, REPS
 // times each, in this process:
 //   decoder: dist/packet/decode.js decodePacket from the packet file into a file (what the receiver
-//     runs: async generators, fs streams; all on this thread, or with DECODE_WORKER=1 decryption and
-//     inflation on the daemon's decrypt worker, dist/packet/decrypt-offload.js);
+//     runs: the file read by dist/tree/hashing-reader.js, async generators, a write stream; all on
+//     this thread, or with DECODE_WORKER=1 decryption and inflation on the daemon's decrypt worker,
+//     dist/packet/decrypt-offload.js, the file read straight into its input slots);
 //   floor:   the same primitives as ONE synchronous loop on the same bytes (zlib stream, AES-256-CFB,
 //     no OpenPGP framing): 256 KiB reads into one buffer, decrypt, SHA-1 (MDC), inflate through the
 //     zlib handle's writeSync into one reused buffer, SHA-512 (signature) + SHA-256 (payload), write.
@@ -22,6 +23,7 @@ import { generateNodeKey } from '../dist/keys/generate.js';
 import { decodePacket } from '../dist/packet/decode.js';
 import { encodePacket } from '../dist/packet/encode.js';
 import { DecryptWorker } from '../dist/packet/decrypt-offload.js';
+import { HashingFileReader } from '../dist/tree/hashing-reader.js';
 import { rm, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 50);
@@ -101,7 +103,9 @@ export async function main() {
     const rows = [];
     for (let i = 0; i < REPS; i++) {
       rows.push(await timed('decoder', msg.length, async () => {
-        const r = await decodePacket({ input: fs.createReadStream(packet, { highWaterMark: CHUNK }), decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }), decryptWorker });
+        const input = new HashingFileReader(packet, { chunk: CHUNK });
+        const r = await decodePacket({ input, decryptionKey: B, verificationKeys: [A.toPublic()], payloadSink: () => fs.createWriteStream(path.join(dir, 'out.decoder'), { highWaterMark: CHUNK }), decryptWorker, inputBytes: fs.statSync(packet).size });
+        input.destroy();
         if (r.header.size !== msg.length) throw new Error('decoder: wrong size');
       }));
       rows.push(await timed('floor', msg.length, async () => {
