@@ -113,8 +113,10 @@ export class InputPump {
   private readonly atWorker = new Array<number>(IN_SLOTS).fill(0);
   /** Slots lent to the reader and not given back: only its chunks from these are handed over in place. */
   private readonly lent = new Set<number>();
-  /** How many slots the reader may hold at once (above). */
+  /** How many slots the reader may hold at once (above); 0: it reads into its own buffers. Fixed for the job. */
   private readonly readerCap: number;
+  /** Borrows waiting for a slot: they count toward the cap from the start. */
+  private borrowing = 0;
 
   constructor(
     private readonly slots: InputSlots,
@@ -123,13 +125,19 @@ export class InputPump {
     /** The job is over or aborted: hand nothing more over. */
     private readonly halted: () => boolean,
   ) {
-    this.readerCap = slots.freeCount() - 1;
+    this.readerCap = Math.max(0, slots.freeCount() - 1);
   }
 
   readonly lender: BufferLender = {
     borrow: async () => {
-      if (this.lent.size >= this.readerCap) return undefined; // the reader has one read ahead at a time: no race here
-      const slot = await this.slots.take(this.halted);
+      if (this.lent.size + this.borrowing >= this.readerCap) return undefined;
+      this.borrowing++;
+      let slot: number | undefined;
+      try {
+        slot = await this.slots.take(this.halted);
+      } finally {
+        this.borrowing--;
+      }
       if (slot === undefined) return undefined;
       this.lent.add(slot);
       return this.slots.view(slot);

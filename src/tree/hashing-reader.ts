@@ -39,8 +39,8 @@ export class HashingFileReader implements AsyncIterable<Uint8Array>, SlotReadabl
   private reading: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
   private lender: BufferLender | undefined;
-  /** Borrowed buffers not given back yet: the current chunk's and the read ahead's. */
-  private readonly borrowed = new Set<Uint8Array>();
+  /** Borrowed buffers not given back yet (the current chunk's and the read ahead's), each with its lender. */
+  private readonly borrowed = new Map<Uint8Array, BufferLender>();
 
   constructor(
     private readonly path: string,
@@ -92,8 +92,9 @@ export class HashingFileReader implements AsyncIterable<Uint8Array>, SlotReadabl
   /** The next chunk at `position` (null at the end or once destroyed), hashed in order. */
   private read(fh: FileHandle, position: number): Promise<Chunk | null> {
     const p = (async () => {
-      const lent = this.destroyed ? undefined : await this.lender?.borrow();
-      if (lent) this.borrowed.add(lent);
+      const lender = this.lender;
+      const lent = this.destroyed ? undefined : await lender?.borrow();
+      if (lent) this.borrowed.set(lent, lender!);
       if (this.destroyed) {
         this.giveBack(lent);
         return null;
@@ -126,14 +127,16 @@ export class HashingFileReader implements AsyncIterable<Uint8Array>, SlotReadabl
       this.destroyed = true;
       const fh = await this.handle?.catch(() => undefined);
       await this.reading;
-      for (const b of [...this.borrowed]) this.giveBack(b);
+      for (const b of [...this.borrowed.keys()]) this.giveBack(b);
       await fh?.close().catch(() => undefined);
     })();
     return this.closing;
   }
 
   private giveBack(lent: Uint8Array | undefined): void {
-    if (!lent || !this.borrowed.delete(lent)) return;
-    this.lender!.giveBack(lent);
+    const lender = lent && this.borrowed.get(lent);
+    if (!lender) return;
+    this.borrowed.delete(lent);
+    lender.giveBack(lent);
   }
 }

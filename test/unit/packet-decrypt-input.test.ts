@@ -114,6 +114,16 @@ describe('InputPump', () => {
     expect(slots.heldCount()).toBe(0);
   });
 
+  it("counts a borrow toward the reader's cap while it waits: two at once do not both get a slot past it", async () => {
+    const slots = new InputSlots();
+    await slots.take(() => false);
+    await slots.take(() => false); // two held elsewhere: the reader may hold one
+    const { pump } = pumpOn(slots);
+    const [a, b] = await Promise.all([pump.lender.borrow(), pump.lender.borrow()]);
+    expect([a, b].filter(Boolean)).toHaveLength(1);
+    expect(slots.freeCount()).toBe(1);
+  });
+
   it('refuses a chunk from a slot its reader has given back (the input was closed under the decoder)', async () => {
     const slots = new InputSlots();
     const { pump } = pumpOn(slots);
