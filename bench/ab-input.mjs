@@ -12,9 +12,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable, Transform, pipeline as pipe } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import * as openpgp from 'openpgp';
+import { Transform, pipeline as pipe } from 'node:stream';
+import { writeLargePacket } from './lib/large-packet.mjs';
 const D = process.env.DIST ?? new URL('../dist', import.meta.url).pathname;
 const { generateNodeKey } = await import(`${D}/keys/generate.js`);
 const { decodePacket } = await import(`${D}/packet/decode.js`);
@@ -26,13 +25,8 @@ const REPS = Number(process.env.REPS ?? 8);
 const CHUNK = 256 * 1024; // the receiver's read size (src/receive/verify.ts)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ab-input-'));
 const msg = Buffer.from(crypto.randomBytes(MIB * 786432).toString('base64').replace(/.{76}/g, '$&\r\n'));
-const [ka, kb] = await Promise.all([generateNodeKey({ name: 'a' }), generateNodeKey({ name: 'b' })]);
-const A = await openpgp.readPrivateKey({ armoredKey: ka.privateArmored });
-const B = await openpgp.readPrivateKey({ armoredKey: kb.privateArmored });
-const now = new Date();
-const header = { v: 1, type: 'mail', id: 'decodelargebenchaaaaaaaaaa', from_node: ka.fingerprint, to_node: kb.fingerprint, created: now.toISOString(), expires: new Date(now.getTime() + 864e5).toISOString(), envelope: { from: 'a@offline.test', to: ['b@example.org'] }, size: msg.length, sha256: crypto.createHash('sha256').update(msg).digest('hex') };
 const packet = path.join(dir, 'packet.pgp');
-await pipeline(await encodePacket({ header, payload: Readable.from([msg]), signingKey: A, encryptionKey: B.toPublic(), compressionLevel: 6 }), fs.createWriteStream(packet));
+const { A, B } = await writeLargePacket({ generateNodeKey, encodePacket }, msg, packet);
 const decryptWorker = new DecryptWorker();
 decryptWorker.warm(); // as the daemon does
 await new Promise((r) => setTimeout(r, 500));

@@ -15,15 +15,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import * as openpgp from 'openpgp';
 import { generateNodeKey } from '../dist/keys/generate.js';
 import { decodePacket } from '../dist/packet/decode.js';
 import { encodePacket } from '../dist/packet/encode.js';
 import { DecryptWorker } from '../dist/packet/decrypt-offload.js';
 import { HashingFileReader } from '../dist/tree/hashing-reader.js';
+import { writeLargePacket } from './lib/large-packet.mjs';
 import { rm, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 50);
@@ -88,13 +86,8 @@ export async function main() {
     const msg = message();
     console.log(`== decode-large: ${(msg.length / 1048576).toFixed(1)} MiB message, ${REPS} runs each (2 cores; see docs/performance.md)`);
     // The real packet, through the real encoder.
-    const [ka, kb] = await Promise.all([generateNodeKey({ name: 'a' }), generateNodeKey({ name: 'b' })]);
-    const A = await openpgp.readPrivateKey({ armoredKey: ka.privateArmored });
-    const B = await openpgp.readPrivateKey({ armoredKey: kb.privateArmored });
-    const now = new Date();
-    const header = { v: 1, type: 'mail', id: 'decodelargebenchaaaaaaaaaa', from_node: ka.fingerprint, to_node: kb.fingerprint, created: now.toISOString(), expires: new Date(now.getTime() + 864e5).toISOString(), envelope: { from: 'a@offline.test', to: ['b@example.org'] }, size: msg.length, sha256: crypto.createHash('sha256').update(msg).digest('hex') };
     const packet = path.join(dir, 'packet.pgp');
-    await pipeline(await encodePacket({ header, payload: Readable.from([msg]), signingKey: A, encryptionKey: B.toPublic(), compressionLevel: 6 }), fs.createWriteStream(packet));
+    const { A, B } = await writeLargePacket({ generateNodeKey, encodePacket }, msg, packet);
     // The floor's input: the same message deflated at the same level, AES-256-CFB encrypted.
     const key = crypto.randomBytes(32);
     const c = crypto.createCipheriv('aes-256-cfb', key, Buffer.alloc(16));
