@@ -38,7 +38,10 @@ export interface VerifiedPacket {
   message: MessageSource;
 }
 
-/** Read/write size for large packets and work files: 64 KiB calls cost a syscall each, and they are dear here (gVisor). */
+/**
+ * Read/write size for large packets and work files: fewer calls than 64 KiB (measured under gVisor,
+ * where each was dear), and the decrypt worker's input slot size, so that a read fills one slot.
+ */
 const STREAM_CHUNK = 256 * 1024;
 /** Packets up to this size are read into memory; larger ones are streamed from the file. */
 export const IN_MEMORY_PACKET_BYTES = 1 << 20;
@@ -82,7 +85,10 @@ export interface DecryptOptions {
   packetBytes?: Buffer | undefined;
   /** Large packets: decode straight into the destination when it offers (docs/delivery.md). */
   stage?: Stager | undefined;
-  /** Called with the size of each chunk read from a large packet's file and of each decoded message part (the daemon paces GC by it). */
+  /**
+   * Called with the size of each chunk read from a large packet's file into a buffer of its own (not
+   * into the decrypt worker's slots) and of each decoded message part: the daemon paces GC by the garbage.
+   */
   onBytes?: ((n: number) => void) | undefined;
   /** Decrypts and inflates large packets on a worker thread when it is free. */
   decryptWorker?: DecryptWorker | undefined;

@@ -170,7 +170,7 @@ describe('InputPump with a HashingFileReader lending', () => {
     if (heldElsewhere === 0) expect(slots.stats.direct).toBeGreaterThan(bytes.length / 2);
     else if (heldElsewhere === 2) expect(slots.stats.direct).toBeGreaterThan(0); // one slot at a time: the read ahead often in a buffer of its own
     else expect(slots.stats.direct).toBe(0);
-    await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 200 && slots.heldCount() !== heldElsewhere; i++) await new Promise((r) => setTimeout(r, 10)); // the last hand-back
     expect(slots.heldCount()).toBe(heldElsewhere);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -217,7 +217,7 @@ describe('decodePacket from a HashingFileReader with a DecryptWorker', () => {
 
   /** Every input slot comes free once the decode's reader has closed (its read ahead returns first). */
   async function expectSlotsFree(): Promise<void> {
-    for (let i = 0; i < 100 && w.inputUse().held > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 200 && w.inputUse().held > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(w.inputUse().held).toBe(0);
   }
 

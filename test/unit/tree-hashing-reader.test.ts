@@ -30,6 +30,12 @@ function fdsOn(path: string): number {
 
 const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
+/** Waits (up to 2 s, for a loaded machine) until `value()` is `want`; returns the last value seen. */
+async function settlesTo<T>(value: () => T, want: T): Promise<T> {
+  for (let i = 0; i < 200 && value() !== want; i++) await new Promise((res) => setTimeout(res, 10));
+  return value();
+}
+
 describe('HashingFileReader', () => {
   it.each([
     ['a file of several chunks and a short last one', 10_000, 4096],
@@ -62,8 +68,7 @@ describe('HashingFileReader', () => {
     r.destroy();
     // The read ahead returns; after it the iterator ends and the file is closed.
     for (let n = await it.next(); !n.done; n = await it.next());
-    await new Promise((res) => setTimeout(res, 20));
-    expect(fdsOn(path)).toBe(0);
+    expect(await settlesTo(() => fdsOn(path), 0)).toBe(0);
     const d = await r.digest();
     expect(d.size).toBe(-1);
     expect(d.hash.equals(sha256(bytes))).toBe(true);
@@ -85,8 +90,7 @@ describe('HashingFileReader', () => {
     const it = r[Symbol.asyncIterator]();
     await it.next();
     r.destroy();
-    await new Promise((res) => setTimeout(res, 50));
-    expect(fdsOn(path)).toBe(0);
+    expect(await settlesTo(() => fdsOn(path), 0)).toBe(0);
   });
 
   it('destroyed before it was read, it opens nothing', async () => {
@@ -152,7 +156,6 @@ describe('HashingFileReader', () => {
     await it2.next();
     expect(out.size).toBeGreaterThan(0);
     r2.destroy();
-    await new Promise((res) => setTimeout(res, 50));
-    expect(out.size).toBe(0);
+    expect(await settlesTo(() => out.size, 0)).toBe(0);
   });
 });
