@@ -9,6 +9,7 @@
  * (docs/performance.md). V8 reads it at start only, so whoever runs `node dist/cli/main.js` directly
  * (npm start, the benchmarks) passes the same flag.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { configPathFrom } from '../config/load.js';
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<number> {
   const program = new Command('ferrypost')
     .description('delay-tolerant mail gateway over a synced folder')
     .option('-c, --config <file>', 'config file (default: $FERRYPOST_CONFIG, else ./ferrypost.yaml)')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .exitOverride()
     .showHelpAfterError('(run "ferrypost --help" for usage)');
   const configFile = () => configPathFrom(program.opts<{ config?: string }>().config);
@@ -40,6 +42,16 @@ async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : SYSEXIT.USAGE;
     }
     return reportError(err);
+  }
+}
+
+/** The version in package.json (dist/cli/main.js → ../../package.json, in the repository and when installed). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
   }
 }
 

@@ -36,6 +36,15 @@ describe('ferrypost CLI', () => {
     expect(r.status).toBe(0);
   });
 
+  it('--version prints the package version and exits 0, like postconf mail_version', () => {
+    const version = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
+    for (const flag of ['--version', '-V']) {
+      const r = cli([flag]);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(`${version}\n`);
+    }
+  });
+
   it('init refuses to overwrite a node', () => {
     const r = cli(['init', '--dir', a.dir]);
     expect(r.status).toBe(64);
