@@ -2,10 +2,14 @@
  * Who is who, without unlocking anything: this node's fingerprint (read from its key file, which stays
  * locked) and the configured peers' names and fingerprints (from the config). For commands that only
  * list or move files by node id (queue, quarantine release); the daemon loads the full Keyring.
+ * The fingerprint comes from the key file's first packet (primary-fingerprint.ts) when it can, so these
+ * commands do not load openpgp.js; otherwise openpgp.js reads the key, as before.
  * Fails with FerryError('CONFIG') if the node key file cannot be read or parsed.
  */
+import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/schema.js';
-import { fingerprintOf, readKeyFile } from './load.js';
+import { FerryError } from '../errors/index.js';
+import { primaryFingerprint } from './primary-fingerprint.js';
 
 export interface PeerIdentity {
   name: string;
@@ -18,8 +22,21 @@ export interface Identities {
 }
 
 export async function loadIdentities(cfg: Config): Promise<Identities> {
-  const key = await readKeyFile(cfg.node.key, 'node key');
+  const fingerprint = await nodeFingerprint(cfg.node.key);
   const peers = new Map<string, PeerIdentity>();
   for (const p of cfg.peers) peers.set(p.fingerprint.toLowerCase(), { name: p.name, fingerprint: p.fingerprint.toLowerCase() });
-  return { self: { fingerprint: fingerprintOf(key) }, peers };
+  return { self: { fingerprint }, peers };
+}
+
+async function nodeFingerprint(file: string): Promise<string> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    throw new FerryError('CONFIG', `cannot read node key ${file}: ${(e as Error).message}`);
+  }
+  const quick = primaryFingerprint(bytes);
+  if (quick !== undefined) return quick;
+  const { fingerprintOf, readKeyFile } = await import('./load.js');
+  return fingerprintOf(await readKeyFile(file, 'node key'));
 }

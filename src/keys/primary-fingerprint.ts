@@ -1,0 +1,145 @@
+/**
+ * The v4 fingerprint of a key file's primary key, read straight from its first packet (RFC 9580
+ * §5.5.4.2: SHA-1 over 0x99, a two-octet length and the public key fields), without loading openpgp.js.
+ * For commands that only need this node's id (`ferrypost queue`, `quarantine release`): loading and
+ * compiling openpgp.js is ~0.1 s of a `queue` run that should stay under 1 s (docs/performance.md).
+ * Pure, no I/O. Returns undefined for anything it does not know for certain (v5/v6 keys, unknown
+ * algorithms, partial lengths, a bad armor checksum, trailing bytes in a public key packet): the
+ * caller then reads the key with openpgp.js, which gives the same answer or the proper error.
+ * It checks only the first packet, not the whole key: listing the queue needs the id, and the daemon
+ * validates the key fully at start.
+ */
+import { createHash } from 'node:crypto';
+
+const TAG_SECRET_KEY = 5;
+const TAG_PUBLIC_KEY = 6;
+
+/** Lowercase hex v4 fingerprint of the primary key, or undefined (see the file comment). */
+export function primaryFingerprint(file: Uint8Array): string | undefined {
+  const bytes = isArmored(file) ? dearmor(file) : file;
+  if (!bytes) return undefined;
+  const packet = firstPacket(bytes);
+  if (!packet || (packet.tag !== TAG_SECRET_KEY && packet.tag !== TAG_PUBLIC_KEY)) return undefined;
+  const end = publicFieldsEnd(packet.body);
+  if (end === undefined) return undefined;
+  // A public key packet is only its public fields; anything more is something openpgp.js should judge.
+  if (packet.tag === TAG_PUBLIC_KEY && end !== packet.body.length) return undefined;
+  const head = Buffer.from([0x99, end >> 8, end & 0xff]);
+  return createHash('sha1').update(head).update(packet.body.subarray(0, end)).digest('hex');
+}
+
+function isArmored(file: Uint8Array): boolean {
+  return Buffer.from(file.buffer, file.byteOffset, Math.min(file.length, 64)).toString('latin1').trimStart().startsWith('-----BEGIN PGP');
+}
+
+/** The binary of the first key block of an ASCII-armored file; undefined if malformed or its CRC24 is wrong. */
+function dearmor(file: Uint8Array): Buffer | undefined {
+  const lines = Buffer.from(file.buffer, file.byteOffset, file.length).toString('latin1').split(/\r?\n/).map((l) => l.trimEnd());
+  const begin = lines.findIndex((l) => /^-----BEGIN PGP (PUBLIC|PRIVATE) KEY BLOCK-----$/.test(l));
+  if (begin < 0) return undefined;
+  let i = begin + 1;
+  while (i < lines.length && lines[i] !== '') {
+    if (!/^[A-Za-z0-9-]+: /.test(lines[i]!)) break; // no armor headers: the data starts here
+    i++;
+  }
+  if (lines[i] === '') i++;
+  let b64 = '';
+  let crc: string | undefined;
+  for (; i < lines.length; i++) {
+    const l = lines[i]!;
+    if (l.startsWith('-----END PGP ')) break;
+    if (l.startsWith('=') && l.length === 5) crc = l.slice(1);
+    else if (/^[A-Za-z0-9+/=]*$/.test(l)) b64 += l;
+    else return undefined;
+  }
+  if (i === lines.length) return undefined; // no END line
+  const bin = Buffer.from(b64, 'base64');
+  if (bin.length === 0) return undefined;
+  if (crc !== undefined) {
+    const want = Buffer.from(crc, 'base64');
+    if (want.length !== 3 || crc24(bin) !== ((want[0]! << 16) | (want[1]! << 8) | want[2]!)) return undefined;
+  }
+  return bin;
+}
+
+/** RFC 9580 §6.1. */
+function crc24(data: Uint8Array): number {
+  let crc = 0xb704ce;
+  for (const b of data) {
+    crc ^= b << 16;
+    for (let k = 0; k < 8; k++) {
+      crc <<= 1;
+      if (crc & 0x1000000) crc ^= 0x1864cfb;
+    }
+  }
+  return crc & 0xffffff;
+}
+
+/** Tag and body of the first packet (old or new format, definite length only). */
+function firstPacket(b: Uint8Array): { tag: number; body: Uint8Array } | undefined {
+  const b0 = b[0];
+  if (b0 === undefined || (b0 & 0x80) === 0) return undefined;
+  let tag: number;
+  let len: number;
+  let p: number;
+  if (b0 & 0x40) {
+    tag = b0 & 0x3f;
+    const l0 = b[1];
+    if (l0 === undefined) return undefined;
+    if (l0 < 192) [len, p] = [l0, 2];
+    else if (l0 < 224) [len, p] = [((l0 - 192) << 8) + (b[2] ?? 0) + 192, 3];
+    else if (l0 === 255) [len, p] = [readUint(b, 2, 4), 6];
+    else return undefined; // a partial length: not allowed for key packets
+  } else {
+    tag = (b0 >> 2) & 0x0f;
+    const type = b0 & 3;
+    if (type === 3) return undefined; // indeterminate length
+    const n = 1 << type;
+    [len, p] = [readUint(b, 1, n), 1 + n];
+  }
+  if (!Number.isFinite(len) || p + len > b.length) return undefined;
+  return { tag, body: b.subarray(p, p + len) };
+}
+
+function readUint(b: Uint8Array, at: number, n: number): number {
+  if (at + n > b.length) return NaN;
+  let v = 0;
+  for (let i = 0; i < n; i++) v = v * 256 + b[at + i]!;
+  return v;
+}
+
+/** Where the v4 public key fields end in a key packet body; undefined if not v4, unknown or truncated. */
+function publicFieldsEnd(body: Uint8Array): number | undefined {
+  if (body[0] !== 4 || body.length < 6) return undefined;
+  const algo = body[5]!;
+  let p: number | undefined = 6;
+  const mpis = (n: number): void => {
+    for (let k = 0; k < n && p !== undefined; k++) p = mpi(body, p);
+  };
+  switch (algo) {
+    case 1: case 2: case 3: mpis(2); break; // RSA: n, e
+    case 17: mpis(4); break; // DSA: p, q, g, y
+    case 19: case 22: p = oid(body, p); mpis(1); break; // ECDSA, EdDSA (legacy): curve OID, point
+    case 27: p += 32; break; // Ed25519
+    case 28: p += 57; break; // Ed448
+    // Encryption-only algorithms (ElGamal, ECDH, X25519, X448) cannot certify, so they are never a
+    // primary key in practice; like any other algorithm, they are left to openpgp.js.
+    default: return undefined;
+  }
+  return p !== undefined && p <= body.length ? p : undefined;
+}
+
+/** Past a multiprecision integer: a two-octet bit count, then its octets. */
+function mpi(b: Uint8Array, p: number): number | undefined {
+  if (p + 2 > b.length) return undefined;
+  const bits = (b[p]! << 8) | b[p + 1]!;
+  const end = p + 2 + ((bits + 7) >> 3);
+  return end <= b.length ? end : undefined;
+}
+
+/** Past a curve OID: one length octet (0 and 0xff are reserved), then the OID. */
+function oid(b: Uint8Array, p: number): number | undefined {
+  const n = b[p];
+  if (n === undefined || n === 0 || n === 0xff) return undefined;
+  return p + 1 + n <= b.length ? p + 1 + n : undefined;
+}
