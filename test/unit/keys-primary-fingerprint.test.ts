@@ -27,8 +27,9 @@ interface Made {
 let made: Made[];
 
 beforeAll(async () => {
-  const gen = async (label: string, opts: Partial<openpgp.GenerateKeyOptions>): Promise<Made> => {
-    const { privateKey } = await openpgp.generateKey({ userIDs: [{ name: label, email: `${label}@x.invalid` }], format: 'object', ...opts } as openpgp.GenerateKeyOptions & { format: 'object' });
+  type KindOptions = Pick<Parameters<typeof openpgp.generateKey>[0], 'type' | 'curve' | 'rsaBits'>;
+  const gen = async (label: string, opts: KindOptions): Promise<Made> => {
+    const { privateKey } = await openpgp.generateKey({ userIDs: [{ name: label, email: `${label}@x.invalid` }], format: 'object', ...opts });
     return { label, key: privateKey };
   };
   made = await Promise.all([
