@@ -37,6 +37,6 @@ async function nodeFingerprint(file: string): Promise<string> {
   }
   const quick = primaryFingerprint(bytes);
   if (quick !== undefined) return quick;
-  const { fingerprintOf, readKeyFile } = await import('./load.js');
-  return fingerprintOf(await readKeyFile(file, 'node key'));
+  const { fingerprintOf, parseKeyBytes } = await import('./load.js');
+  return fingerprintOf(await parseKeyBytes(bytes, file, 'node key'));
 }

@@ -78,6 +78,11 @@ export async function readKeyFile(file: string, what: string): Promise<openpgp.K
   } catch (e) {
     throw new FerryError('CONFIG', `cannot read ${what} ${file}: ${(e as Error).message}`);
   }
+  return parseKeyBytes(bytes, file, what);
+}
+
+/** The key in a file's bytes (armored or binary); FerryError('CONFIG') naming the file if it is none. */
+export async function parseKeyBytes(bytes: Buffer, file: string, what: string): Promise<openpgp.Key> {
   const armored = bytes.subarray(0, 64).toString('latin1').trimStart().startsWith('-----BEGIN PGP');
   try {
     return armored

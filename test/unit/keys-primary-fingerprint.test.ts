@@ -53,6 +53,7 @@ describe('primaryFingerprint', () => {
         ['binary secret', key.write()],
         ['binary public', key.toPublic().write()],
         ['armored with CRLF lines', enc(key.toPublic().armor().replace(/\n/g, '\r\n'))],
+        ['armored with trailing blanks on its lines', enc(key.toPublic().armor().replace(/\n/g, '  \n'))],
         ['armored with armor headers', enc(key.toPublic().armor().replace(/(-----\n)/, '$1Comment: made by a test\nVersion: x 1.0\n'))],
         ['old format, four-octet length', oldFormat4(key.toPublic().write(), 6)],
         ['new format, five-octet length', newFormat5(key.toPublic().write(), 6)],
@@ -110,7 +111,55 @@ describe('primaryFingerprint', () => {
       ['an indeterminate old-format length', Uint8Array.from([0x9b, 4, 0, 0, 0, 0, 22])],
     ];
     expect(lines.join('\n')).not.toBe(armored);
+    const other = made[1]!.key.toPublic();
+    const cases2: [string, Uint8Array][] = [
+      // Several keys: openpgp.js takes the first it can parse, so the choice is left to it.
+      ['two keys in one file', Buffer.concat([bin, other.write()])],
+      // A curve openpgp.js does not know: it skips that key and reads the next one.
+      ['an unknown ECDSA curve, then another key', Buffer.concat([withOidByteFlipped(made[1]!.key.toPublic().write()), bin])],
+      ['an unknown ECDSA curve alone', withOidByteFlipped(made[1]!.key.toPublic().write())],
+      ['a subkey packet first (tag 14)', reTagged(bin, 14)],
+      ['a whole key in an indeterminate old-format length', Buffer.concat([Buffer.from([0x80 | (6 << 2) | 3]), splitFirst(bin).body])],
+      ['a signature armor block before the key block', enc(armored.replace(/PUBLIC KEY BLOCK/g, 'SIGNATURE') + armored)],
+      ['armor headers without the blank line', enc(armored.replace(/-----\n\n/, '-----\nComment: x\n'))],
+      ['data after the checksum line', enc(armored.replace(/\n(=[A-Za-z0-9+/]{4})\n/, '\n$1\nAAAA\n'))],
+    ];
+    for (const [what, bytes] of cases2) expect(`${what}: ${primaryFingerprint(bytes)}`).toBe(`${what}: undefined`);
     for (const [what, bytes] of cases) expect(`${what}: ${primaryFingerprint(bytes)}`).toBe(`${what}: undefined`);
+  });
+});
+
+describe('primaryFingerprint and openpgp.js on keys they read differently', () => {
+  it('MPIs not minimally encoded (openpgp.js re-encodes them before hashing): undefined, not another fingerprint', async () => {
+    const rsa = made.find((m) => m.label === 'rsa')!.key.toPublic().write();
+    const { head, body, rest } = splitFirst(rsa);
+    // RSA: n (2048 bits) then e (17 bits, 0x010001); mark e as 24 bits: the same number, not minimal.
+    const nLen = (((body[6]! << 8) | body[7]!) + 7) >> 3;
+    const eAt = 8 + nLen;
+    expect((body[eAt]! << 8) | body[eAt + 1]!).toBe(17);
+    const nb = Buffer.from(body);
+    nb[eAt + 1] = 24;
+    const odd = Buffer.concat([head, nb, rest]);
+    const theirs = (await openpgp.readKey({ binaryKey: odd })).getFingerprint();
+    expect(theirs).toBe(made.find((m) => m.label === 'rsa')!.key.getFingerprint()); // openpgp.js: unchanged
+    expect(primaryFingerprint(odd)).toBeUndefined();
+    // EdDSA (legacy): the point's 263 bits marked as 264.
+    const ed = splitFirst(made[0]!.key.toPublic().write());
+    const eb = Buffer.from(ed.body);
+    const qAt = 6 + 1 + eb[6]!;
+    expect((eb[qAt]! << 8) | eb[qAt + 1]!).toBe(263);
+    eb[qAt + 1] = 8; // 264
+    expect(primaryFingerprint(Buffer.concat([ed.head, eb, ed.rest]))).toBeUndefined();
+  });
+
+  it('RSA primaries marked encrypt-only or sign-only (algorithms 2, 3): the same fingerprint as openpgp.js', async () => {
+    const rsa = made.find((m) => m.label === 'rsa')!.key.toPublic().write();
+    for (const algo of [2, 3]) {
+      const bytes = withAlgorithm(rsa, algo);
+      const theirs = (await openpgp.readKey({ binaryKey: bytes }).catch(() => undefined))?.getFingerprint();
+      expect(theirs).toMatch(/^[0-9a-f]{40}$/);
+      expect(primaryFingerprint(bytes)).toBe(theirs);
+    }
   });
 });
 
@@ -169,6 +218,19 @@ function newFormat5(bin: Uint8Array, tag: number): Uint8Array {
   const head = Buffer.from([0xc0 | tag, 0xff, 0, 0, 0, 0]);
   head.writeUInt32BE(body.length, 2);
   return Buffer.concat([head, body, rest]);
+}
+
+/** The first packet with its curve OID's last octet changed (an ECDSA or EdDSA key). */
+function withOidByteFlipped(bin: Uint8Array): Uint8Array {
+  const { head, body, rest } = splitFirst(bin);
+  const nb = Buffer.from(body);
+  nb[6 + nb[6]!]! ^= 1;
+  return Buffer.concat([head, nb, rest]);
+}
+
+function reTagged(bin: Uint8Array, tag: number): Uint8Array {
+  const { body, rest } = splitFirst(bin);
+  return Buffer.concat([newHeader(tag, body.length), body, rest]);
 }
 
 function withAlgorithm(bin: Uint8Array, algo: number): Uint8Array {
