@@ -108,7 +108,7 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
     }
   };
 
-  /** The ciphertext as the main thread hands it over; each slot is handed back once decrypted (copied). */
+  /** The ciphertext as the main thread hands it over, each range a view of its input slot. */
   async function* ciphertext(j: Job): AsyncGenerator<Uint8Array> {
     for (;;) {
       while (j.inputs.length === 0 && !j.aborted) await new Promise<void>((r) => (j.wake = r));
@@ -117,14 +117,22 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
       const m = j.inputs.shift()!;
       if (m === 'end') return;
       yield Buffer.from(setup.input, m.slot * setup.slot + m.off, m.len);
-      gcPacer.account(m.len);
-      port.postMessage({ t: 'in-free', id: j.id, slot: m.slot } satisfies FromWorker);
     }
   }
 
+  /**
+   * A range is handed back as soon as it is decrypted (seipdV1Decrypt's onConsumed: the plaintext is
+   * a copy), not after its plaintext was inflated: the reader can read on into the slot ~1 ms sooner
+   * per 256 KiB, and the worker waited for input 13 % of its time in a profile.
+   */
+  const consumed = (j: Job, ct: Uint8Array): void => {
+    gcPacer.account(ct.length);
+    port.postMessage({ t: 'in-free', id: j.id, slot: Math.floor(ct.byteOffset / setup.slot) } satisfies FromWorker);
+  };
+
   async function run(j: Job, m: Extract<ToWorker, { t: 'start' }>): Promise<void> {
     let verified = false;
-    const plain = seipdV1Decrypt(m.algorithm, m.key, ciphertext(j), () => (verified = true));
+    const plain = seipdV1Decrypt(m.algorithm, m.key, ciphertext(j), () => (verified = true), (ct) => consumed(j, ct));
     const signed = innerMessage(plain, (algo) => new SyncInflater(algo, { outChunk: setup.slot, maxRatio: m.maxRatio, allocOut: () => allocOut(j) }));
     let result: FromWorker;
     try {

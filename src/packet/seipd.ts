@@ -63,13 +63,17 @@ export function seipdV1EncryptSync(algorithm: string, key: Uint8Array, plaintext
 /**
  * Decrypts a SEIPD v1 body (after the version octet), yielding the plaintext without prefix and MDC
  * packet. Throws PgpFormatError at the end if the MDC is missing or wrong; `onVerified` is called
- * right before a successful return.
+ * right before a successful return. `onConsumed(chunk)` is called as soon as a chunk of `body` has
+ * been decrypted: nothing reads it after that (the plaintext is a copy), so its buffer may be
+ * reused at once, before the plaintext is consumed downstream (the decrypt worker hands its input
+ * slots back then).
  */
 export async function* seipdV1Decrypt(
   algorithm: string,
   key: Uint8Array,
   body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   onVerified: () => void,
+  onConsumed?: (chunk: Uint8Array) => void,
 ): AsyncGenerator<Uint8Array> {
   const c = CIPHERS[algorithm];
   if (!c || key.length !== c.keyLen) throw new PgpFormatError(`unsupported cipher ${algorithm} / session key length ${key.length}`);
@@ -105,7 +109,11 @@ export async function* seipdV1Decrypt(
     return [out];
   };
   // (Parts are returned, not yielded by a nested generator: a yield* per chunk cost ~6 µs per small packet.)
-  for await (const ct of body) for (const part of take(decipher.update(ct))) yield part;
+  for await (const ct of body) {
+    const decrypted = decipher.update(ct);
+    onConsumed?.(ct);
+    for (const part of take(decrypted)) yield part;
+  }
   for (const part of take(decipher.final())) yield part;
   if (prefixLeft > 0 || tail.length !== MDC_LEN || tail[0] !== 0xd3 || tail[1] !== 0x14) {
     throw new PgpFormatError('modification detected: the integrity check (MDC) packet is missing');
