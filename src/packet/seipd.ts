@@ -112,7 +112,7 @@ export async function* seipdV1Decrypt(
   for await (const ct of body) {
     const decrypted = decipher.update(ct);
     onConsumed?.(ct);
-    for (const part of take(decrypted)) yield part;
+    for (const d of decrypted) for (const part of take(d)) yield part;
   }
   for (const part of take(decipher.final())) yield part;
   if (prefixLeft > 0 || tail.length !== MDC_LEN || tail[0] !== 0xd3 || tail[1] !== 0x14) {

@@ -1,8 +1,9 @@
 // CFB decryption as ECB + XOR (src/packet/cfb.ts) gives exactly Node's AES-CFB bytes, for every key
-// size, any chunking (empty, 1 byte, unaligned views, not multiples of 16) and a trailing partial block.
+// size, any chunking (empty, 1 byte, unaligned views, shared memory, not multiples of 16) and a trailing
+// partial block.
 import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CfbDecryptor } from '../../src/packet/cfb.js';
+import { CfbDecryptor, shiftXor } from '../../src/packet/cfb.js';
 
 describe('CfbDecryptor', () => {
   it.each([
@@ -20,16 +21,53 @@ describe('CfbDecryptor', () => {
       const d = new CfbDecryptor(`${name}-ecb`, key, iv);
       const out: Buffer[] = [];
       // Feed through an odd offset in a larger buffer, as chunks sliced from file reads arrive.
-      const host = Buffer.alloc(ct.length + 3);
-      ct.copy(host, 3);
-      const view = host.subarray(3);
+      // Every 4th round the ciphertext lies in shared memory, as the decrypt worker's does.
+      const shift = round % 4;
+      const host = round % 4 === 3 ? Buffer.from(new SharedArrayBuffer(ct.length + 3)) : Buffer.alloc(ct.length + 3);
+      ct.copy(host, shift);
+      const view = host.subarray(shift, shift + ct.length);
       for (let off = 0; off < view.length; ) {
         const n = Math.min(view.length - off, [0, 1, 15, 16, 17, randomInt(1, 70_000)][randomInt(0, 6)]!);
-        out.push(d.update(view.subarray(off, off + n)));
+        out.push(...d.update(view.subarray(off, off + n)));
         off += n;
       }
       out.push(d.final());
       expect(Buffer.concat(out).equals(pt)).toBe(true);
+    }
+  });
+
+  it('reads the ciphertext where it lies and keeps no reference to it: overwriting a chunk after update() changes nothing', () => {
+    const key = randomBytes(32);
+    const iv = randomBytes(16);
+    const pt = randomBytes(100_003);
+    const ct = createCipheriv('aes-256-cfb', key, iv).update(pt);
+    const d = new CfbDecryptor('aes-256-ecb', key, iv);
+    const out: Buffer[] = [];
+    for (let off = 0; off < ct.length; ) {
+      const n = Math.min(ct.length - off, randomInt(1, 5_000));
+      const chunk = Buffer.from(ct.subarray(off, off + n));
+      out.push(...d.update(chunk));
+      chunk.fill(0x5a);
+      off += n;
+    }
+    out.push(d.final());
+    expect(Buffer.concat(out).equals(pt)).toBe(true);
+  });
+
+  it('shiftXor: the same result whether ECB\'s output is 4-byte aligned or not', () => {
+    for (const ksOff of [0, 1, 2, 3]) {
+      for (const ctOff of [0, 1, 3]) {
+        const n = 16 * 37;
+        const ks = randomBytes(n), ct = randomBytes(n), carry = randomBytes(16);
+        const want = Buffer.alloc(n);
+        for (let i = 0; i < n; i++) want[i] = (i < 16 ? carry[i]! : ks[i - 16]!) ^ ct[i]!;
+        const ksHost = Buffer.alloc(n + 4), ctHost = Buffer.alloc(n + 4);
+        ks.copy(ksHost, ksOff);
+        ct.copy(ctHost, ctOff);
+        const k = ksHost.subarray(ksOff, ksOff + n);
+        shiftXor(k, carry, ctHost.subarray(ctOff, ctOff + n), n);
+        expect(k.equals(want)).toBe(true);
+      }
     }
   });
 });
