@@ -35,7 +35,11 @@ export class CfbDecryptor {
     this.carry = this.ecb.update(iv.subarray(0, BLOCK));
   }
 
-  /** The plaintext of every block completed by `ct`: none, one or two buffers, in order. */
+  /**
+   * The plaintext of every block completed by `ct`: none, one or two buffers, in order. Reads `ct`
+   * only during the call and keeps no reference to it; the buffers returned never share memory with
+   * it (seipd.ts's onConsumed relies on this: the worker reuses the slot at once).
+   */
   update(ct: Uint8Array): Buffer[] {
     const out: Buffer[] = [];
     let rest = ct;
@@ -84,6 +88,7 @@ export class CfbDecryptor {
  * fresh output, 4-byte aligned.
  */
 export function shiftXor(ks: Buffer, carry: Buffer, ct: Uint8Array, n: number): void {
+  if (n % BLOCK !== 0 || n < BLOCK || n > ks.length || n > ct.length) throw new RangeError(`shiftXor: ${n} bytes is not a whole number of blocks within both buffers`);
   const c = new DataView(ct.buffer, ct.byteOffset, n);
   if (ks.byteOffset % 4 === 0) {
     const k = new Int32Array(ks.buffer, ks.byteOffset, n >> 2);

@@ -55,6 +55,8 @@ class Stopped extends Error {}
 
 interface Job {
   id: number;
+  /** Input slots of the ranges yielded to the decryption and not reported consumed yet, in order. */
+  yielded: number[];
   /** The next output slot in turn. */
   next: number;
   inputs: ({ slot: number; off: number; len: number } | 'end')[];
@@ -116,6 +118,7 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
       if (j.aborted) throw new Stopped();
       const m = j.inputs.shift()!;
       if (m === 'end') return;
+      j.yielded.push(m.slot);
       yield Buffer.from(setup.input, m.slot * setup.slot + m.off, m.len);
     }
   }
@@ -126,8 +129,11 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
    * per 256 KiB, and the worker waited for input 13 % of its time in a profile.
    */
   const consumed = (j: Job, ct: Uint8Array): void => {
+    // Reported in the order they were yielded (seipdV1Decrypt decrypts them in order).
+    const slot = j.yielded.shift();
+    if (slot === undefined || ct.buffer !== setup.input) throw new Error('decrypt worker: a ciphertext range reported that was not handed over');
     gcPacer.account(ct.length);
-    port.postMessage({ t: 'in-free', id: j.id, slot: Math.floor(ct.byteOffset / setup.slot) } satisfies FromWorker);
+    port.postMessage({ t: 'in-free', id: j.id, slot } satisfies FromWorker);
   };
 
   async function run(j: Job, m: Extract<ToWorker, { t: 'start' }>): Promise<void> {
@@ -165,7 +171,7 @@ function main(port: NonNullable<typeof parentPort>, setup: DecryptWorkerSetup): 
   port.on('message', (m: ToWorker) => {
     if (m.t === 'start') {
       // The main thread starts a job only once the previous one has ended.
-      const j: Job = { id: m.id, next: 0, inputs: [], aborted: false, wake: undefined };
+      const j: Job = { id: m.id, yielded: [], next: 0, inputs: [], aborted: false, wake: undefined };
       job = j;
       void run(j, m);
       return;
