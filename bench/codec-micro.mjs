@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.join(here, '..', 'dist');
+const dist = process.env.DIST ?? path.join(here, '..', 'dist'); // DIST: another build (A/B)
 const { encodePacket, decodePacket } = await import(path.join(dist, 'packet', 'codec.js'));
 const { newPacketId } = await import(path.join(dist, 'packet', 'header.js'));
 const { generateNodeKey } = await import(path.join(dist, 'keys', 'generate.js'));
