@@ -1,6 +1,7 @@
 // large-message: one LARGE_MIB (100) MiB message (headers + a base64 attachment of random bytes,
 // CRLF lines) over SMTP into node A (sender: SMTP → sign+compress+encrypt → packet, fsync), then the
-// packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir). Throughput
+// packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir), right after
+// B started; then a second such packet on the same B, warm (reported, not judged). Throughput
 // and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
 // `gpg --decrypt` of the same bytes (RSS from /usr/bin/time), BENCH_RUNS (3) times: medians, the
 // median of the runs' own ratios, and the highest peak RSS. Throws if the Maildir copy is short.
@@ -40,47 +41,63 @@ function gpgBench(dir, msg) {
   return { enc, dec, size: fs.statSync(out).size };
 }
 
-/** One run: send through A, receive on B, then gpg on the same bytes, all in `dir`. */
+/**
+ * One run: the message sent twice through A (the first send is the one timed), then both packets
+ * received by one B: the first right after B started (cold: its code not yet optimised by V8, as
+ * after a restart) and the second on the same, warm daemon, as a node that has been running a while
+ * receives; then gpg on the same bytes. All in `dir`.
+ */
 async function oneRun(dir, msg, size, sink) {
   // B delivers to its Maildir (the init default), or into smtp-sink
   const pair = await nodePair(dir, sink ? { delivery: { method: 'smtp', host: '127.0.0.1', port: sink.port } } : {});
-  let send, recv;
+  let send;
   const a = await startNode(pair.a);
   try {
     const tr = nodemailer.createTransport({ host: '127.0.0.1', port: pair.a.port, secure: false, ignoreTLS: true, name: 'bench.test', socketTimeout: 600_000 });
     const t0 = performance.now();
     await tr.sendMail({ envelope: { from: 'a@offline.test', to: ['b@example.org'] }, raw: { path: msg } });
-    send = { s: (performance.now() - t0) / 1000, rssKiB: a.vmHWM() };
+    send = { s: (performance.now() - t0) / 1000 };
+    await tr.sendMail({ envelope: { from: 'a@offline.test', to: ['b@example.org'] }, raw: { path: msg } });
+    send.rssKiB = a.vmHWM();
     tr.close();
   } finally {
     await a.stop();
   }
-  const [name] = fs.readdirSync(pair.inboxB).filter((n) => !n.startsWith('.'));
-  const packetSize = fs.statSync(path.join(pair.inboxB, name)).size;
-  const held = path.join(pair.tree, `.held-${name}`);
-  fs.renameSync(path.join(pair.inboxB, name), held);
+  const names = fs.readdirSync(pair.inboxB).filter((n) => !n.startsWith('.'));
+  if (names.length !== 2) throw new Error(`expected 2 packets, found ${names.length}`);
+  const packetSize = fs.statSync(path.join(pair.inboxB, names[0])).size;
+  const held = (n) => path.join(pair.tree, `.held-${n}`);
+  for (const n of names) fs.renameSync(path.join(pair.inboxB, n), held(n));
   const b = await startNode(pair.b, { nodeArgs: process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [] });
+  const recvs = [];
   try {
     const newDir = path.join(pair.b.dir, 'Maildir', 'new');
-    const t0 = performance.now();
-    const cpu0 = processCpuMs(b.pid);
-    fs.renameSync(held, path.join(pair.inboxB, name));
-    if (sink) {
-      await waitFor('smtp delivery', 600_000, () => countFiles(pair.inboxB) === 0, 20);
-      recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM(), cpuS: (processCpuMs(b.pid) - cpu0) / 1000 };
-      const q = path.join(pair.b.dir, 'state', 'quarantine');
-      if (fs.existsSync(q) && fs.readdirSync(q).length) throw new Error(`packet quarantined, not delivered: ${b.logs().slice(-2000)}`);
-    } else {
-      await waitFor('maildir delivery', 600_000, () => countFiles(newDir) === 1 && countFiles(pair.inboxB) === 0, 20);
-      recv = { s: (performance.now() - t0) / 1000, rssKiB: b.vmHWM(), cpuS: (processCpuMs(b.pid) - cpu0) / 1000 };
-      const got = fs.statSync(path.join(newDir, fs.readdirSync(newDir)[0])).size;
-      if (got < size) throw new Error(`Maildir copy ${got} bytes < ${size}`);
+    for (const [i, name] of names.entries()) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 300)); // the first packet's work settled
+      const t0 = performance.now();
+      const cpu0 = processCpuMs(b.pid);
+      fs.renameSync(held(name), path.join(pair.inboxB, name));
+      if (sink) {
+        await waitFor('smtp delivery', 600_000, () => countFiles(pair.inboxB) === 0, 20);
+        recvs.push({ s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(b.pid) - cpu0) / 1000 });
+        const q = path.join(pair.b.dir, 'state', 'quarantine');
+        if (fs.existsSync(q) && fs.readdirSync(q).length) throw new Error(`packet quarantined, not delivered: ${b.logs().slice(-2000)}`);
+      } else {
+        await waitFor('maildir delivery', 600_000, () => countFiles(newDir) === i + 1 && countFiles(pair.inboxB) === 0, 20);
+        recvs.push({ s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(b.pid) - cpu0) / 1000 });
+        for (const f of fs.readdirSync(newDir)) {
+          const got = fs.statSync(path.join(newDir, f)).size;
+          if (got < size) throw new Error(`Maildir copy ${got} bytes < ${size}`);
+        }
+      }
     }
+    // Peak RSS over both packets.
+    recvs[0].rssKiB = recvs[1].rssKiB = b.vmHWM();
   } finally {
     await b.stop();
   }
   const g = gpgBench(dir, msg);
-  return { send, recv, g, packetSize };
+  return { send, recv: recvs[0], warm: recvs[1], g, packetSize };
 }
 
 export async function main() {
@@ -106,24 +123,26 @@ export async function main() {
   }
   const mb = (x) => mib / x.s;
   const med = (f) => median(all.map(f));
-  const send = med((r) => mb(r.send)), recv = med((r) => mb(r.recv)), gEnc = med((r) => mb(r.g.enc)), gDec = med((r) => mb(r.g.dec));
-  const sendRatio = med((r) => mb(r.send) / mb(r.g.enc)), recvRatio = med((r) => mb(r.recv) / mb(r.g.dec));
+  const send = med((r) => mb(r.send)), recv = med((r) => mb(r.recv)), warm = med((r) => mb(r.warm)), gEnc = med((r) => mb(r.g.enc)), gDec = med((r) => mb(r.g.dec));
+  const sendRatio = med((r) => mb(r.send) / mb(r.g.enc)), recvRatio = med((r) => mb(r.recv) / mb(r.g.dec)), warmRatio = med((r) => mb(r.warm) / mb(r.g.dec));
   const max = (f) => Math.max(...all.map(f));
   const n = all.length;
   report('large-message', [
     { figure: `sender: ${mib.toFixed(0)} MiB SMTP → packet (node A), median of ${n}`, value: send, unit: 'MiB/s', anchor: 'gpg --sign --encrypt -z 6 zlib', anchorValue: gEnc, ratio: sendRatio, target: '>= 1.0x', met: sendRatio >= 1 },
-    { figure: `receiver: packet → ${sink ? 'SMTP (smtp-sink)' : 'Maildir'} (node B), median of ${n}`, value: recv, unit: 'MiB/s', anchor: 'gpg --decrypt', anchorValue: gDec, ratio: recvRatio, target: '>= 1.0x', met: recvRatio >= 1 },
+    { figure: `receiver: packet → ${sink ? 'SMTP (smtp-sink)' : 'Maildir'} (node B, first packet after its start), median of ${n}`, value: recv, unit: 'MiB/s', anchor: 'gpg --decrypt', anchorValue: gDec, ratio: recvRatio, target: '>= 1.0x', met: recvRatio >= 1 },
+    // Not judged against the target: the first packet is, which is the stricter of the two.
+    { figure: `receiver, second packet on the same running node B (warm), median of ${n}`, value: warm, unit: 'MiB/s', anchor: 'gpg --decrypt', anchorValue: gDec, ratio: warmRatio },
     { figure: `sender peak RSS (VmHWM), highest of ${n}`, value: max((r) => r.send.rssKiB) / 1024, unit: 'MiB', anchor: 'gpg encrypt max RSS', anchorValue: max((r) => r.g.enc.rssKiB) / 1024, target: '<= 128 MiB', met: max((r) => r.send.rssKiB) / 1024 <= 128 },
     { figure: `receiver peak RSS (VmHWM), highest of ${n}`, value: max((r) => r.recv.rssKiB) / 1024, unit: 'MiB', anchor: 'gpg decrypt max RSS', anchorValue: max((r) => r.g.dec.rssKiB) / 1024, target: '<= 128 MiB', met: max((r) => r.recv.rssKiB) / 1024 <= 128 },
     { figure: 'packet size / message size', value: all[0].packetSize / size, unit: '', anchor: 'gpg output / message', anchorValue: all[0].g.size / size },
   ], {
     message_bytes: size,
     ratio_note: 'ratio = median of the per-run ratios (each run: ferrypost, then gpg on the same bytes)',
-    seconds: { send: med((r) => r.send.s), recv: med((r) => r.recv.s), gpg_enc: med((r) => r.g.enc.s), gpg_dec: med((r) => r.g.dec.s) },
-    cpu_seconds: { recv: med((r) => r.recv.cpuS), gpg_dec: med((r) => r.g.dec.cpuS) },
+    seconds: { send: med((r) => r.send.s), recv: med((r) => r.recv.s), recv_warm: med((r) => r.warm.s), gpg_enc: med((r) => r.g.enc.s), gpg_dec: med((r) => r.g.dec.s) },
+    cpu_seconds: { recv: med((r) => r.recv.cpuS), recv_warm: med((r) => r.warm.cpuS), gpg_dec: med((r) => r.g.dec.cpuS) },
     runs: all.map((r) => ({
       send_mibs: +mb(r.send).toFixed(1), gpg_enc_mibs: +mb(r.g.enc).toFixed(1), recv_mibs: +mb(r.recv).toFixed(1), gpg_dec_mibs: +mb(r.g.dec).toFixed(1),
-      recv_ratio: +(mb(r.recv) / mb(r.g.dec)).toFixed(3), rss_mib: [+(r.send.rssKiB / 1024).toFixed(1), +(r.recv.rssKiB / 1024).toFixed(1)], recv_cpu_s: r.recv.cpuS, gpg_dec_cpu_s: r.g.dec.cpuS,
+      recv_ratio: +(mb(r.recv) / mb(r.g.dec)).toFixed(3), warm_mibs: +mb(r.warm).toFixed(1), warm_ratio: +(mb(r.warm) / mb(r.g.dec)).toFixed(3), warm_cpu_s: r.warm.cpuS, rss_mib: [+(r.send.rssKiB / 1024).toFixed(1), +(r.recv.rssKiB / 1024).toFixed(1)], recv_cpu_s: r.recv.cpuS, gpg_dec_cpu_s: r.g.dec.cpuS,
     })),
   });
 }
