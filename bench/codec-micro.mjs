@@ -1,8 +1,9 @@
 /**
  * Packet codec micro-benchmark (issue 3): 4 KiB encode/decode per second on one core, and 100 MiB
  * encode / decode throughput and peak RSS (each in its own child process, so maxRSS is that phase's),
- * next to gpg 2.2 on the same bytes with the same compression. Imports from dist/: run `npm run build`
- * first. Usage: node bench/codec-micro.mjs [--small] [--large] [--gpg] (default: all).
+ * next to gpg 2.2 on the same bytes with the same compression. Imports from dist/ (or from DIST, another
+ * build, for an A/B): run `npm run build` first. Usage: node bench/codec-micro.mjs [--small] [--large]
+ * [--gpg] (default: all).
  * Fails loudly (non-zero exit) if a round trip does not give back the same bytes.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -144,7 +145,7 @@ async function main() {
       await writeFile(path.join(dir, `${n}.sec`), k.privateArmored);
     }
     await chmod(dir, 0o700);
-    console.log(`node ${process.version}, codec from dist/, level ${LEVEL}, ${LARGE / MiB} MiB incompressible (AES-CTR) payload`);
+    console.log(`node ${process.version}, codec from ${dist}, level ${LEVEL}, ${LARGE / MiB} MiB incompressible (AES-CTR) payload`);
     if (all || argv.includes('--small')) await small(dir);
     if (all || argv.includes('--large') || argv.includes('--gpg')) {
       const h = createHash('sha256');

@@ -33,9 +33,10 @@ export async function main() {
     rm(base);
   }
   const f = median(fp), p = median(pf);
+  const ratio = median(fp.map((x, i) => x / pf[i])); // the median of the runs' own ratios (each run: ferrypost, then Postfix)
   report('smtp-ingest', [{ figure: `ferrypost SMTP ingest, ${N} x 4 KiB, 10 sessions (median of ${fp.length})`, value: f, unit: 'msg/s',
-    anchor: 'Postfix smtpd queue-in', anchorValue: p, ratio: f / p, target: '>= 2x', met: f / p >= 2 }],
-  { runs_ferrypost: fp.map((x) => +x.toFixed(1)), runs_postfix: pf.map((x) => +x.toFixed(1)) });
+    anchor: 'Postfix smtpd queue-in', anchorValue: p, ratio, target: '>= 2x', met: ratio >= 2 }],
+  { ratio_note: 'ratio = median of the per-run ratios', runs_ferrypost: fp.map((x) => +x.toFixed(1)), runs_postfix: pf.map((x) => +x.toFixed(1)) });
   return { f, p };
 }
 
