@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cachedPacketSet, release, resetState, stage, drained } from './lib/packets.mjs';
-import { machineBusyMs, median, processCpuMs, report, runs, smtpSource, startNode, startPostfix, startSmtpSink } from './lib/stack.mjs';
+import { machineBusyMs, median, medianRatio, processCpuMs, report, runs, smtpSource, startNode, startPostfix, startSmtpSink } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -71,7 +71,7 @@ export async function main() {
     await postfix.stop();
   }
   const [p, s, a] = [median(res.pf), median(res.sink), median(res.anchor)];
-  const ratio = median(res.pf.map((x, i) => x / res.anchor[i])); // the median of the runs' own ratios
+  const ratio = medianRatio(res.pf, res.anchor);
   report('deliver', [
     { figure: `ferrypost deliver ${N} waiting packets into Postfix (SMTP, median of ${res.pf.length})`, value: p, unit: 'pkt/s', anchor: 'Postfix accept (smtp-source, 10 sessions)', anchorValue: a, ratio, target: '>= 0.9x', met: ratio >= 0.9 },
     { figure: `ferrypost deliver ${N} waiting packets into smtp-sink (median of ${res.sink.length})`, value: s, unit: 'pkt/s', target: '>= 500 pkt/s', met: s >= 500 },

@@ -79,18 +79,15 @@ async function oneRun(dir, msg, size, sink) {
       const t0 = performance.now();
       const cpu0 = processCpuMs(b.pid);
       fs.renameSync(held(name), path.join(pair.inboxB, name));
-      if (sink) {
-        await waitFor('smtp delivery', 600_000, () => countFiles(pair.inboxB) === 0, 20);
-        recvs.push({ s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(b.pid) - cpu0) / 1000 });
-        const q = path.join(pair.b.dir, 'state', 'quarantine');
-        if (fs.existsSync(q) && fs.readdirSync(q).length) throw new Error(`packet quarantined, not delivered: ${b.logs().slice(-2000)}`);
-      } else {
-        await waitFor('maildir delivery', 600_000, () => countFiles(newDir) === i + 1 && countFiles(pair.inboxB) === 0, 20);
-        recvs.push({ s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(b.pid) - cpu0) / 1000 });
-        for (const f of fs.readdirSync(newDir).filter((n) => !n.startsWith('.'))) {
-          const got = fs.statSync(path.join(newDir, f)).size;
-          if (got < size) throw new Error(`Maildir copy ${got} bytes < ${size}`);
-        }
+      // Done when the packet is gone from the inbox (after smtp-sink's 250), and with a Maildir once its copy is in new/.
+      const delivered = () => countFiles(pair.inboxB) === 0 && (sink !== undefined || countFiles(newDir) === i + 1);
+      await waitFor(sink ? 'smtp delivery' : 'maildir delivery', 600_000, delivered, 20);
+      recvs.push({ s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(b.pid) - cpu0) / 1000 });
+      const q = path.join(pair.b.dir, 'state', 'quarantine');
+      if (fs.existsSync(q) && fs.readdirSync(q).length) throw new Error(`packet quarantined, not delivered: ${b.logs().slice(-2000)}`);
+      for (const f of sink ? [] : fs.readdirSync(newDir).filter((n) => !n.startsWith('.'))) {
+        const got = fs.statSync(path.join(newDir, f)).size;
+        if (got < size) throw new Error(`Maildir copy ${got} bytes < ${size}`);
       }
     }
     // Peak RSS over both packets.

@@ -4,7 +4,7 @@
 // Throws if a daemon does not start or smtp-source reports an error. Env: BENCH_RUNS, INGEST_N.
 import fs from 'node:fs';
 import path from 'node:path';
-import { countFiles, median, nodePair, report, rm, runs, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { countFiles, median, medianRatio, nodePair, report, rm, runs, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
 const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -33,7 +33,7 @@ export async function main() {
     rm(base);
   }
   const f = median(fp), p = median(pf);
-  const ratio = median(fp.map((x, i) => x / pf[i])); // the median of the runs' own ratios (each run: ferrypost, then Postfix)
+  const ratio = medianRatio(fp, pf);
   report('smtp-ingest', [{ figure: `ferrypost SMTP ingest, ${N} x 4 KiB, 10 sessions (median of ${fp.length})`, value: f, unit: 'msg/s',
     anchor: 'Postfix smtpd queue-in', anchorValue: p, ratio, target: '>= 2x', met: ratio >= 2 }],
   { ratio_note: 'ratio = median of the per-run ratios', runs_ferrypost: fp.map((x) => +x.toFixed(1)), runs_postfix: pf.map((x) => +x.toFixed(1)) });

@@ -301,6 +301,12 @@ export const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/**
+ * The median of paired ratios xs[i] / ys[i]: each run measured ferrypost and its anchor back to back,
+ * so each ratio compares the same minutes of this shared machine (its speed drifts between runs).
+ */
+export const medianRatio = (xs, ys) => median(xs.map((x, i) => x / ys[i]));
+
 export function percentile(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];

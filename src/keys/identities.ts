@@ -6,9 +6,8 @@
  * commands do not load openpgp.js; otherwise openpgp.js reads the key, as before.
  * Fails with FerryError('CONFIG') if the node key file cannot be read or parsed.
  */
-import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/schema.js';
-import { FerryError } from '../errors/index.js';
+import { readKeyFileBytes } from './files.js';
 import { primaryFingerprint } from './primary-fingerprint.js';
 
 export interface PeerIdentity {
@@ -29,12 +28,7 @@ export async function loadIdentities(cfg: Config): Promise<Identities> {
 }
 
 async function nodeFingerprint(file: string): Promise<string> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    throw new FerryError('CONFIG', `cannot read node key ${file}: ${(e as Error).message}`);
-  }
+  const bytes = await readKeyFileBytes(file, 'node key');
   const quick = primaryFingerprint(bytes);
   if (quick !== undefined) return quick;
   const { fingerprintOf, parseKeyBytes } = await import('./load.js');

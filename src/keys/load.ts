@@ -5,9 +5,10 @@
  * wrong passphrase, no usable signing or encryption key.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import * as openpgp from 'openpgp';
 import { FerryError } from '../errors/index.js';
+import { readKeyFileBytes } from './files.js';
+import { isArmored } from './primary-fingerprint.js';
 
 /** Lowercase hex fingerprint of the key's primary key. */
 export function fingerprintOf(key: openpgp.Key): string {
@@ -72,20 +73,13 @@ export function resolvePassphrase(
 }
 
 export async function readKeyFile(file: string, what: string): Promise<openpgp.Key> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    throw new FerryError('CONFIG', `cannot read ${what} ${file}: ${(e as Error).message}`);
-  }
-  return parseKeyBytes(bytes, file, what);
+  return parseKeyBytes(await readKeyFileBytes(file, what), file, what);
 }
 
 /** The key in a file's bytes (armored or binary); FerryError('CONFIG') naming the file if it is none. */
 export async function parseKeyBytes(bytes: Buffer, file: string, what: string): Promise<openpgp.Key> {
-  const armored = bytes.subarray(0, 64).toString('latin1').trimStart().startsWith('-----BEGIN PGP');
   try {
-    return armored
+    return isArmored(bytes)
       ? await openpgp.readKey({ armoredKey: bytes.toString('utf8') })
       : await openpgp.readKey({ binaryKey: new Uint8Array(bytes) });
   } catch (e) {

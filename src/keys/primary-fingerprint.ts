@@ -34,7 +34,8 @@ export function primaryFingerprint(file: Uint8Array): string | undefined {
   return createHash('sha1').update(head).update(packet.body.subarray(0, end)).digest('hex');
 }
 
-function isArmored(file: Uint8Array): boolean {
+/** Whether a key file is ASCII-armored (its first non-blank bytes open an armor block). */
+export function isArmored(file: Uint8Array): boolean {
   return Buffer.from(file.buffer, file.byteOffset, Math.min(file.length, 64)).toString('latin1').trimStart().startsWith('-----BEGIN PGP');
 }
 
