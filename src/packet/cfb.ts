@@ -82,19 +82,60 @@ export class CfbDecryptor {
 }
 
 /**
- * ks[j] := ks[j-1] ⊕ ct[j] for blocks j = n/16-1 down to 1, then ks[0] := carry ⊕ ct[0]: the
- * plaintext, in place (downwards, so each ks[j-1] is read before it is overwritten). `ct` may lie at
- * any byte offset (read through a DataView, as fast here as an aligned Int32Array); `ks` is ECB's
- * fresh output, 4-byte aligned.
+ * ks[j] := E(C[j-1]) ⊕ ct[j] for every block j, where E(C[j-1]) is ECB's output for the block before
+ * (ks[j-1] as it was) and, for j = 0, `carry`: the plaintext, in place, going upwards with the previous
+ * block's keystream held in four locals. `ct` may lie at any byte offset (read through a DataView, as
+ * fast here as an aligned Int32Array); `ks` is ECB's fresh output, 4-byte aligned.
+ * One loop and nothing after it, on purpose: V8 compiles this function while its first call is inside
+ * the loop (on-stack replacement), before any code after the loop has run. A block-0 loop after the
+ * main loop (the earlier, downward form) then had no type feedback, and the compiled code, which V8
+ * keeps entering at the loop, bailed out at that point once per call: ~330 deoptimisations over a
+ * daemon's first 100 MiB packet, which ran this at a third of its later speed
+ * (docs/performance.md, "the first packet after the receiver starts").
  */
 export function shiftXor(ks: Buffer, carry: Buffer, ct: Uint8Array, n: number): void {
-  if (n % BLOCK !== 0 || n < BLOCK || n > ks.length || n > ct.length) throw new RangeError(`shiftXor: ${n} bytes is not a whole number of blocks within both buffers`);
+  if (n % BLOCK !== 0 || n < BLOCK || n > ks.length || n > ct.length || carry.length < BLOCK) {
+    throw new RangeError(`shiftXor: ${n} bytes is not a whole number of blocks within both buffers`);
+  }
   const c = new DataView(ct.buffer, ct.byteOffset, n);
+  const cv = new DataView(carry.buffer, carry.byteOffset, BLOCK);
+  let p0 = cv.getInt32(0, LITTLE_ENDIAN);
+  let p1 = cv.getInt32(4, LITTLE_ENDIAN);
+  let p2 = cv.getInt32(8, LITTLE_ENDIAN);
+  let p3 = cv.getInt32(12, LITTLE_ENDIAN);
   if (ks.byteOffset % 4 === 0) {
     const k = new Int32Array(ks.buffer, ks.byteOffset, n >> 2);
-    for (let i = k.length - 1; i >= 4; i--) k[i] = k[i - 4]! ^ c.getInt32(i << 2, LITTLE_ENDIAN);
+    for (let i = 0; i < k.length; i += 4) {
+      const t0 = k[i]!;
+      const t1 = k[i + 1]!;
+      const t2 = k[i + 2]!;
+      const t3 = k[i + 3]!;
+      const o = i << 2;
+      k[i] = p0 ^ c.getInt32(o, LITTLE_ENDIAN);
+      k[i + 1] = p1 ^ c.getInt32(o + 4, LITTLE_ENDIAN);
+      k[i + 2] = p2 ^ c.getInt32(o + 8, LITTLE_ENDIAN);
+      k[i + 3] = p3 ^ c.getInt32(o + 12, LITTLE_ENDIAN);
+      p0 = t0;
+      p1 = t1;
+      p2 = t2;
+      p3 = t3;
+    }
   } else {
-    for (let i = n - 1; i >= BLOCK; i--) ks[i] = ks[i - BLOCK]! ^ ct[i]!;
+    // ECB output is a fresh allocation, so aligned in practice; any other `ks` is handled too.
+    const kv = new DataView(ks.buffer, ks.byteOffset, n);
+    for (let o = 0; o < n; o += BLOCK) {
+      const t0 = kv.getInt32(o, LITTLE_ENDIAN);
+      const t1 = kv.getInt32(o + 4, LITTLE_ENDIAN);
+      const t2 = kv.getInt32(o + 8, LITTLE_ENDIAN);
+      const t3 = kv.getInt32(o + 12, LITTLE_ENDIAN);
+      kv.setInt32(o, p0 ^ c.getInt32(o, LITTLE_ENDIAN), LITTLE_ENDIAN);
+      kv.setInt32(o + 4, p1 ^ c.getInt32(o + 4, LITTLE_ENDIAN), LITTLE_ENDIAN);
+      kv.setInt32(o + 8, p2 ^ c.getInt32(o + 8, LITTLE_ENDIAN), LITTLE_ENDIAN);
+      kv.setInt32(o + 12, p3 ^ c.getInt32(o + 12, LITTLE_ENDIAN), LITTLE_ENDIAN);
+      p0 = t0;
+      p1 = t1;
+      p2 = t2;
+      p3 = t3;
+    }
   }
-  for (let i = 0; i < BLOCK; i++) ks[i] = carry[i]! ^ ct[i]!;
 }

@@ -65,9 +65,28 @@ describe('CfbDecryptor', () => {
         ks.copy(ksHost, ksOff);
         ct.copy(ctHost, ctOff);
         const k = ksHost.subarray(ksOff, ksOff + n);
-        shiftXor(k, carry, ctHost.subarray(ctOff, ctOff + n), n);
+        // The carry too may lie at any offset (a copy taken from a pool), and is only read.
+        const carryHost = Buffer.alloc(16 + 5);
+        carry.copy(carryHost, ksOff + 1);
+        const carryAt = carryHost.subarray(ksOff + 1, ksOff + 17);
+        shiftXor(k, carryAt, ctHost.subarray(ctOff, ctOff + n), n);
         expect(k.equals(want)).toBe(true);
+        expect(carryAt.equals(carry)).toBe(true);
       }
     }
+  });
+
+  it('shiftXor: ciphertext in shared memory, and a single block', () => {
+    for (const n of [16, 32, 16 * 1024]) {
+      const ks = randomBytes(n), carry = randomBytes(16);
+      const ct = new Uint8Array(new SharedArrayBuffer(n + 8), 8, n);
+      ct.set(randomBytes(n));
+      const want = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) want[i] = (i < 16 ? carry[i]! : ks[i - 16]!) ^ ct[i]!;
+      shiftXor(ks, carry, ct, n);
+      expect(ks.equals(want)).toBe(true);
+    }
+    expect(() => shiftXor(Buffer.alloc(32), Buffer.alloc(16), new Uint8Array(32), 24)).toThrow(RangeError);
+    expect(() => shiftXor(Buffer.alloc(32), Buffer.alloc(8), new Uint8Array(32), 32)).toThrow(RangeError);
   });
 });
