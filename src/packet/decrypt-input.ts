@@ -12,7 +12,13 @@
  */
 
 export const IN_SLOT = 256 * 1024;
-export const IN_SLOTS = 4;
+/**
+ * 2 MiB of input: the reader holds one slot and reads into another, so the rest (~12 ms of the
+ * worker's work) is what the worker can take while the main thread is busy elsewhere. With 4 the
+ * worker sat idle 5-36 % of each 100 ms of a 100 MiB packet in a profile, waiting for ciphertext;
+ * with 8, 0-11 % (docs/performance.md, "2026-11-27, 09:50-10:40").
+ */
+export const IN_SLOTS = 8;
 /**
  * A job starts only with this many slots free: one the reader may hold, one for the pump's copies
  * and the worker (InputPump). Fewer are free only while reads of an ended job are still under way,

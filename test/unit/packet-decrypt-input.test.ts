@@ -116,8 +116,7 @@ describe('InputPump', () => {
 
   it("counts a borrow toward the reader's cap while it waits: two at once do not both get a slot past it", async () => {
     const slots = new InputSlots();
-    await slots.take(() => false);
-    await slots.take(() => false); // two held elsewhere: the reader may hold one
+    for (let i = 0; i < IN_SLOTS - 2; i++) await slots.take(() => false); // two left free: the reader may hold one
     const { pump } = pumpOn(slots);
     const [a, b] = await Promise.all([pump.lender.borrow(), pump.lender.borrow()]);
     expect([a, b].filter(Boolean)).toHaveLength(1);
@@ -137,8 +136,8 @@ describe('InputPump', () => {
 describe('InputPump with a HashingFileReader lending', () => {
   // A read that never returns (a hung network file system) keeps its slot for good. The reader and
   // the pump could wait for each other (decrypt-input.ts): the reader may hold one slot fewer than
-  // were free at the start. With 3 held elsewhere it holds none (DecryptWorker.open declines then).
-  it.each([0, 2, 3])('completes with %i slots held elsewhere when it starts', async (heldElsewhere) => {
+  // were free at the start. With all but one held elsewhere it holds none (DecryptWorker.open declines then).
+  it.each([0, IN_SLOTS - 2, IN_SLOTS - 1])('completes with %i slots held elsewhere when it starts', async (heldElsewhere) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ferry-pump-'));
     const bytes = randomBytes(4 << 20);
     const file = path.join(dir, 'p');
@@ -168,7 +167,7 @@ describe('InputPump with a HashingFileReader lending', () => {
     expect(outcome).toBe('done');
     expect(Buffer.concat(got).equals(bytes)).toBe(true);
     if (heldElsewhere === 0) expect(slots.stats.direct).toBeGreaterThan(bytes.length / 2);
-    else if (heldElsewhere === 2) expect(slots.stats.direct).toBeGreaterThan(0); // one slot at a time: the read ahead often in a buffer of its own
+    else if (heldElsewhere === IN_SLOTS - 2) expect(slots.stats.direct).toBeGreaterThan(0); // one slot at a time: the read ahead often in a buffer of its own
     else expect(slots.stats.direct).toBe(0);
     for (let i = 0; i < 200 && slots.heldCount() !== heldElsewhere; i++) await new Promise((r) => setTimeout(r, 10)); // the last hand-back
     expect(slots.heldCount()).toBe(heldElsewhere);
@@ -305,17 +304,17 @@ describe('decodePacket from a HashingFileReader with a DecryptWorker', () => {
       },
     });
     const open = (source: ReturnType<typeof stuck>) => w.open('aes256', randomBytes(32), from([randomBytes(1000)]), 1100, source);
-    // The reader may hold up to 3 of 4 free slots; it keeps 2, then 1 of the 2 left.
-    const job1 = open(stuck(2));
+    // The reader may hold all but one of the free slots; it keeps all but two, then 1 of the 2 left.
+    const job1 = open(stuck(IN_SLOTS - 2));
     expect(job1).toBeDefined();
     await borrowing;
     await job1!.close();
-    expect(w.inputUse().held).toBe(2);
+    expect(w.inputUse().held).toBe(IN_SLOTS - 2);
     const job2 = open(stuck(1)); // two free: it may start
     expect(job2).toBeDefined();
     await borrowing;
     await job2!.close();
-    expect(w.inputUse().held).toBe(3);
+    expect(w.inputUse().held).toBe(IN_SLOTS - 1);
     expect(open(stuck(0))).toBeUndefined(); // one free: declined, the caller decrypts on its own thread
     const payload = Buffer.from(randomBytes(2 << 20).toString('base64'));
     const sink = new CollectSink();
