@@ -7,6 +7,7 @@ import { createInjector } from '../inject/index.js';
 import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
 import type { CrashPoint, Outcome } from '../receive/process.js';
+import { acquireDaemonLock, type DaemonLock } from '../store/daemon-lock.js';
 import { openJournal } from '../store/journal.js';
 import { openNode } from './context.js';
 
@@ -19,68 +20,80 @@ export interface RunOptions {
 export async function runDaemon(configFile: string, opts: RunOptions = {}): Promise<void> {
   const node = await openNode(configFile, opts.logLevel ? { logLevel: opts.logLevel } : {});
   const { cfg, log } = node;
-  const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
-  const metricsModule = cfg.metrics ? await import('../metrics/metrics.js') : undefined;
-  const metrics = metricsModule ? metricsModule.createMetrics(() => journal.inState('deferred').length) : undefined;
-  const enqueue = metrics ? metrics.countEnqueue(node.enqueue) : node.enqueue;
-  const injector = cfg.delivery ? await createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
-  // Large packets decrypt and inflate on the second core; started now, ~10 MiB of RSS (packet/decrypt-offload.ts).
-  const decryptWorker = injector ? new DecryptWorker() : undefined;
-  decryptWorker?.warm();
-  const receiver = injector
-    ? createReceiver({
-        tree: cfg.node.tree,
-        stateDir: cfg.node.state_dir,
-        keyring: node.keyring,
-        journal,
-        injector,
-        enqueue,
-        hostname: node.hostname,
-        log,
-        ...(metrics ? { onOutcome: (_entry: unknown, outcome: Outcome) => metrics.rxOutcome(outcome) } : {}),
-        rescanIntervalMs: cfg.receive.rescan_interval,
-        concurrency: cfg.receive.concurrency,
-        retryInitialMs: cfg.receive.retry_initial,
-        retryMaxMs: cfg.receive.retry_max,
-        queueLifetimeMs: cfg.receive.queue_lifetime,
-        now: Date.now,
-        gcPacer: node.gcPacer,
-        decryptWorker,
-        // Crash tests only: see test/stack/crash.test.ts.
-        crashAt: crashPointFromEnv(process.env.FERRYPOST_TEST_CRASH_AT),
-      })
-    : undefined;
-  if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
-  // Loaded only when configured: each of these modules costs start-up time and memory.
-  const smtp = cfg.smtp ? (await import('../smtp/server.js')).createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
-
-  await receiver?.start();
-  const bound = (await smtp?.listen()) ?? [];
-  const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
-  if (metricsServer) log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
-  // Bounded memory on large messages depends on it (memory/gc-pacer.ts): say once whether it works.
-  if (!node.gcPacer.active()) {
-    log.warn({ evt: 'node.gc-pacer-off' }, "GC pacer off (V8's gc() not reachable, or node runs with its own --expose-gc* flag): large messages will use more memory (docs/performance.md)");
+  // One daemon per state directory (store/daemon-lock.ts): before anything reads the inbox.
+  let lock: DaemonLock;
+  try {
+    lock = acquireDaemonLock(cfg.node.state_dir);
+  } catch (e) {
+    node.close();
+    throw e;
   }
-  log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
+  try {
+    const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
+    const metricsModule = cfg.metrics ? await import('../metrics/metrics.js') : undefined;
+    const metrics = metricsModule ? metricsModule.createMetrics(() => journal.inState('deferred').length) : undefined;
+    const enqueue = metrics ? metrics.countEnqueue(node.enqueue) : node.enqueue;
+    const injector = cfg.delivery ? await createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
+    // Large packets decrypt and inflate on the second core; started now, ~10 MiB of RSS (packet/decrypt-offload.ts).
+    const decryptWorker = injector ? new DecryptWorker() : undefined;
+    decryptWorker?.warm();
+    const receiver = injector
+      ? createReceiver({
+          tree: cfg.node.tree,
+          stateDir: cfg.node.state_dir,
+          keyring: node.keyring,
+          journal,
+          injector,
+          enqueue,
+          hostname: node.hostname,
+          log,
+          ...(metrics ? { onOutcome: (_entry: unknown, outcome: Outcome) => metrics.rxOutcome(outcome) } : {}),
+          rescanIntervalMs: cfg.receive.rescan_interval,
+          concurrency: cfg.receive.concurrency,
+          retryInitialMs: cfg.receive.retry_initial,
+          retryMaxMs: cfg.receive.retry_max,
+          queueLifetimeMs: cfg.receive.queue_lifetime,
+          now: Date.now,
+          gcPacer: node.gcPacer,
+          decryptWorker,
+          // Crash tests only: see test/stack/crash.test.ts.
+          crashAt: crashPointFromEnv(process.env.FERRYPOST_TEST_CRASH_AT),
+        })
+      : undefined;
+    if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
+    // Loaded only when configured: each of these modules costs start-up time and memory.
+    const smtp = cfg.smtp ? (await import('../smtp/server.js')).createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
 
-  const stopSignal =
-    opts.until ??
-    new Promise<void>((resolve) => {
-      process.once('SIGTERM', () => resolve());
-      process.once('SIGINT', () => resolve());
-    });
-  await stopSignal;
-  log.info({ evt: 'node.stopping' }, 'stopping: no new mail accepted, finishing work in hand');
-  await smtp?.close();
-  await metricsServer?.close();
-  await receiver?.stop();
-  await decryptWorker?.close();
-  await injector?.close();
-  journal.close();
-  node.close();
-  log.info({ evt: 'node.stopped' }, 'stopped');
-  log.flush?.();
+    await receiver?.start();
+    const bound = (await smtp?.listen()) ?? [];
+    const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
+    if (metricsServer) log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
+    // Bounded memory on large messages depends on it (memory/gc-pacer.ts): say once whether it works.
+    if (!node.gcPacer.active()) {
+      log.warn({ evt: 'node.gc-pacer-off' }, "GC pacer off (V8's gc() not reachable, or node runs with its own --expose-gc* flag): large messages will use more memory (docs/performance.md)");
+    }
+    log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
+
+    const stopSignal =
+      opts.until ??
+      new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      });
+    await stopSignal;
+    log.info({ evt: 'node.stopping' }, 'stopping: no new mail accepted, finishing work in hand');
+    await smtp?.close();
+    await metricsServer?.close();
+    await receiver?.stop();
+    await decryptWorker?.close();
+    await injector?.close();
+    journal.close();
+    node.close();
+    log.info({ evt: 'node.stopped' }, 'stopped');
+    log.flush?.();
+  } finally {
+    lock.release();
+  }
 }
 
 function crashPointFromEnv(v: string | undefined): CrashPoint | undefined {

@@ -39,6 +39,8 @@ const TABLE = {
   SHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', nntp: 400, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
   TIMEOUT: { smtp: 451, enhanced: '4.4.2', nntp: 436, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
   INTERNAL: { smtp: 451, enhanced: '4.3.0', nntp: 403, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
+  // `ferrypost run` while another daemon holds the node's state directory (store/daemon-lock.ts).
+  ALREADY_RUNNING: { smtp: 421, enhanced: '4.3.2', nntp: 400, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
   // Permanent: the client must not retry the same thing.
   NO_ROUTE: { smtp: 550, enhanced: '5.1.2', nntp: 437, sysexit: SYSEXIT.NOUSER, temporary: false },
   BAD_ADDRESS: { smtp: 553, enhanced: '5.1.3', nntp: 441, sysexit: SYSEXIT.DATAERR, temporary: false },

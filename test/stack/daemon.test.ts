@@ -50,3 +50,24 @@ it('README: "npm start" creates the embedded node on first run and delivers to i
     await new Promise((r) => proc.once('exit', r));
   }
 });
+
+it('one daemon per node: a second `ferrypost run` on the same state directory exits 75 naming the first; after kill -9 of the first it starts', async () => {
+  const dir = tmpdir('fp-lock-');
+  const solo = initNode(dir, 'solo');
+  const port = await freePort();
+  solo.edit((d) => d.setIn(['smtp', 'listen'], [`127.0.0.1:${port}`]));
+  const first = await startNode(solo);
+  await first.waitForEvent('node.started');
+  // Postfix's master refuses the same way ("the Postfix mail system is already running").
+  const second = cli(['run'], { config: solo.config });
+  expect(second.status).toBe(75);
+  expect(second.stderr).toContain(`another ferrypost daemon is running for the state directory`);
+  expect(second.stderr).toContain(`(pid ${first.proc.pid})`);
+  expect(second.stderr).not.toMatch(/EADDRINUSE/); // refused before it tried the SMTP port
+  expect(first.proc.exitCode).toBeNull(); // the first one is untouched
+  await first.kill9();
+  // The kernel dropped the lock with the process: no stale lock to remove by hand.
+  const third = await startNode(solo);
+  await third.waitForEvent('node.started');
+  expect(await third.stop()).toBe(0);
+});

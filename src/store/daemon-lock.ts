@@ -1,0 +1,77 @@
+/**
+ * One daemon per node: `ferrypost run` holds an exclusive lock on its state directory while it runs,
+ * as Postfix's master holds master.lock. Why: two daemons on one state directory would both take the
+ * same packets from the inbox, and the journal's "is this packet new?" and the injection are not one
+ * step across processes, so both would inject some packets (the recipient gets the mail twice), and
+ * each would quarantine as replays packets the other had just delivered.
+ * How: `daemon.lock` in the state directory is an SQLite database held in exclusive locking mode. Its
+ * lock is a POSIX record lock, which the kernel drops when the process ends in any way (kill -9,
+ * a crash, a power cut: nothing stale to clean up), and SQLite makes a second connection in the same
+ * process wait for it too. `daemon.pid` next to it only names the holder in the error; it is never
+ * trusted for the decision.
+ * Fails: FerryError ALREADY_RUNNING (another daemon holds the lock; the message names its pid when
+ * known); STORE_FAILED if the file cannot be created or opened.
+ */
+import Database from 'better-sqlite3';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError } from '../errors/index.js';
+
+export const LOCK_FILE = 'daemon.lock';
+export const PID_FILE = 'daemon.pid';
+
+export interface DaemonLock {
+  /** Releases the lock (the daemon stopped). Idempotent. */
+  release(): void;
+}
+
+/** Takes the state directory's daemon lock, or throws at once if another daemon holds it. */
+export function acquireDaemonLock(stateDir: string, pid = process.pid): DaemonLock {
+  const file = join(stateDir, LOCK_FILE);
+  let db: Database.Database;
+  try {
+    db = new Database(file, { timeout: 0 });
+  } catch (e) {
+    throw new FerryError('STORE_FAILED', `cannot open the daemon lock ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    // The first write transaction takes the exclusive lock; in this locking mode it is kept after
+    // COMMIT until the connection closes.
+    db.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER); DELETE FROM holder; COMMIT');
+  } catch (e) {
+    db.close();
+    if ((e as { code?: string }).code === 'SQLITE_BUSY') {
+      const holder = readPid(join(stateDir, PID_FILE));
+      throw new FerryError(
+        'ALREADY_RUNNING',
+        `another ferrypost daemon is running for the state directory ${stateDir}${holder ? ` (pid ${holder})` : ''}: stop it first (two daemons would deliver the same packets twice)`,
+      );
+    }
+    throw new FerryError('STORE_FAILED', `cannot lock ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  const pidFile = join(stateDir, PID_FILE);
+  try {
+    writeFileSync(pidFile, `${pid}\n`, { mode: 0o644 });
+  } catch {
+    // Only informational (the error above names the holder with it).
+  }
+  let held = true;
+  return {
+    release() {
+      if (!held) return;
+      held = false;
+      rmSync(pidFile, { force: true });
+      db.close();
+    },
+  };
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
