@@ -145,11 +145,21 @@ export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = 
   proc.stdout.on('data', onData);
   proc.stderr.on('data', onData);
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig)));
-  await waitFor(`${node.name} node.started`, 30_000, () => {
-    if (proc.exitCode !== null) throw new Error(`${node.name} exited ${proc.exitCode}: ${buf.slice(-3000)}`);
-    return buf.includes('"node.started"');
-  });
-  if (node.port) await waitForPort(node.port);
+  try {
+    await waitFor(`${node.name} node.started`, 30_000, () => {
+      if (proc.exitCode !== null) throw new Error(`${node.name} exited ${proc.exitCode}: ${buf.slice(-3000)}`);
+      return buf.includes('"node.started"');
+    });
+    if (node.port) await waitForPort(node.port);
+  } catch (e) {
+    // A daemon that never said it started must not outlive the benchmark: left running, it keeps
+    // draining the (cached) tree and its journal turns the next run's packets into replays.
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+    throw e;
+  }
   return {
     proc, pid: proc.pid, logs: () => buf,
     /** VmHWM (peak RSS) in KiB from /proc, while the process runs. */
