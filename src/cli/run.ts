@@ -28,14 +28,22 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     node.close();
     throw e;
   }
+  // What has started, stopped in reverse order: at SIGTERM, and also when the start fails part way
+  // (e.g. the SMTP port is taken), because a receiver left running would go on draining the inbox
+  // after the lock is given up, next to the daemon that takes it then.
+  const stops: Array<() => unknown> = [];
+  let failed = false;
   try {
     const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
+    stops.push(() => journal.close());
     const metricsModule = cfg.metrics ? await import('../metrics/metrics.js') : undefined;
     const metrics = metricsModule ? metricsModule.createMetrics(() => journal.inState('deferred').length) : undefined;
     const enqueue = metrics ? metrics.countEnqueue(node.enqueue) : node.enqueue;
     const injector = cfg.delivery ? await createInjector(cfg.delivery, { hostname: node.hostname, log }) : undefined;
+    if (injector) stops.push(() => injector.close());
     // Large packets decrypt and inflate on the second core; started now, ~10 MiB of RSS (packet/decrypt-offload.ts).
     const decryptWorker = injector ? new DecryptWorker() : undefined;
+    if (decryptWorker) stops.push(() => decryptWorker.close());
     decryptWorker?.warm();
     const receiver = injector
       ? createReceiver({
@@ -64,10 +72,15 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     // Loaded only when configured: each of these modules costs start-up time and memory.
     const smtp = cfg.smtp ? (await import('../smtp/server.js')).createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
 
+    if (receiver) stops.push(() => receiver.stop()); // before start(): it may fail after its watcher started
     await receiver?.start();
+    if (smtp) stops.push(() => smtp.close());
     const bound = (await smtp?.listen()) ?? [];
     const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
-    if (metricsServer) log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
+    if (metricsServer) {
+      stops.push(() => metricsServer.close());
+      log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');
+    }
     // Bounded memory on large messages depends on it (memory/gc-pacer.ts): say once whether it works.
     if (!node.gcPacer.active()) {
       log.warn({ evt: 'node.gc-pacer-off' }, "GC pacer off (V8's gc() not reachable, or node runs with its own --expose-gc* flag): large messages will use more memory (docs/performance.md)");
@@ -81,19 +94,27 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
         process.once('SIGINT', () => resolve());
       });
     await stopSignal;
+    // Stop accepting first (metrics, SMTP), then finish the packets in hand, then close the rest.
     log.info({ evt: 'node.stopping' }, 'stopping: no new mail accepted, finishing work in hand');
-    await smtp?.close();
-    await metricsServer?.close();
-    await receiver?.stop();
-    await decryptWorker?.close();
-    await injector?.close();
-    journal.close();
-    node.close();
-    log.info({ evt: 'node.stopped' }, 'stopped');
-    log.flush?.();
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
+    let stopError: { error: unknown } | undefined;
+    for (const stop of stops.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch (error) {
+        stopError ??= { error }; // every part is still stopped
+      }
+    }
+    node.close();
     lock.release();
+    // After a failed start, the start's error is the one reported.
+    if (stopError && !failed) throw stopError.error;
   }
+  log.info({ evt: 'node.stopped' }, 'stopped');
+  log.flush?.();
 }
 
 function crashPointFromEnv(v: string | undefined): CrashPoint | undefined {

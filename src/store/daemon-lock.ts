@@ -7,13 +7,15 @@
  * How: `daemon.lock` in the state directory is an SQLite database held in exclusive locking mode. Its
  * lock is a POSIX record lock, which the kernel drops when the process ends in any way (kill -9,
  * a crash, a power cut: nothing stale to clean up), and SQLite makes a second connection in the same
- * process wait for it too. `daemon.pid` next to it only names the holder in the error; it is never
- * trusted for the decision.
+ * process wait for it too. The caller must keep the returned handle referenced: a collected
+ * connection closes, and that releases the lock. `daemon.pid` next to it only names the holder in
+ * the error; it is never trusted for the decision (it may be stale after a kill -9). The lock is
+ * per state directory: two configs with different state directories for one node are not caught.
  * Fails: FerryError ALREADY_RUNNING (another daemon holds the lock; the message names its pid when
  * known); STORE_FAILED if the file cannot be created or opened.
  */
 import Database from 'better-sqlite3';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../errors/index.js';
 
@@ -36,33 +38,47 @@ export function acquireDaemonLock(stateDir: string, pid = process.pid): DaemonLo
   }
   try {
     db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = MEMORY'); // no daemon.lock-journal file next to it
     // The first write transaction takes the exclusive lock; in this locking mode it is kept after
     // COMMIT until the connection closes.
     db.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER); DELETE FROM holder; COMMIT');
   } catch (e) {
     db.close();
-    if ((e as { code?: string }).code === 'SQLITE_BUSY') {
+    // better-sqlite3 reports extended codes (SQLITE_BUSY_*) too.
+    if ((e as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
       const holder = readPid(join(stateDir, PID_FILE));
       throw new FerryError(
         'ALREADY_RUNNING',
-        `another ferrypost daemon is running for the state directory ${stateDir}${holder ? ` (pid ${holder})` : ''}: stop it first (two daemons would deliver the same packets twice)`,
+        `another ferrypost daemon is running for the state directory ${stateDir}${holder ? ` (pid ${holder}, from ${PID_FILE})` : ''}: stop it first (two daemons would deliver the same packets twice)`,
       );
     }
     throw new FerryError('STORE_FAILED', `cannot lock ${file}: ${(e as Error).message}`, { cause: e });
   }
   const pidFile = join(stateDir, PID_FILE);
   try {
-    writeFileSync(pidFile, `${pid}\n`, { mode: 0o644 });
+    // Renamed into place: a reader never sees a half-written pid.
+    writeFileSync(`${pidFile}.tmp`, `${pid}\n`, { mode: 0o644 });
+    renameSync(`${pidFile}.tmp`, pidFile);
   } catch {
-    // Only informational (the error above names the holder with it).
+    // Only informational: better none than a stale one.
+    try {
+      rmSync(pidFile, { force: true });
+    } catch {
+      // nothing more to do
+    }
   }
   let held = true;
   return {
     release() {
       if (!held) return;
       held = false;
-      rmSync(pidFile, { force: true });
-      db.close();
+      try {
+        rmSync(pidFile, { force: true });
+      } catch {
+        // A read-only or changed directory: the lock is released all the same.
+      } finally {
+        db.close();
+      }
     },
   };
 }

@@ -1,5 +1,6 @@
 /** The daemon as an admin runs it: metrics, graceful SIGTERM, the embedded default from the README. */
 import { existsSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { expect, it } from 'vitest';
@@ -51,7 +52,7 @@ it('README: "npm start" creates the embedded node on first run and delivers to i
   }
 });
 
-it('one daemon per node: a second `ferrypost run` on the same state directory exits 75 naming the first; after kill -9 of the first it starts', async () => {
+it('one daemon per state directory: a second `ferrypost run` on the same state directory exits 75 naming the first; after kill -9 of the first it starts', async () => {
   const dir = tmpdir('fp-lock-');
   const solo = initNode(dir, 'solo');
   const port = await freePort();
@@ -62,7 +63,7 @@ it('one daemon per node: a second `ferrypost run` on the same state directory ex
   const second = cli(['run'], { config: solo.config });
   expect(second.status).toBe(75);
   expect(second.stderr).toContain(`another ferrypost daemon is running for the state directory`);
-  expect(second.stderr).toContain(`(pid ${first.proc.pid})`);
+  expect(second.stderr).toContain(`(pid ${first.proc.pid}, from daemon.pid)`);
   expect(second.stderr).not.toMatch(/EADDRINUSE/); // refused before it tried the SMTP port
   expect(first.proc.exitCode).toBeNull(); // the first one is untouched
   await first.kill9();
@@ -70,4 +71,28 @@ it('one daemon per node: a second `ferrypost run` on the same state directory ex
   const third = await startNode(solo);
   await third.waitForEvent('node.started');
   expect(await third.stop()).toBe(0);
+});
+
+it('a start that fails part way (SMTP port taken) exits 78 and leaves no receiver running behind a released lock', async () => {
+  const dir = tmpdir('fp-lock-fail-');
+  const solo = initNode(dir, 'solo');
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as net.AddressInfo).port;
+  try {
+    solo.edit((d) => d.setIn(['smtp', 'listen'], [`127.0.0.1:${port}`]));
+    // The receiver starts before the listener; it must be stopped again, or its inbox watcher
+    // would keep the process alive (and draining) after the lock was given up.
+    const r = cli(['run'], { config: solo.config });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toMatch(/cannot listen on 127\.0\.0\.1:\d+/);
+  } finally {
+    blocker.close();
+  }
+  // The lock was released with the failed start: the next start takes it.
+  const free = await freePort();
+  solo.edit((d) => d.setIn(['smtp', 'listen'], [`127.0.0.1:${free}`]));
+  const node = await startNode(solo);
+  await node.waitForEvent('node.started');
+  expect(await node.stop()).toBe(0);
 });

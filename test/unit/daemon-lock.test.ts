@@ -33,7 +33,8 @@ describe('daemon lock', () => {
     expect(readFileSync(path.join(dir, PID_FILE), 'utf8')).toBe('4242\n');
     const err = tryLock(dir);
     expect(isFerryError(err, 'ALREADY_RUNNING')).toBe(true);
-    expect((err as Error).message).toContain(`for the state directory ${dir} (pid 4242)`);
+    expect((err as Error).message).toContain(`for the state directory ${dir} (pid 4242, from daemon.pid)`);
+    expect(existsSync(path.join(dir, 'daemon.lock-journal'))).toBe(false);
     expect(tryLock(stateDir())).toBeUndefined(); // another node's state directory is not locked
     first.release();
     first.release(); // idempotent
@@ -47,7 +48,7 @@ describe('daemon lock', () => {
     // Another process takes the lock the same way (the module itself runs in the daemon; here the
     // built one, which the test command builds first).
     const mod = path.resolve('dist/store/daemon-lock.js');
-    const child = spawn(process.execPath, ['--input-type=module', '-e', `const { acquireDaemonLock } = await import(${JSON.stringify(mod)}); acquireDaemonLock(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `const { acquireDaemonLock } = await import(${JSON.stringify(mod)}); globalThis.held = acquireDaemonLock(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       await new Promise<void>((resolve, reject) => {
         child.stdout.on('data', (d: Buffer) => d.toString().includes('held') && resolve());
@@ -55,7 +56,7 @@ describe('daemon lock', () => {
       });
       const err = tryLock(dir);
       expect(isFerryError(err, 'ALREADY_RUNNING')).toBe(true);
-      expect((err as Error).message).toContain(`(pid ${child.pid})`);
+      expect((err as Error).message).toContain(`(pid ${child.pid}, from daemon.pid)`);
     } finally {
       child.kill('SIGKILL');
       await new Promise((r) => (child.exitCode === null && child.signalCode === null ? child.once('exit', r) : r(undefined)));
