@@ -1,10 +1,11 @@
 // A/B of two builds on the large-message receiver's FIRST packet after a start (the figure
-// large-message judges): alternates them (A B, A B, ...). Each run sets up a fresh pair of nodes,
+// large-message judges): alternates them (A B, B A, ...). Each run sets up a fresh pair of nodes,
 // node A (build A) turns one LARGE_MIB (100) MiB message into a packet, node B (the build under test)
 // is started, and AB_DELAY ms (500) after its "node.started" the packet is renamed into its inbox;
 // timed until the Maildir copy is in new/ and the packet is gone. Prints each run's rate, the
 // receiver's CPU, minor page faults and peak RSS (VmHWM) from /proc, then the medians and the median
-// of the paired ratios B/A. A build is a copy of dist/ INSIDE the repository, e.g.
+// of the paired ratios B/A. Throws if B quarantines the packet. A build is a copy of dist/ INSIDE
+// the repository, e.g.
 //   npm run build && cp -r dist .work/dist-base    # before the change
 //   node bench/ab-receive.mjs .work/dist-base dist 10
 // Not part of `npm run bench`: it compares builds, it does not measure against an anchor.
@@ -45,7 +46,11 @@ async function receiveOnce(msg, cli) {
       const newDir = path.join(pair.b.dir, 'Maildir', 'new');
       const [cpu0, faults0, t0] = [processCpuMs(b.pid), minorFaults(b.pid), performance.now()];
       fs.renameSync(held, path.join(pair.inboxB, name));
-      await waitFor('maildir delivery', 600_000, () => countFiles(newDir) === 1 && countFiles(pair.inboxB) === 0, 10);
+      const quarantine = path.join(pair.b.dir, 'state', 'quarantine');
+      await waitFor('maildir delivery', 600_000, () => {
+        if (countFiles(quarantine) > 0) throw new Error(`B quarantined the packet instead of delivering it: ${b.logs().slice(-2000)}`);
+        return countFiles(newDir) === 1 && countFiles(pair.inboxB) === 0;
+      }, 10);
       const s = (performance.now() - t0) / 1000;
       return { mibs: MIB / s, cpuS: (processCpuMs(b.pid) - cpu0) / 1000, faults: minorFaults(b.pid) - faults0, hwmMiB: b.vmHWM() / 1024 };
     } finally {
@@ -62,7 +67,9 @@ const res = { A: [], B: [] };
 try {
   writeLargeMessage(msg, MIB, 'b64');
   for (let i = 0; i < pairs; i++) {
-    for (const [label, cli] of [['A', cliA], ['B', cliB]]) {
+    // A B, then B A: neither build always runs right after the other's packet was made.
+    const order = i % 2 === 0 ? [['A', cliA], ['B', cliB]] : [['B', cliB], ['A', cliA]];
+    for (const [label, cli] of order) {
       const r = await receiveOnce(msg, cli);
       res[label].push(r);
       console.log(`${label} ${String(i + 1).padStart(2)}: ${r.mibs.toFixed(1).padStart(6)} MiB/s  CPU ${r.cpuS.toFixed(2)} s  minor faults ${r.faults}  peak RSS ${r.hwmMiB.toFixed(1)} MiB`);

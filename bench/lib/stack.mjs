@@ -147,7 +147,7 @@ export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = 
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig)));
   try {
     await waitFor(`${node.name} node.started`, 30_000, () => {
-      if (proc.exitCode !== null) throw new Error(`${node.name} exited ${proc.exitCode}: ${buf.slice(-3000)}`);
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${node.name} exited ${proc.exitCode ?? proc.signalCode}: ${buf.slice(-3000)}`);
       return buf.includes('"node.started"');
     });
     if (node.port) await waitForPort(node.port);

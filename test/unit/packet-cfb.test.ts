@@ -86,7 +86,15 @@ describe('CfbDecryptor', () => {
       shiftXor(ks, carry, ct, n);
       expect(ks.equals(want)).toBe(true);
     }
+    // One block with ECB's output at an odd offset (the unaligned branch, nothing but block 0).
+    const host = Buffer.alloc(17), carry1 = randomBytes(16), ct1 = randomBytes(16);
+    const ks1 = host.subarray(1);
+    ks1.set(randomBytes(16));
+    shiftXor(ks1, carry1, ct1, 16);
+    expect(ks1.equals(Buffer.from(ct1.map((b, i) => b ^ carry1[i]!)))).toBe(true);
     expect(() => shiftXor(Buffer.alloc(32), Buffer.alloc(16), new Uint8Array(32), 24)).toThrow(RangeError);
+    expect(() => shiftXor(Buffer.alloc(16), Buffer.alloc(16), new Uint8Array(32), 32)).toThrow(RangeError); // n > ks
+    expect(() => shiftXor(Buffer.alloc(32), Buffer.alloc(16), new Uint8Array(16), 32)).toThrow(RangeError); // n > ct
     expect(() => shiftXor(Buffer.alloc(32), Buffer.alloc(8), new Uint8Array(32), 32)).toThrow(RangeError);
   });
 });
