@@ -105,11 +105,15 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
       try {
         await stop();
       } catch (error) {
+        log.error({ evt: 'node.stop-failed', err: error instanceof Error ? error.message : String(error) }, 'a part of the daemon failed to stop');
         stopError ??= { error }; // every part is still stopped
       }
     }
-    node.close();
-    lock.release();
+    try {
+      node.close();
+    } finally {
+      lock.release();
+    }
     // After a failed start, the start's error is the one reported.
     if (stopError && !failed) throw stopError.error;
   }

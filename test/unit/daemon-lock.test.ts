@@ -45,8 +45,8 @@ describe('daemon lock', () => {
 
   it('is held across processes and freed by the kernel when the holder is killed (kill -9: nothing stale)', async () => {
     const dir = stateDir();
-    // Another process takes the lock the same way (the module itself runs in the daemon; here the
-    // built one, which the test command builds first).
+    // Another process takes the lock the same way, with the BUILT module (dist/): `npm test` builds
+    // first; running this file alone tests whatever was built last.
     const mod = path.resolve('dist/store/daemon-lock.js');
     const child = spawn(process.execPath, ['--input-type=module', '-e', `const { acquireDaemonLock } = await import(${JSON.stringify(mod)}); globalThis.held = acquireDaemonLock(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
