@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { writeLargeMessage } from './lib/large-body.mjs';
-import { countFiles, median, medianRatio, nodePair, processCpuMs, rm, startNode, tmp, waitFor } from './lib/stack.mjs';
+import { countFiles, median, medianRatio, minorFaults, nodePair, processCpuMs, rm, startNode, tmp, waitFor } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
 const DELAY = Number(process.env.AB_DELAY ?? 500);
@@ -21,8 +21,6 @@ const [cliA, cliB] = process.argv.slice(2, 4).map((d) => path.resolve(d, 'cli/ma
 if (!cliA || !cliB) throw new Error('usage: node bench/ab-receive.mjs BUILD_A BUILD_B [pairs]  (BUILD = a dist/ copy inside the repo)');
 for (const c of [cliA, cliB]) if (!fs.existsSync(c)) throw new Error(`${c} does not exist (a build is a dist/ copy)`);
 const pairs = Number(process.argv[4] ?? 3);
-
-const minorFaults = (pid) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
 
 async function receiveOnce(msg, cli) {
   const base = tmp('ab-receive');

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { BODIES, writeLargeMessage } from './lib/large-body.mjs';
-import { median, nodePair, rm, smtpSourceRun, startNode, tmp } from './lib/stack.mjs';
+import { median, nodePair, procStatFields, rm, smtpSourceRun, startNode, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
 const [a, b] = process.argv.slice(2, 4).map((d) => path.resolve(d, 'cli/main.js'));
@@ -25,7 +25,7 @@ if (!BODIES.includes(body)) throw new Error(`body must be one of ${BODIES.join('
 
 /** [minor faults, user ms, system ms] of a running process. */
 function procStat(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const f = procStatFields(pid);
   return [Number(f[7]), Number(f[11]) * 10, Number(f[12]) * 10];
 }
 

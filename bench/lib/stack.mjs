@@ -287,9 +287,17 @@ export const smtpSource = (port, opts) => smtpSourceRun(port, opts).then((r) => 
  * CPU ms (user + system) a process has used; with children, also its live children and, through
  * its cutime/cstime, the children it has reaped (e.g. Postfix's master and every smtpd, cleanup, ...).
  */
+/** The fields of /proc/PID/stat after the command name (index 0 = state, 7 = minflt, 11 = utime, 12 = stime). */
+export function procStatFields(pid) {
+  return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+}
+
+/** Minor page faults of a running process so far. */
+export const minorFaults = (pid) => Number(procStatFields(pid)[7]);
+
 export function processCpuMs(pid, { children = false } = {}) {
   const times = (p) => {
-    const f = fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+    const f = procStatFields(p);
     return { self: (Number(f[11]) + Number(f[12])) * 10, reaped: (Number(f[13]) + Number(f[14])) * 10, ppid: Number(f[1]) }; // USER_HZ 100
   };
   const root = times(pid);
