@@ -27,7 +27,7 @@ export interface MaildirFs {
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   readdir(path: string): Promise<string[]>;
-  stat(path: string): Promise<{ mtimeMs: number }>;
+  stat(path: string): Promise<{ mtimeMs: number; isDirectory(): boolean }>;
 }
 
 export interface MaildirInjectorOptions {
@@ -130,6 +130,30 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
     for (const sub of ['tmp', 'new', 'cur']) await fs.mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
   }
 
+  async function isMaildir(dir: string): Promise<boolean> {
+    for (const sub of ['tmp', 'new', 'cur']) {
+      const st = await fs.stat(join(dir, sub)).catch(() => undefined);
+      if (!st?.isDirectory()) return false;
+    }
+    return true;
+  }
+
+  /** fsync a directory; a missing one is nothing to sync. */
+  async function syncDir(dir: string): Promise<void> {
+    let d;
+    try {
+      d = await fs.open(dir, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
   /** tmp/NAME → new/NAME, then fsync new/ so the rename survives a crash; tmp/NAME is removed if the rename failed. */
   async function publish(dir: string, name: string): Promise<void> {
     const tmp = join(dir, 'tmp', name);
@@ -217,7 +241,11 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       const done: string[] = [];
       for (const rcpt of req.envelope.to) {
         const p = maildirPathFor(cfg.path, rcpt);
-        if (!('error' in p) && (await maildirHasPacket(p.path, req.packetId))) done.push(rcpt);
+        if ('error' in p || !(await maildirHasPacket(p.path, req.packetId))) continue;
+        // Found, but perhaps renamed by an attempt whose fsync of new/ failed: made durable before the
+        // receiver records it as delivered (an error here leaves the packet to be retried).
+        for (const sub of ['new', 'cur']) await syncDir(join(p.path, sub));
+        done.push(rcpt);
       }
       return done;
     },
@@ -228,7 +256,9 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       if (groups.size !== 1 || results.some((r) => r !== undefined)) return undefined;
       const [dir, idxs] = [...groups][0]!;
       const rcpt = req.envelope.to[idxs[0]!]!;
-      await ensureMaildir(dir);
+      // Staging happens before the packet is authenticated (the header only names the mailbox), so it
+      // never creates one: a Maildir that does not exist yet is made by inject(), after every check.
+      if (!(await isMaildir(dir))) return undefined;
       await removeLeftovers(dir, req.packetId);
       return stageInMaildir(
         {

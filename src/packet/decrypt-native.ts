@@ -11,6 +11,7 @@
  * the encrypted part surface while the returned data stream is read, never as a clean end.
  */
 import * as openpgp from 'openpgp';
+import { FerryError } from '../errors/index.js';
 import { ecdhDecryptorsFor } from './native/ecdh-keys.js';
 import { openSessionKeyNative } from './native/pkesk.js';
 import { isSlotReadable } from './decrypt-input.js';
@@ -21,6 +22,7 @@ import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
 
 const TAG_PKESK = 1;
 const TAG_SEIPD = 18;
+const TAG_MARKER = 10;
 /**
  * Encrypted data larger than this is decrypted on the decrypt worker when it is free. Below it the
  * hand-over costs more than it saves: a 4 KiB mail decrypts in microseconds.
@@ -59,10 +61,16 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
   reader.startRecording();
   const other = (): NativeOpen => ({ kind: 'other', input: reader.replay() });
   const pkesks: Uint8Array[] = [];
-  let head = await readPacketHead(reader);
+  // OpenPGP says to ignore a Marker packet, and openpgp.js (the fallback below) does. No ferrypost
+  // packet has one: one put in changed the file, so it is refused like any other change.
+  const noMarker = (h: Awaited<ReturnType<typeof readPacketHead>>): typeof h => {
+    if (h?.tag === TAG_MARKER) throw new FerryError('PACKET_MALFORMED', 'the packet holds an OpenPGP Marker packet, which no ferrypost packet has');
+    return h;
+  };
+  let head = noMarker(await readPacketHead(reader));
   while (head && head.tag === TAG_PKESK && head.length.kind === 'fixed') {
     pkesks.push(await reader.exact(head.length.n));
-    head = await readPacketHead(reader);
+    head = noMarker(await readPacketHead(reader));
   }
   if (!head || head.tag !== TAG_SEIPD || pkesks.length === 0) return other();
   const body = packetBody(reader, head)[Symbol.asyncIterator]();

@@ -8,6 +8,7 @@
  * but before the journal committed "delivered", the message is injected again on restart, the same
  * duplicate-over-loss choice SMTP itself makes.
  */
+import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -21,6 +22,7 @@ import type { Journal, JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
+import type { Unrecorded } from './unrecorded.js';
 import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
 import type { DecryptWorker } from '../packet/decrypt-offload.js';
@@ -53,14 +55,20 @@ function crashPoint(deps: ProcessDeps, at: CrashPoint): void {
 
 export type Outcome = 'delivered' | 'deferred' | 'quarantined' | 'skipped' | 'cleaned' | 'error';
 
-/** What processPacket needs besides ProcessDeps: the receiver's shared group commit. */
+/** What processPacket needs besides ProcessDeps: the receiver's shared group commit and memory. */
 export interface PacketDeps extends ProcessDeps {
   commit: GroupCommit;
+  /** Recipients accepted by the next hop whose journal record failed (receive/unrecorded.ts). */
+  unrecorded: Unrecorded;
 }
 
 export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise<Outcome> {
   const hash = entry.hash.toString('hex');
-  const known = deps.journal.byHash(hash);
+  // The journal knows this content as a packet from known.fromNode. A copy of it under another
+  // sender's directory is not that packet: it goes through every check (and is refused as signed by
+  // the wrong peer), not through the shortcuts below.
+  const recorded = deps.journal.byHash(hash);
+  const known = recorded?.fromNode === entry.from ? recorded : undefined;
   // A removal not yet written (it rides on the next group commit) counts as written.
   if (known?.state === 'delivered' && deps.commit.removedPending(hash)) known.state = 'removed';
   if (known?.state === 'removed') {
@@ -75,8 +83,9 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
   }
   if (known?.state === 'deferred' && known.nextAttempt !== null && known.nextAttempt > deps.now()) return 'skipped';
 
-  // Used only for packets too large to decrypt into memory (decryptAndVerify creates it then).
-  const workFile = path.join(deps.stateDir, 'work', `${hash}.msg`);
+  // Used only for packets too large to decrypt into memory (decryptAndVerify creates it then). Unique
+  // per attempt, so that nothing else can ever write into the file an injection is reading.
+  const workFile = path.join(deps.stateDir, 'work', `${hash}.${randomBytes(6).toString('hex')}.msg`);
   let verified: VerifiedPacket | undefined;
   try {
     try {
@@ -141,10 +150,15 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
     if (isFerryError(err) && err.code === 'PACKET_REPLAY') return await refuse(deps, entry, err);
     throw err;
   }
-  const done = new Set(j.doneRecipients);
   const log = deps.log.child({ packet: header.id });
-  if (resumed && deps.injector.alreadyDelivered) {
-    // The last attempt died mid-injection: skip what the destination already holds (Maildir).
+  const unrecorded = deps.unrecorded.get(hash);
+  if (unrecorded.length) {
+    log.warn({ evt: 'rx.record-retry', rcpts: unrecorded }, 'accepted by the next hop before a journal write failed; recording it, not injecting again');
+  }
+  const done = new Set([...j.doneRecipients, ...unrecorded]);
+  if ((resumed || known?.state === 'deferred') && deps.injector.alreadyDelivered) {
+    // The last attempt died mid-injection, or failed after the destination may have taken the message
+    // (Maildir: renamed into new/, then its fsync failed): skip what the destination already holds.
     const held = await deps.injector.alreadyDelivered(requestFor(header, header.envelope.to.filter((r) => !done.has(r)), message));
     if (held.length) {
       deps.journal.recipientsDone(hash, held);
@@ -163,6 +177,8 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   const ok = results.filter((r) => r.status === 'ok');
   const perm = results.filter((r) => r.status === 'perm');
   let temp = results.filter((r) => r.status === 'temp');
+  // Noted in memory first: if a journal write below fails, the retry must not inject these again.
+  deps.unrecorded.add(hash, ok.map((r) => r.rcpt));
   // When every recipient is done, the "delivered" commit below says it all; record partial progress only.
   if (ok.length && ok.length < results.length) deps.journal.recipientsDone(hash, ok.map((r) => r.rcpt));
   for (const r of ok) log.info({ evt: 'rx.injected', rcpt: r.rcpt, via: deps.injector.name, reply: r.message }, 'delivered');
@@ -175,16 +191,19 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   if (perm.length) {
     for (const r of perm) log.warn({ evt: 'rx.bounce', rcpt: r.rcpt, code: r.code, reply: r.message }, 'permanent failure');
     await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injectorName: deps.injector.name, log }, header, message, perm);
+    deps.unrecorded.add(hash, perm.map((r) => r.rcpt)); // bounced: not again
     deps.journal.recipientsDone(hash, perm.map((r) => r.rcpt));
   }
   if (temp.length) {
     const delay = Math.min(deps.retryMaxMs, deps.retryInitialMs * 2 ** Math.max(0, j.attempts - 1));
     const error = temp.map((r) => `${r.rcpt}: ${r.message}`).join('; ');
     deps.journal.defer(hash, error, now + delay, now);
+    deps.unrecorded.clear(hash); // every finished recipient is recorded (recipientsDone above)
     log.warn({ evt: 'inject.tempfail', rcpts: temp.map((r) => r.rcpt), error, retryInMs: delay, attempts: j.attempts }, 'deferred');
     return 'deferred';
   }
   await deps.commit.delivered(hash);
+  deps.unrecorded.clear(hash);
   crashPoint(deps, 'after-delivered');
   // No directory fsync for the removal, and "removed" rides along with a later transaction: if either
   // is lost in a crash, the journal says delivered and the file is removed again at start, never

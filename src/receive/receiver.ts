@@ -1,7 +1,7 @@
 /**
  * The receiver loop: finds packets addressed to this node (fs events for latency, a periodic rescan
  * for certainty, a timer for the next due retry) and runs processPacket on each with bounded
- * concurrency. A packet is never handled twice at once. Errors that are not the packet's fault
+ * concurrency. A packet (by content) is never handled twice at once. Errors that are not the packet's fault
  * (I/O, a bug) are logged and the packet is retried at the next scan; they never stop the loop.
  */
 import { readdir, rm } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { inboxDir } from '../tree/layout.js';
 import { removeStaleTemps, scanInbox, type TreeEntry } from '../tree/scan.js';
 import { watchInbox } from '../tree/watch.js';
 import { processPacket, type Outcome, type PacketDeps, type ProcessDeps } from './process.js';
+import { createUnrecorded } from './unrecorded.js';
 import { existsSync } from 'node:fs';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
@@ -38,7 +39,7 @@ export interface Receiver {
 
 export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   const groupCommit = createGroupCommit(receiverDeps.journal, receiverDeps.now);
-  const deps: ReceiverDeps & PacketDeps = { ...receiverDeps, commit: groupCommit };
+  const deps: ReceiverDeps & PacketDeps = { ...receiverDeps, commit: groupCommit, unrecorded: createUnrecorded() };
   const queue = new PQueue({ concurrency: deps.concurrency });
   const inFlight = new Set<string>();
   const self = deps.keyring.self.fingerprint;
@@ -50,8 +51,11 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   let stopped = false;
 
   function handle(entry: TreeEntry): Promise<void> | undefined {
-    if (inFlight.has(entry.path)) return undefined;
-    inFlight.add(entry.path);
+    // Keyed by content (the name's hash), not path: copies of one packet under two senders' directories
+    // share the journal entry and would otherwise be handled at once. The second waits for a later scan.
+    const key = entry.hash.toString('hex');
+    if (inFlight.has(key)) return undefined;
+    inFlight.add(key);
     return queue.add(async () => {
       let outcome: Outcome;
       try {
@@ -60,7 +64,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
         outcome = 'error';
         deps.log.error({ evt: 'rx.error', file: entry.name, from: entry.from, err }, 'packet handling failed; will retry at the next scan');
       } finally {
-        inFlight.delete(entry.path);
+        inFlight.delete(key);
       }
       deps.onOutcome?.(entry, outcome);
     });

@@ -12,6 +12,7 @@ import { generateNodeKey } from '../../src/keys/generate.js';
 import type { Keyring, PeerKey } from '../../src/keys/keyring.js';
 import { createMaildirInjector } from '../../src/inject/maildir.js';
 import type { Injector } from '../../src/inject/types.js';
+import type { Logger } from 'pino';
 import { silentLogger } from '../../src/log/logger.js';
 import { createReceiver, type Receiver } from '../../src/receive/receiver.js';
 import type { Outcome } from '../../src/receive/process.js';
@@ -63,11 +64,25 @@ export interface ReceivingNode {
   close(): Promise<void>;
 }
 
-export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: { injector?: Injector; enqueue?: Enqueue; retryInitialMs?: number; gcPacer?: GcPacer; decryptWorker?: DecryptWorker } = {}): ReceivingNode {
+export interface ReceivingNodeOptions {
+  injector?: Injector;
+  enqueue?: Enqueue;
+  retryInitialMs?: number;
+  gcPacer?: GcPacer;
+  decryptWorker?: DecryptWorker;
+  log?: Logger;
+  concurrency?: number;
+  now?: () => number;
+  /** Wraps the real journal, e.g. to make one of its writes fail. */
+  wrapJournal?: (journal: Journal) => Journal;
+}
+
+export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: ReceivingNodeOptions = {}): ReceivingNode {
   const stateDir = path.join(dir, 'state');
   mkdirSync(stateDir, { recursive: true });
   const maildir = path.join(dir, 'Maildir');
   const journal = openJournal(path.join(stateDir, 'journal.sqlite'));
+  const used = opts.wrapJournal ? opts.wrapJournal(journal) : journal;
   const injector = opts.injector ?? createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
   const outcomes: ReceivingNode['outcomes'] = [];
   const noEnqueue: Enqueue = { submit: async () => { throw new Error('no enqueue in this test'); } };
@@ -75,17 +90,17 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     tree,
     stateDir,
     keyring: keyringOf(self, peers),
-    journal,
+    journal: used,
     injector,
     enqueue: opts.enqueue ?? noEnqueue,
     hostname: 'test.invalid',
-    log: silentLogger(),
+    log: opts.log ?? silentLogger(),
     rescanIntervalMs: 60_000,
-    concurrency: 2,
+    concurrency: opts.concurrency ?? 2,
     retryInitialMs: opts.retryInitialMs ?? 60_000,
     retryMaxMs: 3_600_000,
     queueLifetimeMs: 5 * 86_400_000,
-    now: Date.now,
+    now: opts.now ?? Date.now,
     onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
     gcPacer: opts.gcPacer,
     decryptWorker: opts.decryptWorker,

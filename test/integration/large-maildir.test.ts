@@ -38,10 +38,16 @@ function largeMessage(eol = '\r\n'): Buffer {
   return Buffer.from(`From: a@offline.test${eol}To: b@home.test${eol}Subject: big${eol}${eol}${body}${eol}`);
 }
 
-function setup(opts: { addHeaders?: boolean; fs?: MaildirFs; injector?: Injector; gcPacer?: GcPacer } = {}): ReceivingNode {
+/** An existing mailbox (staging writes only into one; a missing one is made by inject() after the checks). */
+function makeMaildir(dir: string): void {
+  for (const sub of ['tmp', 'new', 'cur']) mkdirSync(path.join(dir, sub), { recursive: true });
+}
+
+function setup(opts: { addHeaders?: boolean; fs?: MaildirFs; injector?: Injector; gcPacer?: GcPacer; noMaildir?: boolean } = {}): ReceivingNode {
   base = tmpdir('fp-large-md-');
   tree = path.join(base, 'tree');
   const maildir = path.join(base, 'b', 'Maildir');
+  if (!opts.noMaildir) makeMaildir(maildir);
   const injector =
     opts.injector ??
     createMaildirInjector({ method: 'maildir', path: maildir, add_headers: opts.addHeaders ?? false }, { hostname: 'test.invalid', ...(opts.fs ? { fs: opts.fs } : {}) });
@@ -86,6 +92,18 @@ describe('large packet into a Maildir', () => {
     expect(files(r, 'tmp')).toEqual([]);
     expect(existsSync(p.path)).toBe(false);
     expectStaged(r);
+  });
+
+  it('into a Maildir that does not exist yet: through the work file, the Maildir made only after the checks', async () => {
+    const r = setup({ noMaildir: true });
+    const msg = largeMessage();
+    await send(msg);
+    await r.receiver.scanOnce();
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['delivered']);
+    const got = files(r, 'new');
+    expect(got).toHaveLength(1);
+    expect(readFileSync(path.join(r.maildir, 'new', got[0]!)).equals(msg)).toBe(true);
+    expectNoWorkFile(r);
   });
 
   it.each([['\r\n'], ['\n']])('with Return-Path/Delivered-To (line ending %j): prefix + exact message, size in the name', async (eol) => {
@@ -137,6 +155,7 @@ describe('large packet into a Maildir', () => {
   function spyInjector(staging: boolean): { injector: Injector; maildir: string; staged: () => number } {
     let staged = 0;
     const maildir = path.join(tmpdir('fp-large-md-inj-'), 'Maildir');
+    makeMaildir(maildir);
     const inner = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'test.invalid' });
     const injector: Injector = {
       name: inner.name,

@@ -130,6 +130,17 @@ describe('receiver refusals', () => {
     await expectQuarantined(r, /^PACKET_(DECRYPT|BAD_SIGNATURE|MALFORMED)$/);
   });
 
+  it.each([['in front'], ['after the key packet']])('an OpenPGP Marker packet put %s (renamed to match its hash) → PACKET_MALFORMED', async (where) => {
+    const r = setup();
+    const p = await send(A);
+    const b = readFileSync(p);
+    const marker = Buffer.from([0xca, 0x03, 0x50, 0x47, 0x50]); // new-format tag 10, "PGP": ignored by OpenPGP readers
+    const pkeskEnd = 2 + b[1]!; // our PKESK has a one-octet new-format length
+    writeFileSync(p, where === 'in front' ? Buffer.concat([marker, b]) : Buffer.concat([b.subarray(0, pkeskEnd), marker, b.subarray(pkeskEnd)]));
+    renameToHash(p);
+    await expectQuarantined(r, 'PACKET_MALFORMED');
+  });
+
   // Packets over 1 MiB are name-checked while decryption reads them: the verdict must be the same,
   // with the daemon's decrypt worker (which decrypts what this thread reads and hashes) and without it.
   const LARGE = Buffer.concat([Buffer.from('From: a@offline.test\r\nSubject: big\r\n\r\n'), Buffer.from(randomBytes(1536 * 1024).toString('base64'))]);

@@ -2,7 +2,7 @@
 // unique names, recipient filter, unsafe addresses, de-duplication, fs faults → temp, maildirHasPacket,
 // and staging (a large message written once into tmp/, published by commit, removed by discard).
 import * as fsp from 'node:fs/promises';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -162,6 +162,21 @@ describe('maildir staging (large messages written once into tmp/)', () => {
     });
   }
   const sreq = (to: string[], size: number) => ({ envelope: { from: 'alice@a.example', to }, size, packetId: 'pkt9' });
+  // Staging only writes into a Maildir that exists (it runs before the packet is authenticated).
+  beforeEach(() => {
+    for (const u of ['bob', 'x', 'y']) for (const sub of ['tmp', 'new', 'cur']) mkdirSync(join(root, 'b.example', u, 'Maildir', sub), { recursive: true });
+  });
+
+  it('a Maildir that does not exist yet is not staged, and staging creates nothing (inject() makes it after the checks)', async () => {
+    const inj = createMaildirInjector(cfg(), { hostname: 'n' });
+    expect(await inj.stage!(sreq(['newcomer@c.example'], 10))).toBeUndefined();
+    expect(readdirSync(root)).toEqual(['b.example']);
+    // half a Maildir (no cur/) is not one either
+    mkdirSync(join(root, 'c.example', 'half', 'Maildir', 'tmp'), { recursive: true });
+    mkdirSync(join(root, 'c.example', 'half', 'Maildir', 'new'));
+    expect(await inj.stage!(sreq(['half@c.example'], 10))).toBeUndefined();
+    expect(readdirSync(join(root, 'c.example', 'half', 'Maildir')).sort()).toEqual(['new', 'tmp']);
+  });
 
   it('only the plain case is staged: several maildirs or a refused recipient → undefined (inject() then)', async () => {
     const inj = createMaildirInjector(cfg({ recipients: ['b.example'] }), { hostname: 'n' });

@@ -1,0 +1,183 @@
+/**
+ * Faults between the next hop's acceptance and the journal, and copies of one packet in two places:
+ * never a second injection, never a corrupted one. Real codec, journal, receiver and Maildir injector;
+ * faults are injected into the journal and the Maildir's file calls.
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import * as nodeFs from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createMaildirInjector } from '../../src/inject/maildir.js';
+import { messageStream, type Injector, type RecipientResult } from '../../src/inject/types.js';
+import { listQuarantine } from '../../src/quarantine/quarantine.js';
+import type { Journal } from '../../src/store/journal.js';
+import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
+import { tmpdir } from '../helpers/node.js';
+
+let A: NodeKeys, B: NodeKeys, C: NodeKeys;
+beforeAll(async () => {
+  [A, B, C] = await Promise.all([makeKeys('a'), makeKeys('b'), makeKeys('c')]);
+});
+
+let base: string;
+let tree: string;
+let rx: ReceivingNode | undefined;
+afterEach(async () => {
+  await rx?.close();
+  rx = undefined;
+  rmSync(base, { recursive: true, force: true });
+});
+
+function begin(): void {
+  base = tmpdir('fp-rx-faults-');
+  tree = path.join(base, 'tree');
+}
+
+async function send(message: Buffer): Promise<string> {
+  const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to: ['b@home.test'] }, message);
+  return q[0]!.path;
+}
+
+const ok = (to: string[]): RecipientResult[] => to.map((rcpt) => ({ rcpt, status: 'ok', code: 250, enhanced: '2.0.0', message: '250 ok' }));
+
+/** Log lines as objects. */
+function capture(): { log: pino.Logger; events: () => string[] } {
+  const lines: Array<{ evt?: string }> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { evt?: string }) });
+  return { log, events: () => lines.map((l) => l.evt ?? '') };
+}
+
+describe('receiver faults', () => {
+  it('a copy of a large packet under another peer\'s directory while the first is injected: byte-exact once, the copy quarantined', async () => {
+    begin();
+    // ~3 MiB of base64: the packet is over the in-memory limit, so the message goes through a work file
+    const body = randomBytes(3 << 20).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const msg = Buffer.from(`From: a@offline.test\r\nTo: b@home.test\r\nSubject: big\r\n\r\n${body}\r\n`);
+    const packet = await send(msg);
+    let reading!: () => void;
+    const halfway = new Promise<void>((r) => (reading = r));
+    const injected: Buffer[] = [];
+    const injector: Injector = {
+      name: 'slow',
+      async inject(req) {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        for await (const c of messageStream(req)) {
+          chunks.push(Buffer.from(c));
+          n += c.length;
+          if (n > msg.length / 2) reading();
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        injected.push(Buffer.concat(chunks));
+        return ok(req.envelope.to);
+      },
+      async close() {},
+    };
+    rx = receivingNode(B, [A, C], tree, path.join(base, 'b'), { injector, concurrency: 4 });
+    const first = rx.receiver.scanOnce();
+    await halfway;
+    const inC = path.join(tree, B.fingerprint, C.fingerprint);
+    mkdirSync(inC, { recursive: true });
+    copyFileSync(packet, path.join(inC, path.basename(packet)));
+    await rx.receiver.scanOnce(); // the copy has the same content: it waits for the first
+    await first;
+    expect(injected).toHaveLength(1);
+    expect(injected[0]!.equals(msg)).toBe(true);
+    expect(existsSync(packet)).toBe(false);
+    await rx.receiver.scanOnce();
+    const q = await listQuarantine(rx.stateDir);
+    expect(q.map((e) => e.reason.code)).toEqual(['PACKET_WRONG_SENDER']);
+    expect(injected).toHaveLength(1);
+    expect(readdirSync(inC)).toEqual([]);
+  });
+
+  it('the "delivered" commit fails after the MTA accepted: the retry records it without injecting again', async () => {
+    begin();
+    const packet = await send(Buffer.from('Subject: hi\r\n\r\nhello\r\n'));
+    let failures = 1;
+    const wrapJournal = (j: Journal): Journal => ({
+      ...j,
+      commit(batch, now) {
+        if (batch.delivered?.length && failures-- > 0) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_FSYNC' });
+        return j.commit(batch, now);
+      },
+    });
+    let injections = 0;
+    const injector: Injector = { name: 'smtp-like', inject: async (req) => ((injections += 1), ok(req.envelope.to)), async close() {} };
+    const { log, events } = capture();
+    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector, wrapJournal, log });
+    await rx.receiver.scanOnce();
+    expect(rx.outcomes.map((o) => o.outcome)).toEqual(['error']);
+    expect(existsSync(packet)).toBe(true);
+    await rx.receiver.scanOnce();
+    expect(rx.outcomes.map((o) => o.outcome)).toEqual(['error', 'delivered']);
+    expect(injections).toBe(1);
+    expect(events()).toContain('rx.record-retry');
+    expect(existsSync(packet)).toBe(false);
+  });
+
+  it('a partial-progress record fails: the recipients already accepted are not injected again', async () => {
+    begin();
+    const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to: ['one@home.test', 'two@home.test'] }, Buffer.from('Subject: hi\r\n\r\nhello\r\n'));
+    let failures = 1;
+    const wrapJournal = (j: Journal): Journal => ({
+      ...j,
+      recipientsDone(hash, rcpts) {
+        if (failures-- > 0) throw new Error('disk I/O error');
+        return j.recipientsDone(hash, rcpts);
+      },
+    });
+    const seen: string[][] = [];
+    let attempt = 0;
+    const injector: Injector = {
+      name: 'smtp-like',
+      async inject(req) {
+        seen.push([...req.envelope.to]);
+        attempt += 1;
+        // first attempt: one accepted, one deferred; then the rest is accepted
+        return attempt === 1
+          ? [{ rcpt: 'one@home.test', status: 'ok', code: 250, message: 'ok' }, { rcpt: 'two@home.test', status: 'temp', code: 451, message: 'later' }]
+          : ok(req.envelope.to);
+      },
+      async close() {},
+    };
+    let t = Date.now();
+    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector, wrapJournal, now: () => t });
+    await rx.receiver.scanOnce();
+    expect(rx.outcomes.map((o) => o.outcome)).toEqual(['error']);
+    t += 3_600_000;
+    await rx.receiver.scanOnce();
+    expect(rx.outcomes.map((o) => o.outcome)).toEqual(['error', 'delivered']);
+    expect(seen).toEqual([['one@home.test', 'two@home.test'], ['two@home.test']]);
+    expect(existsSync(q[0]!.path)).toBe(false);
+  });
+
+  it('Maildir: renamed into new/ but the fsync of new/ failed → deferred; the retry finds it and delivers no second copy', async () => {
+    begin();
+    await send(Buffer.from('Subject: hi\r\n\r\nhello\r\n'));
+    const maildir = path.join(base, 'b', 'Maildir');
+    let failOnce = true;
+    const fs = {
+      ...nodeFs,
+      open: async (p: string, flags: string, mode?: number) => {
+        if (failOnce && p.endsWith(`${path.sep}new`) && flags === 'r') {
+          failOnce = false;
+          throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+        }
+        return nodeFs.open(p, flags, mode);
+      },
+    };
+    const injector = createMaildirInjector({ method: 'maildir', path: maildir, add_headers: false }, { hostname: 'h', fs });
+    let t = Date.now();
+    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector, now: () => t });
+    await rx.receiver.scanOnce();
+    expect(rx.outcomes.map((o) => o.outcome)).toEqual(['deferred']);
+    expect(readdirSync(path.join(maildir, 'new'))).toHaveLength(1);
+    t += 120_000;
+    await rx.receiver.scanOnce();
+    expect(rx.outcomes.map((o) => o.outcome)).toEqual(['deferred', 'delivered']);
+    expect(readdirSync(path.join(maildir, 'new'))).toHaveLength(1);
+  });
+});
