@@ -154,6 +154,8 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   const unrecorded = deps.unrecorded.get(hash);
   if (unrecorded.length) {
     log.warn({ evt: 'rx.record-retry', rcpts: unrecorded }, 'accepted by the next hop before a journal write failed; recording it, not injecting again');
+    // Recorded now: whatever this attempt ends in (a deferral too), the journal then holds them.
+    deps.journal.recipientsDone(hash, [...unrecorded]);
   }
   const done = new Set([...j.doneRecipients, ...unrecorded]);
   if ((resumed || known?.state === 'deferred') && deps.injector.alreadyDelivered) {
