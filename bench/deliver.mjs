@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cachedPacketSet, release, resetState, stage, drained } from './lib/packets.mjs';
-import { machineBusyMs, median, medianRatio, processCpuMs, report, runs, smtpSource, startNode, startPostfix, startSmtpSink } from './lib/stack.mjs';
+import { machineBusyMs, median, medianRatio, processCpuMs, report, runs, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -13,15 +13,6 @@ const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${proce
 function quarantined(node) {
   const q = path.join(node.dir, 'state', 'quarantine');
   return fs.existsSync(q) ? fs.readdirSync(q, { recursive: true }).length : 0;
-}
-
-/** [user, system] ms per thread of a running process, keyed "tid:name". */
-function threadCpuMs(pid) {
-  return Object.fromEntries(fs.readdirSync(`/proc/${pid}/task`).map((t) => {
-    const s = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    const f = s.split(') ')[1].split(' ');
-    return [`${t}:${s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'))}`, [Number(f[11]) * 10, Number(f[12]) * 10]];
-  }));
 }
 
 /** One drain of the stash into `delivery`; returns packets/s. */

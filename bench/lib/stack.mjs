@@ -283,10 +283,6 @@ export function smtpSourceRun(port, { sessions = 10, count, size = 4096, to = 's
 /** Runs smtp-source; resolves with wall seconds. */
 export const smtpSource = (port, opts) => smtpSourceRun(port, opts).then((r) => r.s);
 
-/**
- * CPU ms (user + system) a process has used; with children, also its live children and, through
- * its cutime/cstime, the children it has reaped (e.g. Postfix's master and every smtpd, cleanup, ...).
- */
 /** The fields of /proc/PID/stat after the command name (index 0 = state, 7 = minflt, 11 = utime, 12 = stime). */
 export function procStatFields(pid) {
   return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -295,6 +291,23 @@ export function procStatFields(pid) {
 /** Minor page faults of a running process so far. */
 export const minorFaults = (pid) => Number(procStatFields(pid)[7]);
 
+/** [user, system] ms per thread of a running process, keyed "tid:name" (the main thread's tid is the pid). */
+export function threadCpuMs(pid) {
+  const out = {};
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const s = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const f = s.split(') ')[1].split(' ');
+      out[`${t}:${s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'))}`] = [Number(f[11]) * 10, Number(f[12]) * 10];
+    } catch { /* the thread ended meanwhile */ }
+  }
+  return out;
+}
+
+/**
+ * CPU ms (user + system) a process has used; with children, also its live children and, through
+ * its cutime/cstime, the children it has reaped (e.g. Postfix's master and every smtpd, cleanup, ...).
+ */
 export function processCpuMs(pid, { children = false } = {}) {
   const times = (p) => {
     const f = procStatFields(p);

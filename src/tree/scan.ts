@@ -131,11 +131,13 @@ function isOurTemp(name: string): boolean {
 export async function removeStaleTemps(tree: string, olderThanMs: number, now: number = Date.now()): Promise<string[]> {
   const removed: string[] = [];
   const visit = async (dir: string, depth: number): Promise<void> => {
+    // The path is joined only for what is visited or removed: a backlog of 10,000 packets is 10,000
+    // entries here at every start.
     for (const d of await readdirOrEmpty(dir)) {
-      const p = join(dir, d.name);
       if (d.isDirectory()) {
-        if (depth < 2 && !isIgnoredName(d.name)) await visit(p, depth + 1); // not .stversions etc.
+        if (depth < 2 && !isIgnoredName(d.name)) await visit(join(dir, d.name), depth + 1); // not .stversions etc.
       } else if (d.isFile() && isOurTemp(d.name)) {
+        const p = join(dir, d.name);
         try {
           const st = await fsp.stat(p);
           if (now - st.mtimeMs <= olderThanMs) continue;
