@@ -2,6 +2,8 @@
  * One errors module (STYLE.md §8): every failure ferrypost reports carries a stable code, and one
  * table maps that code to an SMTP reply + enhanced status, an NNTP reply and a sendmail exit status.
  * Anything not in the table is treated as temporary (451 4.3.0 / 75), never as success.
+ * Invariant (test/unit/send-exit-status.test.ts): a temporary code exits 75 and a permanent one does
+ * not, since pipe transports (Postfix pipe(8), Exim) defer on 75 and bounce on every other failure.
  */
 
 export const SYSEXIT = {
@@ -47,12 +49,18 @@ const TABLE = {
   RELAY_DENIED: { smtp: 554, enhanced: '5.7.1', nntp: 502, sysexit: SYSEXIT.NOPERM, temporary: false },
   AUTH_REQUIRED: { smtp: 530, enhanced: '5.7.0', nntp: 480, sysexit: SYSEXIT.NOPERM, temporary: false },
   TOO_BIG: { smtp: 552, enhanced: '5.3.4', nntp: 441, sysexit: SYSEXIT.DATAERR, temporary: false },
-  TOO_MANY_RECIPIENTS: { smtp: 452, enhanced: '4.5.3', nntp: 441, sysexit: SYSEXIT.USAGE, temporary: true },
+  // RCPT: the client sends the remaining recipients in another transaction (RFC 5321 §4.5.3.1.10).
+  TOO_MANY_RECIPIENTS: { smtp: 452, enhanced: '4.5.3', nntp: 441, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
+  // The recipients routed to one node do not fit in one packet header (send/header-budget.ts): the same
+  // list would fail again, so this is permanent (the SMTP listener refuses the RCPT before it happens).
+  ENVELOPE_TOO_BIG: { smtp: 552, enhanced: '5.5.3', nntp: 441, sysexit: SYSEXIT.USAGE, temporary: false },
   BAD_MESSAGE: { smtp: 554, enhanced: '5.6.0', nntp: 441, sysexit: SYSEXIT.DATAERR, temporary: false },
   NO_RECIPIENTS: { smtp: 554, enhanced: '5.5.1', nntp: 441, sysexit: SYSEXIT.USAGE, temporary: false },
   INJECT_PERMFAIL: { smtp: 550, enhanced: '5.0.0', nntp: 437, sysexit: SYSEXIT.UNAVAILABLE, temporary: false },
   USAGE: { smtp: 501, enhanced: '5.5.4', nntp: 501, sysexit: SYSEXIT.USAGE, temporary: false },
-  CONFIG: { smtp: 451, enhanced: '4.3.5', nntp: 403, sysexit: SYSEXIT.CONFIG, temporary: true },
+  // Temporary for mail (an admin fixes the config, the MTA retries): 75, not 78 (EX_CONFIG), which pipe
+  // transports bounce. Commands that report a config error to a person exit 78 (cli/main.ts reportError).
+  CONFIG: { smtp: 451, enhanced: '4.3.5', nntp: 403, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
   // Packet verification failures (receiver side; the reason a packet is quarantined).
   PACKET_NAME: { smtp: 554, enhanced: '5.6.0', nntp: 437, sysexit: SYSEXIT.DATAERR, temporary: false },
   PACKET_HASH: { smtp: 554, enhanced: '5.6.0', nntp: 437, sysexit: SYSEXIT.DATAERR, temporary: false },
@@ -68,6 +76,9 @@ const TABLE = {
 } as const satisfies Record<string, Reply>;
 
 export type ErrorCode = keyof typeof TABLE;
+
+/** Every code, in table order. */
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze(Object.keys(TABLE) as ErrorCode[]);
 
 const UNMAPPED: Reply = TABLE.INTERNAL;
 

@@ -3,9 +3,12 @@
  * packet per destination node and write them with a two-phase commit: every packet is prepared (temp,
  * fsync'd) before any is committed (link/rename + fsync dir), so the caller's success reply means all
  * of them are durable, and a failure leaves none visible.
- * Fails with FerryError: NO_ROUTE / BAD_ADDRESS / NO_RECIPIENTS (nothing written), DISK_FULL (ENOSPC,
- * EDQUOT), STORE_FAILED (other write failures, with cause), CONFIG (a routed peer has no key);
- * a FerryError from the message source (e.g. TOO_BIG from the SMTP size limit) is passed through.
+ * Fails with FerryError: NO_ROUTE / BAD_ADDRESS / NO_RECIPIENTS (nothing written), ENVELOPE_TOO_BIG
+ * (the recipients for one node do not fit in a packet header: permanent, nothing read), DISK_FULL
+ * (ENOSPC, EDQUOT, in either phase), STORE_FAILED (other write failures, with cause), CONFIG (a routed
+ * peer has no key); a FerryError from the message source (e.g. TOO_BIG from the SMTP size limit) is
+ * passed through. A packet that was committed and could not be taken back is logged (enqueue.orphaned)
+ * and named in the error's detail.orphaned.
  */
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -18,6 +21,7 @@ import type { Router } from '../route/router.js';
 import { createDirSync, prepareDurable, removeDurable, type DurableOptions, type PreparedFile } from '../tree/durable.js';
 import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
+import { HEADER_BUDGET, headerBytesFor } from './header-budget.js';
 import { spoolMessage } from './spool.js';
 import type { Enqueue, QueuedPacket } from './types.js';
 
@@ -43,8 +47,11 @@ interface Destination {
   recipients: string[];
 }
 
-/** Groups recipients by node, in first-seen order; duplicates (case-insensitive) dropped. */
-function planDestinations(router: Router, rcpts: readonly string[]): Destination[] {
+/**
+ * Groups recipients by node, in first-seen order; duplicates (case-insensitive) dropped. Each node's
+ * recipients must fit in its packet header (the SMTP listener keeps them within it at RCPT time).
+ */
+function planDestinations(router: Router, from: string, rcpts: readonly string[]): Destination[] {
   if (rcpts.length === 0) throw new FerryError('NO_RECIPIENTS', 'no recipients');
   const seen = new Set<string>();
   const byNode = new Map<string, Destination>();
@@ -60,6 +67,14 @@ function planDestinations(router: Router, rcpts: readonly string[]): Destination
       byNode.set(target.fingerprint, d);
     }
     d.recipients.push(rcpt);
+  }
+  for (const d of byNode.values()) {
+    const bytes = headerBytesFor(from, d.recipients);
+    if (bytes > HEADER_BUDGET) {
+      throw new FerryError('ENVELOPE_TOO_BIG', `Error: too many recipients for one message to ${d.name} (${d.recipients.length} addresses, ~${bytes} header bytes, the limit is ${HEADER_BUDGET}); send them in several messages`, {
+        detail: { peer: d.name, recipients: d.recipients.length, bytes },
+      });
+    }
   }
   return [...byNode.values()];
 }
@@ -83,7 +98,7 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
     let destinations: Destination[];
     let keys: PeerKey['key'][];
     try {
-      destinations = planDestinations(deps.router, envelope.to);
+      destinations = planDestinations(deps.router, envelope.from, envelope.to);
       keys = destinations.map((d) => {
         const peer = deps.keyring.peers.get(d.fingerprint) ?? deps.keyring.peerByName(d.name);
         if (!peer) throw new FerryError('CONFIG', `peer ${d.name} (${d.fingerprint}): no public key loaded`);
@@ -119,20 +134,27 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
         };
         const dir = packetDir(deps.tree, dest.fingerprint, self);
         let file: PreparedFile;
+        // A spooled message opens a file here: every failure below must destroy it (fd + unlinked file).
+        const payload = spooled.open();
+        const release = () => {
+          if (!(payload instanceof Uint8Array)) payload.destroy();
+        };
         const encoded = await encodePacket({
           header,
-          payload: spooled.open(),
+          payload,
           signingKey: deps.keyring.self.privateKey,
           encryptionKey: keys[i]!,
           compressionLevel: deps.compressionLevel,
           ...(onBytes ? { onPayloadBytes: onBytes } : {}),
         }).catch((err: unknown) => {
+          release();
           throw new FerryError('STORE_FAILED', `encoding the packet for ${dest.name}: ${(err as Error).message}`, { cause: err });
         });
         try {
           file = await prepareDurable(dir, encoded, durable);
         } catch (err) {
           encoded.destroy();
+          release();
           throw storeError(err, `writing the packet for ${dest.name}`);
         }
         prepared.push({ file, header, dest, dir });
@@ -154,9 +176,21 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
       }
     } catch (err) {
       await Promise.all(prepared.map((p) => p.file.abort()));
-      for (const q of done) await removeDurable(q.path, deps.fs).catch(() => undefined);
-      const why = err instanceof Error ? err.message : String(err);
-      throw new FerryError('STORE_FAILED', `committing packets: ${why}`, { cause: err });
+      const orphaned: string[] = [];
+      for (const q of done) {
+        await removeDurable(q.path, deps.fs).catch((rmErr: unknown) => {
+          // The packet stays in the tree and will be delivered, while the client is told to retry: a
+          // duplicate, never a loss. Say so, with the file, so an admin can remove it.
+          orphaned.push(q.path);
+          deps.log?.error(
+            { evt: 'enqueue.orphaned', packet: q.id, peer: q.peer, file: q.path, err: (rmErr as Error).message, cause: err instanceof Error ? err.message : String(err) },
+            'a committed packet could not be taken back after a failed commit: it will be delivered, and the message is likely to be resent',
+          );
+        });
+      }
+      const e = storeError(err, 'committing packets');
+      if (orphaned.length === 0) throw e;
+      throw new FerryError(e.code, `${e.message} (left in the tree, could not be removed: ${orphaned.join(', ')})`, { cause: err, detail: { ...e.detail, orphaned } });
     }
     // debug: the caller logs the accepted message once (smtp.accepted, rx.bounced); this is per packet.
     for (const [i, q] of done.entries()) {

@@ -7,12 +7,16 @@
  *
  * This replaces SMTPServer#connect on one server instance (not the library's prototype) and uses
  * smtp-server 3.21's connection internals; test/unit/smtp-server.test.ts fails if they change.
+ * `onConnection` sees each connection's socket with its session object before any byte is read
+ * (the half-close handling keys on that pair: half-close.ts).
  */
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 interface ConnectionInternals {
   remoteAddress: string;
+  /** The one session object of the connection (smtp-server mutates it, never replaces it). */
+  session: object;
   name: string;
   _setListeners(cb: () => void): void;
   connectionReady(): void;
@@ -29,7 +33,11 @@ interface ServerInternals {
   connect(socket: unknown, socketOptions: unknown): void;
 }
 
-export function greetTrustedAtOnce(server: SMTPServer, trusted: (address: string) => boolean): void {
+export function greetTrustedAtOnce(
+  server: SMTPServer,
+  trusted: (address: string) => boolean,
+  onConnection?: (socket: unknown, session: object) => void,
+): void {
   const srv = server as unknown as ServerInternals;
   const Connection = SMTPConnection as unknown as new (server: unknown, socket: unknown, opts: unknown) => ConnectionInternals;
   srv.connect = function connect(socket: unknown, socketOptions: unknown): void {
@@ -37,6 +45,7 @@ export function greetTrustedAtOnce(server: SMTPServer, trusted: (address: string
     srv.connections.add(connection);
     connection.on('error', (err) => srv._onError(err));
     connection.on('connect', (data) => srv._onClientConnect(data));
+    onConnection?.(socket, connection.session);
     const address = (socketOptions as { remoteAddress?: string } | undefined)?.remoteAddress ?? connection.remoteAddress;
     if (!trusted(address)) {
       connection.init();

@@ -4,7 +4,10 @@
  * at RCPT time; the 250 after DATA is sent only once Enqueue.submit resolved, i.e. every packet is
  * durable in the tree (Postfix: 250 after fsync).
  * Fails per command with Postfix-style replies; a store failure after DATA is a 4xx (452 4.3.1 disk full,
- * 451 4.3.0 otherwise) and nothing is left in the tree. listen() rejects if a port cannot be bound.
+ * 451 4.3.0 otherwise) and nothing is left in the tree. RCPT answers 452 4.5.3 past max_recipients or
+ * when a node's recipients would not fit in its packet header (send/header-budget.ts); the client sends
+ * the rest in another transaction. A client that half-closes after "." (and QUIT) still gets its reply
+ * (half-close.ts). listen() rejects if a port cannot be bound.
  */
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo, Socket } from 'node:net';
@@ -13,9 +16,13 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 import type { SmtpListenerConfig } from '../config/schema.js';
 import { errorCodeOf, FerryError, isFerryError, replyFor, smtpText } from '../errors/index.js';
 import { validateAddress, type Router } from '../route/router.js';
+import { fixedHeaderBytes, HEADER_BUDGET, recipientHeaderBytes } from '../send/header-budget.js';
 import type { Enqueue } from '../send/types.js';
 import { greetTrustedAtOnce } from './greet-pause.js';
+import { createInHand, watchSocket } from './half-close.js';
 import { createNetworkList, limitSize, parseUsersFile, type UserTable } from './policy.js';
+
+export { keepWritable } from './half-close.js'; // used by test/helpers/stack/record-server.ts
 
 /** smtp-server honours a per-session disabledCommands list (not in its type declarations). */
 type SessionWithDisabled = SMTPServerSession & { disabledCommands?: string[] };
@@ -52,8 +59,10 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const { config, enqueue, router, log } = deps;
   const relayNets = createNetworkList(config.allowed_networks);
   const servers: SMTPServer[] = [];
-  /** Messages being stored per client connection (address:port), so a half-closed socket is ended only after its reply. */
-  const inData = new Map<string, number>();
+  /** Messages being stored per connection (its session object), so a half-closed socket is ended only after its reply. */
+  const inHand = createInHand();
+  /** Packet header bytes the transaction's recipients take per node; keyed on the envelope, which smtp-server renews per transaction. */
+  const headerUse = new WeakMap<object, Map<string, number>>();
 
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
 
@@ -96,7 +105,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         callback();
       },
 
-      onSecure(_socket, session, callback) {
+      onSecure(socket, session, callback) {
+        // STARTTLS replaced the socket: the TLS one must stay writable after close_notify + FIN too.
+        watchSocket(socket as Socket, session, inHand);
         if (users) (session as SessionWithDisabled).disabledCommands = [];
         callback();
       },
@@ -142,12 +153,21 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         } catch (err) {
           return reject(501, `5.1.3 ${(err as Error).message}`);
         }
-        if (!router.route(rcpt)) {
+        const target = router.route(rcpt);
+        if (!target) {
           return reject(550, `5.1.2 <${rcpt}>: Recipient address rejected: no route to a ferrypost node`);
         }
         if (session.envelope.rcptTo.length >= config.max_recipients) {
           return reject(452, '4.5.3 Error: too many recipients');
         }
+        // One packet per node carries that node's recipients in its header, which has a size limit:
+        // refuse the one that would cross it, and the client sends the rest in another transaction.
+        let use = headerUse.get(session.envelope);
+        if (!use) headerUse.set(session.envelope, (use = new Map()));
+        const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
+        const bytes = (use.get(target.fingerprint) ?? fixedHeaderBytes(from)) + recipientHeaderBytes(rcpt);
+        if (bytes > HEADER_BUDGET) return reject(452, '4.5.3 Error: too many recipients');
+        use.set(target.fingerprint, bytes);
         callback();
       },
 
@@ -155,13 +175,8 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
         const to = session.envelope.rcptTo.map((a) => a.address);
         const limited = limitSize(stream, config.max_size);
-        const key = `${session.remoteAddress}:${session.remotePort}`;
-        inData.set(key, (inData.get(key) ?? 0) + 1);
-        const done = () => {
-          const n = (inData.get(key) ?? 1) - 1;
-          if (n > 0) inData.set(key, n);
-          else inData.delete(key);
-        };
+        inHand.begin(session);
+        const done = () => inHand.end(session);
         enqueue.submit({ from, to }, limited).finally(done).then(
           (packets) => {
             if (stream.sizeExceeded) {
@@ -198,10 +213,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       const bound: Array<{ host: string; port: number }> = [];
       for (const addr of config.listen) {
         // allowHalfOpen: a client may pipeline "<CRLF>.<CRLF>QUIT" and half-close (Exim does). Our 250
-        // comes only after the fsync, so the write side must stay open until then; see keepWritable.
+        // comes only after the fsync, so the write side must stay open until then (half-close.ts).
         const server = new SMTPServer({ ...options, allowHalfOpen: true } as typeof options);
-        greetTrustedAtOnce(server, (address) => relayNets.contains(address));
-        server.server.on('connection', (socket: Socket) => keepWritable(socket, () => (inData.get(peerKey(socket)) ?? 0) > 0));
+        greetTrustedAtOnce(server, (address) => relayNets.contains(address), (socket, session) => watchSocket(socket as Socket, session, inHand));
         server.on('error', (err) => log?.error({ evt: 'smtp.error', err: err.message }, 'smtp server error'));
         await new Promise<void>((resolve, reject) => {
           const onError = (err: Error) => reject(new FerryError('CONFIG', `smtp: cannot listen on ${addr.host}:${addr.port}: ${err.message}`, { cause: err }));
@@ -223,33 +237,4 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     },
   };
-}
-
-/**
- * smtp-server writes a reply only while socket.readyState === 'open', and a half-closed socket reads
- * 'writeOnly': the 250 for a message whose client already sent QUIT and FIN would be dropped, and the
- * client would resend it (a duplicate). Report 'open' for as long as we can still write; the idle
- * socket timeout still closes a half-closed connection that stops talking.
- */
-export function keepWritable(socket: Socket, busy: () => boolean): void {
-  Object.defineProperty(socket, 'readyState', {
-    configurable: true,
-    get: () => (socket.destroyed ? 'closed' : socket.writable ? 'open' : 'readOnly'),
-  });
-  // After the client's FIN: a pipelined QUIT is answered and closed by smtp-server itself. For a
-  // client that just went away, close our side once nothing of this connection is being stored.
-  // onData runs from the DATA command on (a client must wait for 354, even when pipelining), so
-  // once the bytes that came with the FIN are parsed, "not busy" means no message is in hand.
-  socket.once('end', () => {
-    const check = (): void => {
-      if (socket.destroyed || !socket.writable) return;
-      if (busy()) setTimeout(check, 20).unref();
-      else socket.end();
-    };
-    setImmediate(check);
-  });
-}
-
-function peerKey(socket: Socket): string {
-  return `${socket.remoteAddress}:${socket.remotePort}`;
 }

@@ -1,7 +1,9 @@
 /**
  * THE durable-write helper (STYLE.md §4); nothing else in ferrypost writes durable files.
  * prepareDurable: exclusive temp file `.ferrypost.<hex>.tmp` (if the directory is missing: mkdir -p,
- * fsyncing the parents of new directories, then again) → stream the data in while hashing → fsync →
+ * fsyncing the parents of the directories that were missing, whoever created them, then again; with
+ * a DirSync, a commit also waits for the directory creations under way: see createDirSync) → stream
+ * the data in while hashing → fsync →
  * close. commit: link to the final name (never overwrites: EEXIST) → unlink the temp → fsync the
  * directory (rename after an existence check where the filesystem has no hard links). With a DirSync
  * (createDirSync), commits into the same directory share directory fsyncs (group commit). Any failure
@@ -32,10 +34,15 @@ export interface DurableOptions {
   dirSync?: DirSync;
 }
 
-/** fsyncDir with group commit: see createDirSync. */
+/** fsyncDir with group commit, and directory creations that commits wait for: see createDirSync. */
 export interface DirSync {
-  /** Resolves after an fsync of `dir` that started after this call; rejects with that fsync's error. */
+  /**
+   * Resolves after an fsync of `dir` that started after this call and after every creation (create())
+   * under way at this call ended; rejects with that fsync's or creation's error.
+   */
   sync(dir: string): Promise<void>;
+  /** Runs a directory creation (ensureDir) that later sync() calls wait for until it is durable. */
+  create(run: () => Promise<void>): Promise<void>;
 }
 
 export const TEMP_PREFIX = '.ferrypost.';
@@ -59,10 +66,18 @@ export async function fsyncDir(dir: string, fs: TreeFs = nodeTreeFs): Promise<vo
  * which starts as soon as the running one ends and serves everyone who arrived meanwhile. Each caller
  * thus waits at most two fsyncs, and N concurrent commits cost about two fsyncs instead of N. A failed
  * fsync fails every caller it was serving (each then removes its own file and reports the error).
+ *
+ * Creations: the first packets to a new peer race. The one that creates TREE/<to>/<from> fsyncs the
+ * parents; another one that finds the directory already there (its open succeeds, or its mkdir -p
+ * creates nothing) must not report success before those fsyncs ended, or a crash could lose the new
+ * directory entry with its packet in it. So sync() also waits for every creation under way (rare: the
+ * first message to a peer, a few ms). Writers in other processes are covered by ensureDir's own fsyncs
+ * when they saw the directory missing; one whose open succeeds in the creator's window is not.
  */
 export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
   interface Waiter { resolve(): void; reject(err: unknown): void }
   const queues = new Map<string, { running: boolean; waiting: Waiter[] }>();
+  const creating = new Set<Promise<void>>();
   function run(dir: string, q: { running: boolean; waiting: Waiter[] }): void {
     const batch = q.waiting;
     q.waiting = [];
@@ -78,26 +93,44 @@ export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
   }
   return {
     sync(dir: string): Promise<void> {
+      const created = Promise.all([...creating]);
       let q = queues.get(dir);
       if (!q) queues.set(dir, (q = { running: false, waiting: [] }));
       const queue = q;
       const done = new Promise<void>((resolve, reject) => queue.waiting.push({ resolve, reject }));
       if (!queue.running) run(dir, queue);
-      return done;
+      return Promise.all([done, created]).then(() => undefined);
+    },
+    create(runCreation: () => Promise<void>): Promise<void> {
+      const p = runCreation();
+      creating.add(p);
+      const forget = () => creating.delete(p);
+      p.then(forget, forget);
+      return p;
     },
   };
 }
 
-/** mkdir -p, then fsync the parent of every directory it created so the new entries survive a crash. */
-export async function ensureDir(dir: string, fs: TreeFs = nodeTreeFs): Promise<void> {
-  const first = await fs.mkdirp(dir);
-  if (first === undefined) return;
-  const parents: string[] = [];
-  for (let d = dir; ; d = dirname(d)) {
-    parents.push(dirname(d));
-    if (d === first || dirname(d) === d) break;
+/**
+ * mkdir -p, then fsync the parent of every directory that was missing, top down, so the new entries
+ * survive a crash: also when a concurrent writer created some of them (its fsyncs may not have ended).
+ * `sawMissing`: the caller saw `dir` missing (an open failed with ENOENT), so its parent is fsync'd
+ * even if another writer created `dir` in the meantime.
+ */
+export async function ensureDir(dir: string, fs: TreeFs = nodeTreeFs, sawMissing = false): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; dirname(d) !== d; d = dirname(d)) {
+    const exists = await fs.lstat(d).then(() => true, (e: unknown) => {
+      if (errnoOf(e) === 'ENOENT') return false;
+      throw e;
+    });
+    if (exists) break;
+    missing.push(d);
   }
-  for (const p of parents.reverse()) await fsyncDir(p, fs);
+  if (missing.length === 0 && !sawMissing) return;
+  if (missing.length > 0) await fs.mkdirp(dir);
+  else missing.push(dir);
+  for (const d of missing.reverse()) await fsyncDir(dirname(d), fs);
 }
 
 async function writeAll(h: TreeFileHandle, buf: Uint8Array): Promise<void> {
@@ -130,7 +163,8 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
   // The directory almost always exists: try first, mkdir only on ENOENT (saves a syscall per packet).
   const h = await fs.open(tmpPath, 'wx', mode).catch(async (err: unknown) => {
     if (errnoOf(err) !== 'ENOENT') throw err;
-    await ensureDir(dir, fs);
+    const create = () => ensureDir(dir, fs, true);
+    await (opts.dirSync ? opts.dirSync.create(create) : create());
     return fs.open(tmpPath, 'wx', mode);
   });
   const hash = createHash('sha256');

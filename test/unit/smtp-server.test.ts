@@ -13,6 +13,7 @@ import type { Enqueue } from '../../src/send/types.js';
 import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
 import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
 import { decodeFile, listFiles, makeWorld, type World } from './send-fixture.js';
+import { listenerConfig as config, rawClient } from './smtp-fixture.js';
 
 let w: World;
 beforeAll(async () => {
@@ -27,20 +28,6 @@ afterEach(async () => {
   w.cleanup();
 });
 
-function config(over: Partial<SmtpListenerConfig> = {}): SmtpListenerConfig {
-  return {
-    listen: [{ host: '127.0.0.1', port: 0 }],
-    banner: 'ferrypost ESMTP',
-    max_size: 100_000,
-    max_recipients: 3,
-    max_clients: 10,
-    allowed_networks: ['127.0.0.0/8', '::1/128'],
-    memory_spool_limit: 1 << 20,
-    socket_timeout: 10_000,
-    ...over,
-  };
-}
-
 function enqueue(fs?: TreeFs): Enqueue {
   return createEnqueue({
     keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
@@ -52,40 +39,6 @@ async function start(cfg: SmtpListenerConfig, enq: Enqueue = enqueue()): Promise
   listener = createSmtpListener({ config: cfg, enqueue: enq, router: w.router, hostname: 'mx.test' });
   const [addr] = await listener.listen();
   return addr!.port;
-}
-
-/** A raw SMTP client: send() a line, read the complete (multi-line) reply. */
-async function rawClient(port: number) {
-  const sock = net.connect(port, '127.0.0.1');
-  let buf = '';
-  const waiters: Array<() => void> = [];
-  sock.on('data', (d) => {
-    buf += d.toString('latin1');
-    waiters.splice(0).forEach((f) => f());
-  });
-  const reply = async (): Promise<string> => {
-    for (;;) {
-      const m = /^(?:\d{3}-.*\r\n)*\d{3} .*\r\n/.exec(buf);
-      if (m) {
-        buf = buf.slice(m[0].length);
-        return m[0].trimEnd();
-      }
-      await new Promise<void>((r) => waiters.push(r));
-    }
-  };
-  const greeting = await reply();
-  return {
-    greeting,
-    async cmd(line: string): Promise<string> {
-      sock.write(`${line}\r\n`);
-      return reply();
-    },
-    async data(bytes: Buffer): Promise<string> {
-      sock.write(bytes);
-      return reply();
-    },
-    close: () => sock.destroy(),
-  };
 }
 
 const MESSAGE = Buffer.concat([

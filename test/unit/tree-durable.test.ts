@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createDirSync, prepareDurable, removeDurable, writeDurable } from '../../src/tree/durable.js';
+import { createDirSync, ensureDir, prepareDurable, removeDurable, writeDurable } from '../../src/tree/durable.js';
 import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
 import { packetNameForHash } from '../../src/tree/layout.js';
 import { replyFor } from '../../src/errors/index.js';
@@ -290,6 +290,45 @@ describe('group commit of directory fsyncs (createDirSync)', () => {
     await Promise.all(ps.map((p) => p.commit('x')));
     expect(events.filter((e) => e.startsWith('start'))).toEqual(['start 1', 'start 2']);
     expect(events.indexOf('start 2')).toBeLessThan(events.indexOf('end 1')); // not serialised
+  });
+});
+
+describe('first packets to a new directory race (ensureDir)', () => {
+  /** fsyncs of `slow` take 100 ms; the log says when one ended and when each commit resolved. */
+  const slowParent = (slow: string, events: string[]): TreeFs => ({
+    ...nodeTreeFs,
+    async open(path, flags, mode) {
+      const h = await nodeTreeFs.open(path, flags, mode);
+      if (path !== slow) return h;
+      return { ...h, sync: async () => (await new Promise((r) => setTimeout(r, 100)), events.push('parent synced'), h.sync()) };
+    },
+  });
+  const write = (target: string, fs: TreeFs, name: string, events: string[], dirSync = createDirSync(fs)) =>
+    prepareDurable(target, Buffer.from(name), { fs, dirSync }).then((p) => p.commit(name)).then(() => events.push(`done ${name}`));
+
+  it('no writer reports success before the new directory\'s parents are fsync\'d (shared DirSync)', async () => {
+    const events: string[] = [];
+    const fs = slowParent(join(dir, 'to'), events);
+    const dirSync = createDirSync(fs);
+    const target = join(dir, 'to', 'from');
+    const a = write(target, fs, 'a', events, dirSync);
+    const b = write(target, fs, 'b', events, dirSync); // its mkdir -p finds the directory A made
+    await new Promise((r) => setTimeout(r, 30));
+    const c = write(target, fs, 'c', events, dirSync); // its open succeeds: the directory is there
+    await Promise.all([a, b, c]);
+    expect(events.indexOf('parent synced')).toBeGreaterThanOrEqual(0);
+    for (const n of ['a', 'b', 'c']) expect(events.indexOf(`done ${n}`)).toBeGreaterThan(events.indexOf('parent synced'));
+  });
+
+  it('a writer that saw the directory missing fsyncs its parent although another process created it meanwhile', async () => {
+    const events: string[] = [];
+    const fs = slowParent(join(dir, 'to'), events);
+    const target = join(dir, 'to', 'from');
+    await nodeTreeFs.mkdirp(target); // the other process's mkdir -p; its fsyncs may still be under way
+    await ensureDir(target, fs, true); // our open had failed with ENOENT
+    expect(events).toEqual(['parent synced']);
+    await ensureDir(target, fs); // nobody saw it missing: nothing to do
+    expect(events).toEqual(['parent synced']);
   });
 });
 

@@ -1,0 +1,74 @@
+// RCPT refuses, with 452 4.5.3, the recipient that would push its node's packet header over the limit
+// (MAX_HEADER_BYTES): the client sends the rest in another transaction, instead of getting 451 after
+// DATA forever. The budget is per node and per transaction.
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createEnqueue } from '../../src/send/enqueue.js';
+import { headerBytesFor, HEADER_BUDGET } from '../../src/send/header-budget.js';
+import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
+import { decodeFile, listFiles, makeWorld, type World } from './send-fixture.js';
+import { listenerConfig, rawClient } from './smtp-fixture.js';
+
+let w: World;
+beforeAll(async () => {
+  w = await makeWorld();
+});
+afterAll(() => w.cleanup());
+
+let listener: SmtpListener | undefined;
+afterEach(async () => {
+  await listener?.close();
+  listener = undefined;
+  w.cleanup();
+});
+
+async function start(): Promise<number> {
+  const config = listenerConfig({ max_recipients: 1000, allowed_networks: ['127.0.0.0/8'] });
+  const enqueue = createEnqueue({
+    keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
+    compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined,
+  });
+  listener = createSmtpListener({ config, enqueue, router: w.router, hostname: 'mx.test' });
+  const [addr] = await listener.listen();
+  return addr!.port;
+}
+
+/** Long (253 bytes, within SMTP's 256-octet path), valid, distinct addresses routed to carol (*.example.com). */
+const longRcpt = (i: number): string => `${String(i).padStart(6, '0')}${'l'.repeat(58)}@${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(48)}.example.com`;
+
+describe('RCPT and the packet header limit', () => {
+  it('452 4.5.3 for the recipient that would not fit; other nodes still accepted; the rest fit in the next transaction', async () => {
+    const from = 'a@example.org';
+    const all = Array.from({ length: 300 }, (_, i) => longRcpt(i));
+    let fit = 0;
+    while (headerBytesFor(from, all.slice(0, fit + 1)) <= HEADER_BUDGET) fit++;
+    expect(fit).toBeLessThan(all.length);
+
+    const c = await rawClient(await start());
+    await c.cmd('EHLO c.test');
+    expect(await c.cmd(`MAIL FROM:<${from}>`)).toMatch(/^250/);
+    const refused: number[] = [];
+    for (const [i, r] of all.entries()) {
+      const reply = await c.cmd(`RCPT TO:<${r}>`);
+      if (reply.startsWith('452 4.5.3 ')) refused.push(i);
+      else expect(reply).toMatch(/^250/);
+    }
+    expect(refused[0]).toBe(fit);
+    expect(refused).toHaveLength(all.length - fit);
+    expect(await c.cmd('RCPT TO:<b@example.net>')).toMatch(/^250/); // bob's packet has its own budget
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    expect(await c.cmd('Subject: many\r\n\r\nbody\r\n.')).toMatch(/^250 2\.0\.0 Ok: queued as/);
+
+    // The client's retry of the refused ones: a new transaction, a new budget.
+    expect(await c.cmd(`MAIL FROM:<${from}>`)).toMatch(/^250/);
+    for (const i of refused) expect(await c.cmd(`RCPT TO:<${all[i]}>`)).toMatch(/^250/);
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    expect(await c.cmd('Subject: many\r\n\r\nbody\r\n.')).toMatch(/^250 2\.0\.0 Ok: queued as/);
+    c.close();
+
+    const files = listFiles(w.tree).filter((f) => f.startsWith(w.carol.fpr));
+    expect(files).toHaveLength(2);
+    const counts = await Promise.all(files.map(async (f) => (await decodeFile(path.join(w.tree, f), w.carol, w.self)).header.envelope.to.length));
+    expect(counts.sort((a, b) => a - b)).toEqual([all.length - fit, fit].sort((a, b) => a - b));
+  });
+});
