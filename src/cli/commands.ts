@@ -4,9 +4,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { FerryError } from '../errors/index.js';
+import { FerryError, SYSEXIT } from '../errors/index.js';
+import type { Outbox } from '../queue/outbox.js';
 import type { DeliveryChoice } from './config-template.js';
 import { formatFingerprint } from './fingerprint.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
 // Each action imports what it needs when it runs: a one-shot command (queue, check, peer list) must not
 // pay for loading openpgp, sqlite or the daemon's modules it does not use.
@@ -19,7 +22,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
   program
     .command('init')
     .description('create a node: key pair, config, tree and state directories')
-    .option('--dir <dir>', 'where the node lives', '.')
+    .option('--dir <dir>', 'where the node lives: keys/, state/, tree/ (default: the directory of --config, else .)')
     .option('--name <name>', 'node name', 'node')
     .option('--tree <dir>', 'the synced folder (default DIR/tree)')
     .option('--listen <host:port>', 'SMTP listener', '127.0.0.1:2525')
@@ -31,10 +34,15 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .option('--passphrase-file <file>', 'protect the secret key with the passphrase in this file')
     .action(async (o) => {
       const { initNode } = await init();
-      const r = await initNode({ dir: o.dir, name: o.name, tree: o.tree, listen: o.listen, delivery: deliveryChoice(o), selfPeer: o.selfPeer, passphraseFile: o.passphraseFile });
+      // A global --config names the config file to create (e.g. /etc/ferrypost/ferrypost.yaml with
+      // --dir /var/lib/ferrypost, as the systemd unit has it); without it, DIR/ferrypost.yaml.
+      const given = program.opts<{ config?: string }>().config;
+      const configFile = given === undefined ? undefined : path.resolve(given);
+      const dir = o.dir ?? (configFile ? path.dirname(configFile) : '.');
+      const r = await initNode({ dir, name: o.name, tree: o.tree, listen: o.listen, delivery: deliveryChoice(o), selfPeer: o.selfPeer, passphraseFile: o.passphraseFile, ...(configFile ? { configFile } : {}) });
       process.stdout.write(
         `node created: ${r.configFile}\nfingerprint:  ${formatFingerprint(r.fingerprint)}\npublic key:   ${r.publicKeyFile}\ntree:         ${r.tree}\n` +
-          `next: give the public key to the other node ("ferrypost key export"), add theirs with "ferrypost peer add", then "ferrypost run".\n`,
+          `next: give the public key to the other node ("ferrypost${configFile ? ` --config ${configFile}` : ''} key export"), add theirs with "ferrypost peer add", then "ferrypost run".\n`,
       );
     });
 
@@ -58,6 +66,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .action(async (keyfile: string, o) => {
       const { addPeer } = await import('./peer.js');
       const r = await addPeer(configFile(), keyfile, { name: o.name, mail: o.mail, default: o.default });
+      if (r.warning) process.stderr.write(`warning: ${r.warning}\n`);
       process.stdout.write(`peer "${o.name}" added\nfingerprint: ${formatFingerprint(r.fingerprint)}\nuser ids:    ${r.userIds.join(', ')}\n` +
         `Compare this fingerprint with the one "ferrypost init" printed on that node before you trust it.\n`);
     });
@@ -75,8 +84,11 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .command('run')
     .description('run the node: SMTP listener and receiver, until SIGTERM')
     .option('--init-embedded <dir>', 'if the config does not exist, first create an embedded node (Maildir, local tree) in DIR')
-    .option('--log-level <level>', 'override log.level')
+    .option('--log-level <level>', `override log.level: ${LOG_LEVELS.join(', ')}`)
     .action(async (o) => {
+      if (o.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(o.logLevel)) {
+        throw new FerryError('USAGE', `--log-level ${JSON.stringify(o.logLevel)}: must be one of ${LOG_LEVELS.join(', ')}`);
+      }
       let file = configFile();
       if (o.initEmbedded && !existsSync(file)) {
         const { initNode } = await init();
@@ -89,12 +101,19 @@ export function registerCommands(program: Command, configFile: () => string): vo
       await runDaemon(file, o.logLevel ? { logLevel: o.logLevel } : {});
     });
 
-  // Listed for --help only: main.ts hands "sendmail" to its sendmail(8)-style parser before commander.
+  // Listed for --help only: main.ts hands "sendmail" to its sendmail(8)-style parser before commander
+  // (argv.ts). Reaching this action would mean a form main.ts missed: never exit 0 without queueing,
+  // an MTA would count the mail as delivered; 75 makes it retry.
   program
     .command('sendmail')
-    .description('enqueue a message from stdin, sendmail(8) style: sendmail [-i] [-f SENDER] [--] RCPT... (exit 0, 75 = retry, 64/65/67 = refused)')
+    .description('enqueue a message from stdin, sendmail(8) style: sendmail [-i] [-f SENDER] [-C CONFIG] [--] RCPT... (exit 0, 75 = retry, 64 usage, 65 bad address, 67 no route)')
+    .helpOption(false)
     .allowUnknownOption()
-    .allowExcessArguments();
+    .allowExcessArguments()
+    .action(() => {
+      process.stderr.write('ferrypost sendmail: internal error: the command line reached the wrong parser, nothing was queued (try again; report this)\n');
+      process.exitCode = SYSEXIT.TEMPFAIL;
+    });
 
   program
     .command('queue')
@@ -107,8 +126,12 @@ export function registerCommands(program: Command, configFile: () => string): vo
       ]);
       // Names and fingerprints only: listing the queue needs no unlocked secret key (mailq does not either).
       const ids = await loadIdentities(cfg);
-      const outbox = openOutbox(cfg.node.state_dir);
-      const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
+      // A listing never creates the databases: run as root, it would leave root-owned files that stop
+      // the daemon ("attempt to write a readonly database"). Missing means nothing recorded yet.
+      const outboxFile = path.join(cfg.node.state_dir, 'outbox.sqlite');
+      const journalFile = path.join(cfg.node.state_dir, 'journal.sqlite');
+      const outbox = existsSync(outboxFile) ? openOutbox(cfg.node.state_dir) : emptyOutbox();
+      const journal = openJournal(existsSync(journalFile) ? journalFile : ':memory:');
       try {
         const r = await queueReport(cfg.node.tree, ids, outbox, journal);
         process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatQueue(r));
@@ -174,4 +197,12 @@ function deliveryChoice(o: { maildir?: string; smtp?: string; lmtp?: string; sen
   if (o.lmtp) return { method: 'lmtp', ...hp(o.lmtp, '--lmtp') };
   if (o.sendmail) return { method: 'sendmail', command: o.sendmail.split(/\s+/).filter(Boolean) };
   return { method: 'maildir', path: o.maildir ?? 'Maildir' };
+}
+
+/** The outbox index of a node that never queued anything: empty, and nothing written to disk. */
+function emptyOutbox(): Outbox {
+  const none = (): never => {
+    throw new FerryError('INTERNAL', 'the empty outbox of a listing cannot record');
+  };
+  return { record: none, recordLater: none, byNames: () => new Map(), count: () => 0, forgetExcept: () => 0, close: () => undefined };
 }

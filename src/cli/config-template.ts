@@ -13,6 +13,10 @@ export interface TemplateInput {
   selfFingerprint: string;
   selfPeer: boolean;
   passphraseFile?: string;
+  /** As written in the config: relative to the config file's directory, or absolute. */
+  stateDir?: string;
+  keyFile?: string;
+  publicKeyFile?: string;
 }
 
 export function nodeConfigText(t: TemplateInput): string {
@@ -23,7 +27,7 @@ export function nodeConfigText(t: TemplateInput): string {
         ? `delivery:\n  method: sendmail\n  # "-i -f SENDER -- RCPT..." is appended\n  command: ${JSON.stringify(t.delivery.command)}\n`
         : `delivery:\n  method: ${t.delivery.method}\n  host: ${t.delivery.host}\n  port: ${t.delivery.port}\n`;
   const peers = t.selfPeer
-    ? `peers:\n  # This node delivers to itself: the embedded single-node setup. Add real peers with\n  # "ferrypost peer add KEYFILE --name NAME --mail DOMAIN" and remove or narrow this entry.\n  - name: ${t.name}\n    fingerprint: ${t.selfFingerprint}\n    key: keys/node.asc\n    default: true\n`
+    ? `peers:\n  # This node delivers to itself: the embedded single-node setup. Add real peers with\n  # "ferrypost peer add KEYFILE --name NAME --mail DOMAIN" and remove or narrow this entry\n  # (remove it before "peer add ... --default": only one peer can be the default).\n  - name: ${t.name}\n    fingerprint: ${JSON.stringify(t.selfFingerprint)}\n    key: ${JSON.stringify(t.publicKeyFile ?? 'keys/node.asc')}\n    default: true\n`
     : `peers: []   # add with: ferrypost peer add KEYFILE --name NAME --mail DOMAIN [--default]\n`;
   return `# ferrypost node "${t.name}" — see config/ferrypost.example.yaml for every option.
 # Paths are relative to this file.
@@ -32,9 +36,9 @@ node:
   # The Syncthing-shared folder. Packets are TREE/<recipient-node>/<sender-node>/<hash>.pgp
   tree: ${JSON.stringify(t.tree)}
   # Journal, quarantine, work files: local to this machine, never inside the tree.
-  state_dir: state
+  state_dir: ${JSON.stringify(t.stateDir ?? 'state')}
   # This node's secret key (fingerprint ${t.selfFingerprint}); keep it mode 0600.
-  key: keys/node.key
+  key: ${JSON.stringify(t.keyFile ?? 'keys/node.key')}
 ${t.passphraseFile ? `  passphrase_file: ${JSON.stringify(t.passphraseFile)}\n` : ''}
 ${peers}
 smtp:

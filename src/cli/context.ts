@@ -2,11 +2,13 @@
  * Wiring shared by the commands: config → logger → keyring → router → enqueue. Each command opens
  * what it needs and closes it; nothing here is global.
  */
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { FerryError } from '../errors/index.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger } from '../log/logger.js';
 import { createGcPacer, type GcPacer } from '../memory/gc-pacer.js';
@@ -34,6 +36,7 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
   const log = createLogger({ level: opts.logLevel ?? cfg.log.level, file: cfg.log.file, name: cfg.node.name });
   const keyring = await loadKeyring(cfg);
   const router = createRouter(cfg.peers);
+  requireWritableState(cfg.node.state_dir);
   const outbox = openOutbox(cfg.node.state_dir);
   const gcPacer = createGcPacer();
   const inner = createEnqueue({
@@ -60,4 +63,28 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
     gcPacer,
     close: () => outbox.close(),
   };
+}
+
+/**
+ * SQLite opens a database it cannot write and fails only at the first write ("attempt to write a
+ * readonly database", naming no file): typically files left by a command run as root. Say which file
+ * and how to fix it before opening anything.
+ */
+export function requireWritableState(stateDir: string): void {
+  const files = ['', 'outbox.sqlite', 'journal.sqlite'].flatMap((f) => (f ? [f, `${f}-wal`, `${f}-shm`] : [f]));
+  for (const f of files) {
+    const p = path.join(stateDir, f);
+    if (!existsSync(p)) continue;
+    try {
+      accessSync(p, constants.R_OK | constants.W_OK);
+    } catch {
+      const owner = statSync(p).uid;
+      const me = os.userInfo();
+      throw new FerryError(
+        'CONFIG',
+        `${p} is not writable by user ${me.username} (uid ${me.uid}; the file's owner is uid ${owner}): left by a command run as another user, e.g. root? ` +
+          `(give the state directory back to the daemon's user: chown -R ${me.username}: ${stateDir})`,
+      );
+    }
+  }
 }

@@ -14,17 +14,26 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { configPathFrom } from '../config/load.js';
 import { FerryError, SYSEXIT, replyFor } from '../errors/index.js';
+import { splitGlobalArgs } from './argv.js';
 import { registerCommands } from './commands.js';
+
+// `ferrypost queue | head`: the reader went away; that is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode === undefined ? 0 : Number(process.exitCode));
+  throw err;
+});
 
 async function main(argv: string[]): Promise<number> {
   // sendmail(8) syntax does not fit commander (-f addr, -oi, -- rcpts): handled on its own,
   // also when installed as a "sendmail" symlink.
   const invokedAs = path.basename(argv[1] ?? '');
   if (invokedAs === 'sendmail') return (await import('./sendmail-entry.js')).runSendmailCli(argv.slice(2));
-  const globalConfig = argv[2] === '--config' || argv[2] === '-c' ? 2 : 0;
-  if (argv[2 + globalConfig] === 'sendmail') {
+  // Every form commander accepts for the global config (--config F, --config=F, -c F, -cF) must
+  // reach the sendmail path: a form missed here would end in commander and queue nothing.
+  const global = splitGlobalArgs(argv.slice(2));
+  if (global.rest[0] === 'sendmail') {
     const { runSendmailCli } = await import('./sendmail-entry.js');
-    return runSendmailCli([...(globalConfig ? ['--config', argv[3]!] : []), ...argv.slice(3 + globalConfig)]);
+    return runSendmailCli(global.rest.slice(1), global.config);
   }
   const program = new Command('ferrypost')
     .description('delay-tolerant mail gateway over a synced folder')

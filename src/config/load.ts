@@ -2,7 +2,7 @@
  * Loads the config once: YAML → zod → paths resolved against the file's directory → frozen.
  * Errors name the file, the key path, the value and what would be valid.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
@@ -81,6 +81,7 @@ function resolvePaths(cfg: Config, base: string): Config {
     };
   }
   if (cfg.log.file) out.log = { ...cfg.log, file: r(cfg.log.file) };
+  checkTreeApart(out);
   const defaults = cfg.peers.filter((p) => p.default);
   if (defaults.length > 1) {
     throw new FerryError('CONFIG', `peers: only one peer may have default: true (found ${defaults.map((p) => p.name).join(', ')})`);
@@ -91,6 +92,62 @@ function resolvePaths(cfg: Config, base: string): Config {
     names.add(p.name);
   }
   return out;
+}
+
+/**
+ * The tree is shared with every device that carries it: it must not contain, or lie inside, the state
+ * directory, the directory of the node's secret key or a Maildir this node delivers to (e.g. a tree of
+ * "." next to keys/ would hand the secret key to every carrier). Compared lexically and, for paths that
+ * exist, after resolving symlinks.
+ */
+function checkTreeApart(cfg: Config): void {
+  const tree = cfg.node.tree;
+  // [what, directory, whether the tree may not lie inside it either]. Below the key's directory is
+  // harmless (the key is not shared; a config next to its key often has the tree beside it too).
+  const others: Array<[string, string, boolean]> = [
+    ['node.state_dir', cfg.node.state_dir, true],
+    ['the directory of node.key', path.dirname(cfg.node.key), false],
+  ];
+  if (cfg.delivery?.method === 'maildir') {
+    // The fixed part of a templated path (Maildir/%d/%u → Maildir): every mailbox lies below it. Only
+    // a fixed path is checked both ways: with "%u/Maildir" the node's directory is that part.
+    const parts = cfg.delivery.path.split(path.sep);
+    const fixed = parts.findIndex((part) => /%[uda]/.test(part));
+    const root = fixed < 0 ? cfg.delivery.path : parts.slice(0, fixed).join(path.sep) || path.sep;
+    others.push(['delivery.path', root, fixed < 0]);
+  }
+  for (const [what, dir, bothWays] of others) {
+    const overlap = overlapOf(tree, dir);
+    if (overlap === 'contains' || (overlap && bothWays)) {
+      throw new FerryError(
+        'CONFIG',
+        `node.tree ${tree} ${overlap} ${what} ${dir}: the tree is shared with every device that carries it, so that would share ` +
+          `${what === 'node.state_dir' ? 'the journal and quarantine' : what === 'delivery.path' ? 'delivered mail' : 'the secret key'} too ` +
+          '(put the tree in its own directory, e.g. TREE=/srv/ferrypost/tree, next to state/ and keys/, not around them)',
+      );
+    }
+  }
+}
+
+function overlapOf(tree: string, other: string): 'contains' | 'is inside' | undefined {
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  for (const [t, o] of [[tree, other], [real(tree), real(other)]] as const) {
+    if (isWithin(o, t)) return 'contains';
+    if (isWithin(t, o)) return 'is inside';
+  }
+  return undefined;
+}
+
+/** Whether `inner` is `outer` or below it. */
+function isWithin(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 function deepFreeze<T>(o: T): Readonly<T> {

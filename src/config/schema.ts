@@ -3,7 +3,11 @@
  * Every field has a default and a bound, so a two-line config is a working node.
  */
 import { z } from 'zod';
-import { parseDuration, parseSize } from './duration.js';
+import { createNetworkList } from '../smtp/policy.js';
+import { formatDuration, parseDuration, parseSize } from './duration.js';
+
+/** The longest delay setTimeout/setInterval honour (~24.8 days); a larger one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
   try {
@@ -14,12 +18,38 @@ const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, c
   }
 });
 
+/** A duration within [minMs, maxMs]; the message says what the bound is for. */
+const durationIn = (minMs: number, maxMs: number, why: string) =>
+  duration.pipe(
+    z
+      .number()
+      .min(minMs, `must be at least ${formatDuration(minMs)} (${why})`)
+      .max(maxMs, `must be at most ${formatDuration(maxMs)} (${maxMs === MAX_TIMER_MS ? '~24.8 days, the longest timer Node.js can set' : why})`),
+  );
+
+/** A duration that is a timer delay: more than 0, at most MAX_TIMER_MS. */
+const timerDuration = (minMs: number, why: string) => durationIn(minMs, MAX_TIMER_MS, why);
+
 const size = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
   try {
     return parseSize(v);
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
     return z.NEVER;
+  }
+});
+
+/** Node and peer names: they name key files, directories and log fields. */
+export const nodeName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must start with a letter or digit, then letters, digits, . _ - (at most 63 characters)');
+
+/** An address or CIDR, checked by the same parser the SMTP listener uses, so "check" refuses what "run" would. */
+const cidr = z.string().superRefine((v, ctx) => {
+  try {
+    createNetworkList([v]);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'not an address or CIDR (e.g. 192.168.0.0/16, ::1/128; an IPv4 prefix is at most /32, IPv6 /128)' });
   }
 });
 
@@ -55,7 +85,7 @@ export const mailPattern = z
 
 const peer = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, . _ - (max 63)'),
+    name: nodeName,
     fingerprint,
     /** Armored public key file of the peer. */
     key: z.string(),
@@ -87,7 +117,7 @@ const smtpDelivery = z
      * 4 connections left both the MTA and the receiver idle (deliver bench: 4 → 10 gave +20 %).
      */
     max_connections: z.number().int().min(1).max(64).default(10),
-    timeout: duration.prefault(120),
+    timeout: timerDuration(1000, 'a shorter timeout fails every delivery').prefault(120),
     /** Name sent in EHLO/LHLO. */
     helo_name: z.string().optional(),
   })
@@ -98,7 +128,7 @@ const sendmailDelivery = z
     method: z.literal('sendmail'),
     /** argv of a sendmail-compatible command; "-i -f SENDER -- RCPT..." is appended. */
     command: z.array(z.string()).min(1),
-    timeout: duration.prefault(300),
+    timeout: timerDuration(1000, 'a shorter timeout fails every delivery').prefault(300),
     max_processes: z.number().int().min(1).max(64).default(4),
   })
   .strict();
@@ -110,14 +140,20 @@ const smtpListener = z
     listen: z.array(listenAddress).prefault(['127.0.0.1:2525']),
     hostname: z.string().optional(),
     banner: z.string().default('ferrypost ESMTP'),
-    max_size: size.prefault(52_428_800),
+    /**
+     * Largest message accepted (552 5.3.4 above it). There is no "unlimited": 0 is refused, unlike Postfix's
+     * message_size_limit = 0; set a size (the packets of one message are built and fsync'd before the 250).
+     */
+    max_size: size
+      .pipe(z.number().min(1024, 'must be at least 1k; 0 does not mean "no limit" here (as it does in Postfix): give a size such as 50M'))
+      .prefault(52_428_800),
     max_recipients: z.number().int().min(1).max(100_000).default(1000),
     max_clients: z.number().int().min(1).max(10_000).default(100),
     /** Clients allowed to relay without AUTH (CIDR). Others must AUTH, over TLS. */
-    allowed_networks: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
+    allowed_networks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
     /** Messages up to this size are kept in memory while packets are built; larger ones are spooled. */
     memory_spool_limit: size.prefault(1_048_576),
-    socket_timeout: duration.prefault(300),
+    socket_timeout: timerDuration(1000, 'clients need time to send a message').prefault(300),
     tls: z.object({ key: z.string(), cert: z.string() }).strict().optional(),
     /** htpasswd-like file "user:{PLAIN}password" or "user:{SHA256}hex"; enables AUTH PLAIN/LOGIN after STARTTLS. */
     auth_users_file: z.string().optional(),
@@ -128,7 +164,7 @@ export const configSchema = z
   .object({
     node: z
       .object({
-        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),
+        name: nodeName,
         /** The Syncthing-synced folder. */
         tree: z.string(),
         /** Local state: journal, quarantine, work files. Never inside the tree. */
@@ -143,7 +179,7 @@ export const configSchema = z
     packets: z
       .object({
         /** How long a packet may travel before the receiver refuses it. */
-        expiry: duration.prefault('30d'),
+        expiry: durationIn(3_600_000, 3650 * 86_400_000, 'packets must outlive their trip; a shorter expiry quarantines them as expired').prefault('30d'),
         /** zlib compression level, 0 = none; incompressible payloads are stored uncompressed. */
         compression_level: z.number().int().min(0).max(9).default(6),
       })
@@ -152,13 +188,13 @@ export const configSchema = z
     smtp: smtpListener.optional(),
     receive: z
       .object({
-        rescan_interval: duration.prefault(30),
+        rescan_interval: timerDuration(100, 'a tighter loop only burns CPU').prefault(30),
         /** Packets verified and injected at once; more than delivery.max_connections keeps them busy. */
         concurrency: z.number().int().min(1).max(64).default(16),
-        retry_initial: duration.prefault(60),
-        retry_max: duration.prefault(3600),
+        retry_initial: timerDuration(100, 'a tighter retry loop only hammers the MTA').prefault(60),
+        retry_max: timerDuration(100, 'a tighter retry loop only hammers the MTA').prefault(3600),
         /** After this long in temporary failure, the message bounces (Postfix maximal_queue_lifetime). */
-        queue_lifetime: duration.prefault('5d'),
+        queue_lifetime: durationIn(60_000, 3650 * 86_400_000, 'a shorter lifetime bounces mail at the first hiccup').prefault('5d'),
       })
       .strict()
       .prefault({}),

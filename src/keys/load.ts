@@ -45,7 +45,7 @@ export async function readPublicKeyFile(file: string): Promise<openpgp.PublicKey
 }
 
 /**
- * The node key passphrase from node.passphrase_file (first line, trailing newline stripped) or the
+ * The node key passphrase from node.passphrase_file (readPassphraseFile: one trailing newline stripped) or the
  * environment variable named by node.passphrase_env; undefined if neither is set.
  */
 export function resolvePassphrase(
@@ -55,13 +55,7 @@ export function resolvePassphrase(
   if (node.passphrase_file !== undefined && node.passphrase_env !== undefined) {
     throw new FerryError('CONFIG', 'set only one of node.passphrase_file and node.passphrase_env');
   }
-  if (node.passphrase_file !== undefined) {
-    try {
-      return readFileSync(node.passphrase_file, 'utf8').replace(/\r?\n$/, '');
-    } catch (e) {
-      throw new FerryError('CONFIG', `cannot read node.passphrase_file ${node.passphrase_file}: ${(e as Error).message}`);
-    }
-  }
+  if (node.passphrase_file !== undefined) return readPassphraseFile(node.passphrase_file, 'node.passphrase_file');
   if (node.passphrase_env !== undefined) {
     const value = env[node.passphrase_env];
     if (value === undefined) {
@@ -70,6 +64,21 @@ export function resolvePassphrase(
     return value;
   }
   return undefined;
+}
+
+/**
+ * A passphrase file's passphrase: its bytes with one trailing newline (LF or CRLF) removed, nothing
+ * else; spaces are part of the passphrase. THE one reader: `init --passphrase-file` and the daemon
+ * must agree, or init makes a key the daemon cannot unlock.
+ */
+export function readPassphraseFile(file: string, what = 'passphrase file'): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new FerryError('CONFIG', `cannot read ${what} ${file}: ${(e as Error).message}`);
+  }
+  return text.replace(/\r?\n$/, '');
 }
 
 export async function readKeyFile(file: string, what: string): Promise<openpgp.Key> {

@@ -1,5 +1,5 @@
 /** The ferrypost command as an admin uses it: real processes, real files, exit codes and messages. */
-import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import path from 'node:path';
@@ -144,6 +144,35 @@ describe('ferrypost CLI', () => {
     const r = cli(['quarantine', 'list'], { config: a.config });
     expect(r.status).toBe(0);
     expect(r.stdout).toBe('quarantine is empty\n');
+  });
+
+  it('the README two-site sequence works when followed literally (paths moved into a temp dir)', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const block = /## Two sites[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const root = tmpdir('fp-cli-readme-');
+    const exchange = path.join(root, 'exchange'); // the "any channel" the public keys travel by
+    mkdirSync(exchange);
+    const ran: string[] = [];
+    for (const line of block!.split('\n')) {
+      if (!line.startsWith('ferrypost ')) continue; // useradd, chown, systemctl: root-only setup, not ferrypost's
+      const site = /--name (cabin|home)\b.*\binit\b|\binit\b.*--name (cabin|home)\b/.exec(line)?.slice(1).find(Boolean) ?? (/# on the cabin/.test(line) ? 'cabin' : /# at home/.test(line) ? 'home' : undefined);
+      expect(site, line).toBeDefined();
+      const command = line.replace(/\s+#.*$/, '').replaceAll('/etc/ferrypost', path.join(root, site!, 'etc')).replaceAll('/var/lib/ferrypost', path.join(root, site!, 'var')).replaceAll('/srv/ferrypost', path.join(root, site!, 'srv'));
+      const [argv, out] = command.split(' > ') as [string, string | undefined];
+      const r = spawnSync(process.execPath, [CLI, ...argv.split(/\s+/).slice(1)], { cwd: exchange, encoding: 'utf8' });
+      expect(r.stderr, line).toBe('');
+      expect(r.status, line).toBe(0);
+      if (out) writeFileSync(path.join(exchange, out), r.stdout);
+      ran.push(line);
+    }
+    expect(ran.filter((l) => / init /.test(l))).toHaveLength(2);
+    expect(ran.filter((l) => / peer add /.test(l))).toHaveLength(2);
+    for (const [site, peer] of [['cabin', 'home'], ['home', 'cabin']] as const) {
+      const config = path.join(root, site, 'etc', 'ferrypost.yaml');
+      expect(cli(['check'], { config }).stdout).toContain(`node ${site} `);
+      expect(cli(['peer', 'list'], { config }).stdout).toMatch(new RegExp(`^${peer}\\s`));
+    }
   });
 
   it('unknown command and bad option exit 64 with a hint', () => {

@@ -11,8 +11,10 @@ describe('config', () => {
   it('loads the shipped example with every section', () => {
     const file = path.resolve('config/ferrypost.example.yaml');
     const cfg = parseConfig(readFileSync(file, 'utf8'), file);
-    expect(cfg.node.tree).toBe('/var/lib/ferrypost/tree');
-    expect(cfg.peers[0]?.key).toBe(path.resolve('config/keys/peers/home.asc'));
+    // the layout of the README's two-site setup and the systemd unit
+    expect(cfg.node.tree).toBe('/srv/ferrypost/tree');
+    expect(cfg.node.key).toBe('/var/lib/ferrypost/keys/node.key');
+    expect(cfg.peers[0]?.key).toBe('/var/lib/ferrypost/keys/peers/home.asc');
     expect(cfg.smtp?.max_size).toBe(50 * 1024 * 1024);
     expect(cfg.smtp?.listen).toEqual([{ host: '127.0.0.1', port: 2525 }]);
     expect(cfg.receive.retry_initial).toBe(60_000);

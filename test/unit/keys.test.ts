@@ -9,7 +9,7 @@ import { FerryError } from '../../src/errors/index.js';
 import { writeSecretKeyFile } from '../../src/keys/files.js';
 import { generateNodeKey, type GeneratedNodeKey } from '../../src/keys/generate.js';
 import { loadKeyring } from '../../src/keys/keyring.js';
-import { fingerprintOf, readPrivateKeyFile, readPublicKeyFile, resolvePassphrase } from '../../src/keys/load.js';
+import { fingerprintOf, readPassphraseFile, readPrivateKeyFile, readPublicKeyFile, resolvePassphrase } from '../../src/keys/load.js';
 
 let dir: string;
 let home: GeneratedNodeKey;
@@ -93,6 +93,16 @@ describe('reading key files', () => {
     expect(resolvePassphrase({}, {})).toBeUndefined();
     expect(() => resolvePassphrase({ passphrase_env: 'FP_PASS' }, {})).toThrow(/FP_PASS .* is not set/);
     expect(() => resolvePassphrase({ passphrase_file: path.join(dir, 'nofile') })).toThrow(/passphrase_file/);
+  });
+
+  it('readPassphraseFile strips one trailing newline and nothing else (init and the daemon share it)', async () => {
+    const f = path.join(dir, 'pass-ws');
+    for (const [text, want] of [['secret \n', 'secret '], ['secret\r\n', 'secret'], ['secret\n\n', 'secret\n'], [' two words', ' two words']] as const) {
+      await writeFile(f, text);
+      expect(readPassphraseFile(f)).toBe(want);
+      expect(resolvePassphrase({ passphrase_file: f })).toBe(want);
+    }
+    expect(() => readPassphraseFile(path.join(dir, 'nofile'), '--passphrase-file')).toThrow(/cannot read --passphrase-file .*nofile/);
   });
 
   it('writeSecretKeyFile creates mode 0600 and never overwrites', async () => {

@@ -51,9 +51,20 @@ describe('parseSendmailArgs', () => {
     [['--', '-f', 'odd@y.org'], undefined, ['-f', 'odd@y.org']],
     [['-f', '<>', 'b@y.org'], '<>', ['b@y.org']],
     [['-i'], undefined, []],
+    // commas split recipients, but not inside a quoted local part or <...>
+    [['"a,b"@example.net, c@y.org'], undefined, ['"a,b"@example.net', 'c@y.org']],
+    [['<c@y.org>,"x\\",y"@z.org'], undefined, ['<c@y.org>', '"x\\",y"@z.org']],
   ];
   it.each(table)('%j', (argv, sender, rcpts) => {
     expect(parseSendmailArgs(argv)).toEqual({ sender, recipients: rcpts });
+  });
+
+  it('-C FILE and -CFILE name the config, anywhere among the options (the last one wins)', () => {
+    expect(parseSendmailArgs(['-C', '/etc/fp.yaml', '-f', 'a@x.org', 'b@y.org']).config).toBe('/etc/fp.yaml');
+    expect(parseSendmailArgs(['-i', '-C/etc/fp.yaml', 'b@y.org'])).toEqual({ sender: undefined, recipients: ['b@y.org'], config: '/etc/fp.yaml' });
+    expect(parseSendmailArgs(['b@y.org', '-iC', 'x.yaml']).config).toBe('x.yaml');
+    expect(parseSendmailArgs(['-C', 'a.yaml', '-C', 'b.yaml', 'b@y.org']).config).toBe('b.yaml');
+    expect(parseSendmailArgs(['--', '-C', 'x.yaml']).config).toBeUndefined();
   });
 });
 
@@ -65,19 +76,20 @@ describe('runSendmail', () => {
   };
 
   it.each([
-    [['-t'], /-t .*not supported/],
-    [['-t', 'b@y.org'], /-t .*not supported/],
-    [['-i'], /no recipients given/],
-    [['-x', 'b@y.org'], /unknown option -x/],
-    [['-f'], /option -f needs a value/],
-    [['-bp'], /-bp is not supported/],
-    [['-q'], /-q/],
-    [['not an address'], /bad address syntax/],
-    [['-f', 'bad sender@x.org', 'b@y.org'], /bad address syntax/],
-    [['b@'], /missing domain/],
-  ])('%j → 64', async (argv, msg) => {
+    [['-t'], /-t .*not supported/, 64],
+    [['-t', 'b@y.org'], /-t .*not supported/, 64],
+    [['-i'], /no recipients given/, 64],
+    [['-x', 'b@y.org'], /unknown option -x/, 64],
+    [['-f'], /option -f needs a value/, 64],
+    [['-bp'], /-bp is not supported/, 64],
+    [['-q'], /-q/, 64],
+    // Bad address syntax is EX_DATAERR, as sendmail exits (Postfix pipe(8) bounces 64 and 65 alike).
+    [['not an address'], /bad address syntax/, 65],
+    [['-f', 'bad sender@x.org', 'b@y.org'], /bad address syntax/, 65],
+    [['b@'], /missing domain/, 65],
+  ])('%j → %s', async (argv, msg, code = 64) => {
     const r = await run(argv);
-    expect(r.code).toBe(64);
+    expect(r.code).toBe(code);
     expect(r.stderr).toMatch(/^ferrypost sendmail: .* \(.+\)\n$/);
     expect(r.stderr).toMatch(msg);
     expect(r.calls).toEqual([]);
@@ -102,6 +114,13 @@ describe('runSendmail', () => {
     expect((await run(['-f', '', 'b@y.org'])).calls[0]!.env.from).toBe('');
     expect((await run(['-f<>', 'b@y.org'])).calls[0]!.env.from).toBe('');
     expect((await run(['b@y.org'])).calls[0]!.env.from).toBe('me@host.test');
+  });
+
+  it('a quoted local part with a comma is one recipient', async () => {
+    const r = await run(['--', '"a,b"@example.net']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.calls[0]!.env.to).toEqual(['"a,b"@example.net']);
   });
 
   it.each([
