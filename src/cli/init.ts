@@ -95,7 +95,16 @@ export async function initNode(o: InitOptions): Promise<InitResult> {
     await mkdirp(configDir);
     await writeFile(configFile, nodeConfigText(template(key.fingerprint)), { mode: 0o640, flag: 'wx' });
     created.push(configFile);
-    if (o.delivery.method === 'maildir') await mkdirp(path.resolve(dir, o.delivery.path.replace(/%[uda].*$/, '')));
+    if (o.delivery.method === 'maildir') {
+      // A fixed path is the node's one Maildir: made whole now (tmp/ new/ cur/), as a mail system makes a
+      // mailbox before its first message; large messages are written straight into an existing Maildir
+      // only (the receiver never creates one from a header it has not yet authenticated). A templated
+      // path gets its root; each mailbox is made by its first delivery.
+      const fixed = !/%[uda]/.test(o.delivery.path);
+      const root = path.resolve(dir, o.delivery.path.replace(/%[uda].*$/, ''));
+      await mkdirp(root);
+      if (fixed) for (const sub of ['tmp', 'new', 'cur']) await mkdirp(path.join(root, sub), 0o700);
+    }
   } catch (e) {
     for (const p of created.reverse()) await rm(p, { recursive: true, force: true }).catch(() => undefined);
     throw e;

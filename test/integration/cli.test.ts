@@ -17,8 +17,10 @@ beforeAll(() => {
 });
 
 describe('ferrypost CLI', () => {
-  it('init creates key (0600), config, tree with .stignore, state', () => {
+  it('init creates key (0600), config, tree with .stignore, state, and the Maildir whole (tmp/ new/ cur/)', () => {
     expect(statSync(path.join(a.dir, 'keys', 'node.key')).mode & 0o777).toBe(0o600);
+    // large messages are staged only into an existing Maildir: the node's own exists from the start
+    for (const sub of ['tmp', 'new', 'cur']) expect(statSync(path.join(a.dir, 'Maildir', sub)).isDirectory()).toBe(true);
     expect(readFileSync(path.join(a.dir, 'tree', '.stignore'), 'utf8')).toContain('.ferrypost.*.tmp');
     expect(existsSync(path.join(a.dir, 'state'))).toBe(true);
     expect(a.fingerprint).toMatch(/^[0-9a-f]{40}$/);
