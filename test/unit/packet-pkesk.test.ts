@@ -5,9 +5,9 @@
  */
 import { createCipheriv, createHash, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
-import { ecdhDecryptorsFor, ecdhRecipientFor, nativeScalar, x25519Raw, type EcdhDecryptor, type EcdhRecipient } from '../../src/packet/native/ecdh-keys.js';
+import { ecdhDecryptorsFor, ecdhRecipientFor, nativeScalar, x25519PublicKey, type EcdhDecryptor, type EcdhRecipient } from '../../src/packet/native/ecdh-keys.js';
 import { decryptEcdhPkesk, encryptSessionKeyNative, openSessionKeyNative, parseEcdhPkesk } from '../../src/packet/native/pkesk.js';
 import { ByteReader, packetBody, packetHeader, readPacketHead } from '../../src/packet/pgpstream.js';
 import { seipdV1EncryptSync } from '../../src/packet/seipd.js';
@@ -55,10 +55,12 @@ async function pkeskBodies(msg: Uint8Array): Promise<Buffer[]> {
 function craftedBody(r: EcdhRecipient, m: Buffer): Buffer {
   const eph = generateKeyPairSync('x25519');
   const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: r.publicKey });
+  // u = X25519(d, 9), not x25519Raw(eph.publicKey): see pkesk.ts (export of a generated key can deadlock Node 20)
+  const u = diffieHellman({ privateKey: eph.privateKey, publicKey: x25519PublicKey(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0))) });
   const kek = createHash(r.hash).update(Uint8Array.of(0, 0, 0, 1)).update(shared).update(r.param).digest().subarray(0, r.kek.keyLen);
   const c = createCipheriv(r.kek.wrap, kek, Buffer.from('a6a6a6a6a6a6a6a6', 'hex'));
   const wrapped = Buffer.concat([c.update(m), c.final()]);
-  return Buffer.concat([Uint8Array.of(3), r.keyId, Uint8Array.of(18, 1, 7, 0x40), x25519Raw(eph.publicKey), Uint8Array.of(wrapped.length), wrapped]);
+  return Buffer.concat([Uint8Array.of(3), r.keyId, Uint8Array.of(18, 1, 7, 0x40), u, Uint8Array.of(wrapped.length), wrapped]);
 }
 
 /** algo ‖ key ‖ checksum ‖ PKCS#5 padding, with optional damage. */
@@ -129,6 +131,24 @@ describe('native encryption is read by others', () => {
     const r = await gpg(['--show-session-key', '--decrypt'], message(encryptSessionKeyNative('aes256', key, bobRecipient), 'aes256', key, data));
     expect(r.stdoutBytes.equals(data)).toBe(true);
     expect(r.stderr).toContain(`session key: '9:${key.toString('hex').toUpperCase()}'`);
+  });
+
+  it('never exports the ephemeral key it generated (Node 20 deadlocks when a GC hits that export)', () => {
+    // Node 20: export() of a key from generateKeyPairSync takes the key's mutex and allocates; a GC
+    // then may destroy the key's generation job, whose destructor takes the same mutex: the main
+    // thread hangs for good. A race, so tested by the call, not by waiting for the hang.
+    const proto = Object.getPrototypeOf(generateKeyPairSync('x25519').publicKey) as { export: (...a: unknown[]) => unknown };
+    const spy = vi.spyOn(proto, 'export');
+    try {
+      const key = randomBytes(32);
+      const pkesk = encryptSessionKeyNative('aes256', key, bobRecipient);
+      expect(spy).not.toHaveBeenCalled();
+      // and the point it wrote is the public key of the secret it used: bob opens it
+      const p = parseEcdhPkesk(pkesk.subarray(2))!;
+      expect(decryptEcdhPkesk(p, bobDecryptor)?.data.equals(key)).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('rejects a session key of the wrong size or cipher', () => {

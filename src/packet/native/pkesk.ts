@@ -12,7 +12,10 @@
  */
 import { createCipheriv, createDecipheriv, createHash, diffieHellman, generateKeyPairSync, timingSafeEqual } from 'node:crypto';
 import { packetHeader } from '../pgpstream.js';
-import { ALGO_ECDH, x25519PublicKey, x25519Raw, type EcdhDecryptor, type EcdhRecipient } from './ecdh-keys.js';
+import { ALGO_ECDH, x25519PublicKey, type EcdhDecryptor, type EcdhRecipient } from './ecdh-keys.js';
+
+/** X25519's base point (u = 9): deriving with it gives a private key's public u (RFC 7748 §6.1). */
+const BASE_POINT = x25519PublicKey(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0)));
 
 export const TAG_PKESK = 1;
 const KEY_WRAP_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex'); // RFC 3394 §2.2.3.1 default IV
@@ -44,9 +47,15 @@ export function encryptSessionKeyNative(algorithm: string, sessionKey: Uint8Arra
   const m = pkcs5Pad(Buffer.concat([Uint8Array.of(id), sessionKey, checksum(sessionKey)]));
   const eph = generateKeyPairSync('x25519');
   const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: r.publicKey });
+  // The ephemeral public u as X25519(d, 9), never eph.publicKey.export(): Node 20 deadlocks its main
+  // thread (a key's mutex taken twice) when a GC during that export collects the key's generation
+  // job. A daemon froze that way during a benchmark (gdb: ExportJWKEdKey → GC → ~KeyGenJob →
+  // mutex_lock); a bare loop of generateKeyPairSync + export({ format: 'jwk' }) hangs after 2,000 to
+  // 500,000+ keys. Deriving holds no lock while it allocates: 1,000,000 keys ran this way.
+  const ephemeral = diffieHellman({ privateKey: eph.privateKey, publicKey: BASE_POINT });
   const wrap = createCipheriv(r.kek.wrap, kdf(r, shared), KEY_WRAP_IV);
   const wrapped = Buffer.concat([wrap.update(m), wrap.final()]);
-  const body = Buffer.concat([Uint8Array.of(3), r.keyId, Uint8Array.of(ALGO_ECDH), POINT_MPI_HEAD, x25519Raw(eph.publicKey), Uint8Array.of(wrapped.length), wrapped]);
+  const body = Buffer.concat([Uint8Array.of(3), r.keyId, Uint8Array.of(ALGO_ECDH), POINT_MPI_HEAD, ephemeral, Uint8Array.of(wrapped.length), wrapped]);
   return Buffer.concat([packetHeader(TAG_PKESK, body.length), body]);
 }
 
