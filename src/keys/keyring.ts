@@ -37,7 +37,9 @@ export async function loadKeyring(cfg: Config, env: NodeJS.ProcessEnv = process.
     if (fingerprint !== configured) {
       throw new FerryError('CONFIG', `${where}: key file ${p.key} has fingerprint ${fingerprint}, config says ${configured}`);
     }
-    await requireUsable(key, p.key, `${where}: key file`, false);
+    // Its packets are verified against its signing key and ours are encrypted to it: both must be usable
+    // (as `peer add` requires), or every packet from it would be quarantined.
+    await requireUsable(key, p.key, `${where}: key file`, true);
     if (peers.has(fingerprint)) {
       throw new FerryError('CONFIG', `${where}: fingerprint ${fingerprint} is already used by peer "${peers.get(fingerprint)!.name}"`);
     }

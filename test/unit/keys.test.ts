@@ -1,4 +1,5 @@
 /** Node keys: generation, files (armored/binary, passphrase), passphrase sources, keyring checks. */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -144,6 +145,23 @@ describe('loadKeyring', () => {
     expect(ring.peerByName('office')?.fingerprint).toBe(office.fingerprint);
     expect(ring.peers.get(home.fingerprint)?.name).toBe('myself');
     expect(ring.peerByName('nobody')).toBeUndefined();
+  });
+
+  it('refuses a peer key that cannot sign (its packets could never be verified), as peer add does', async () => {
+    // GnuPG makes one: a certify-only primary with an encryption subkey.
+    const gnupg = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));
+    try {
+      const gpg = (...args: string[]) => execFileSync('gpg', ['--homedir', gnupg, '--batch', '--quiet', '--passphrase', '', '--pinentry-mode', 'loopback', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      gpg('--quick-gen-key', 'nosign <nosign@ferrypost.invalid>', 'ed25519', 'cert', 'never');
+      const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(gpg('--with-colons', '--list-keys', 'nosign@ferrypost.invalid'))![1]!;
+      gpg('--quick-add-key', fpr, 'cv25519', 'encr', 'never');
+      await writeFile(path.join(dir, 'nosign.pub'), gpg('--armor', '--export', fpr));
+      const msg = await configError(loadKeyring(config({ peers: [{ name: 'nosign', fingerprint: fpr, key: path.join(dir, 'nosign.pub') }] })));
+      expect(msg).toMatch(/peers\[0\] "nosign": key file .* has no usable signing or encryption key/);
+    } finally {
+      execFileSync('gpgconf', ['--homedir', gnupg, '--kill', 'all']);
+      await rm(gnupg, { recursive: true, force: true });
+    }
   });
 
   it('refuses a peer key file whose fingerprint differs from the config', async () => {
