@@ -34,9 +34,10 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .option('--passphrase-file <file>', 'protect the secret key with the passphrase in this file')
     .action(async (o) => {
       const { initNode } = await init();
-      // A global --config names the config file to create (e.g. /etc/ferrypost/ferrypost.yaml with
-      // --dir /var/lib/ferrypost, as the systemd unit has it); without it, DIR/ferrypost.yaml.
-      const given = program.opts<{ config?: string }>().config;
+      // A global --config (or $FERRYPOST_CONFIG, as for every other command) names the config file to
+      // create (e.g. /etc/ferrypost/ferrypost.yaml with --dir /var/lib/ferrypost, as the systemd unit
+      // has it); without either, DIR/ferrypost.yaml.
+      const given = program.opts<{ config?: string }>().config ?? (process.env.FERRYPOST_CONFIG || undefined);
       const configFile = given === undefined ? undefined : path.resolve(given);
       const dir = o.dir ?? (configFile ? path.dirname(configFile) : '.');
       const r = await initNode({ dir, name: o.name, tree: o.tree, listen: o.listen, delivery: deliveryChoice(o), selfPeer: o.selfPeer, passphraseFile: o.passphraseFile, ...(configFile ? { configFile } : {}) });

@@ -93,7 +93,8 @@ export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
   }
   return {
     sync(dir: string): Promise<void> {
-      const created = Promise.all([...creating]);
+      // A creation that failed fails its own writer; the others here need only to wait for it to end.
+      const created = Promise.all([...creating].map((p) => p.catch(() => undefined)));
       let q = queues.get(dir);
       if (!q) queues.set(dir, (q = { running: false, waiting: [] }));
       const queue = q;

@@ -205,6 +205,18 @@ describe('init', () => {
     expect(existsSync(path.join(dir, 'keys', 'node.key'))).toBe(true);
     expect(cli(['check'], { config }).status).toBe(0);
   });
+
+  it('honours $FERRYPOST_CONFIG the same way, as the README offers instead of --config on every line', () => {
+    const config = path.join(base, 'etc2', 'ferrypost.yaml');
+    const dir = path.join(base, 'var2');
+    const env = { FERRYPOST_CONFIG: config };
+    const r = raw(['init', '--dir', dir, '--name', 'envnode', '--tree', path.join(base, 'srv2', 'tree')], { env });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`node created: ${config}`);
+    expect(existsSync(path.join(dir, 'ferrypost.yaml'))).toBe(false);
+    expect(raw(['check'], { env }).status).toBe(0);
+  });
 });
 
 describe('checks and listings', () => {

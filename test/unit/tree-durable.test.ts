@@ -280,6 +280,21 @@ describe('group commit of directory fsyncs (createDirSync)', () => {
     expect((await readdir(dir)).sort()).toEqual(['f0', 'later']);
   });
 
+  it('a directory creation that fails delays other syncs, but does not fail them', async () => {
+    const dirSync = createDirSync(nodeTreeFs);
+    let fail!: (e: unknown) => void;
+    const creation = dirSync.create(() => new Promise<void>((_, reject) => (fail = reject)));
+    creation.catch(() => undefined);
+    let synced = false;
+    const sync = dirSync.sync(dir).then(() => (synced = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(synced).toBe(false); // waits for the creation under way
+    fail(Object.assign(new Error('EACCES'), { code: 'EACCES' }));
+    await expect(creation).rejects.toMatchObject({ code: 'EACCES' });
+    await sync; // resolves: the failed creation is its own writer's error
+    expect(synced).toBe(true);
+  });
+
   it('directories are independent', async () => {
     const events: string[] = [];
     const fs = slowDirSync(20, events);
