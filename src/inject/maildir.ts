@@ -163,12 +163,7 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
       await fs.unlink(tmp).catch(() => undefined);
       throw e;
     }
-    const d = await fs.open(join(dir, 'new'), 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+    await syncDir(join(dir, 'new'));
   }
 
   function prefixFor(from: string, rcpt: string, eol: string): Buffer {
