@@ -1,6 +1,13 @@
-/** Shared by the SMTP listener tests: a listener config with test defaults, and a raw SMTP client. */
+/** Shared by the SMTP listener tests: their hooks and listener (listenerHarness), a config with test defaults, a raw SMTP client. */
 import net from 'node:net';
+import type { Logger } from 'pino';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { SmtpListenerConfig } from '../../src/config/schema.js';
+import { createEnqueue } from '../../src/send/enqueue.js';
+import type { Enqueue } from '../../src/send/types.js';
+import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
+import type { TreeFs } from '../../src/tree/fs.js';
+import { makeWorld, type World } from './send-fixture.js';
 
 export function listenerConfig(over: Partial<SmtpListenerConfig> = {}): SmtpListenerConfig {
   return {
@@ -48,4 +55,50 @@ export async function rawClient(port: number) {
     },
     close: () => sock.destroy(),
   };
+}
+
+export interface ListenerHarness {
+  /** The keys, router and temp tree of this file's tests (send-fixture.ts). */
+  readonly w: World;
+  /** The real Enqueue into w's tree, optionally over a faulty TreeFs, with a logger. */
+  enqueue(opts?: { fs?: TreeFs; log?: Logger }): Enqueue;
+  /** Starts a listener (closed after each test, or by stop()) and resolves with its address. */
+  start(cfg: SmtpListenerConfig, opts?: { enqueue?: Enqueue; log?: Logger }): Promise<{ host: string; port: number }>;
+  stop(): Promise<void>;
+}
+
+/** Registers the hooks the listener tests share: one world per file, a clean tree and no listener after each test. */
+export function listenerHarness(): ListenerHarness {
+  let world: World | undefined;
+  let listener: SmtpListener | undefined;
+  const stop = async (): Promise<void> => {
+    await listener?.close();
+    listener = undefined;
+  };
+  beforeAll(async () => {
+    world = await makeWorld();
+  });
+  afterAll(() => world?.cleanup());
+  afterEach(async () => {
+    await stop();
+    world?.cleanup();
+  });
+  const h: ListenerHarness = {
+    get w() {
+      if (!world) throw new Error('listenerHarness: the world is made in beforeAll');
+      return world;
+    },
+    enqueue: ({ fs, log } = {}) =>
+      createEnqueue({
+        keyring: h.w.keyring, router: h.w.router, tree: h.w.tree, spoolDir: h.w.spool, expiryMs: 86_400_000,
+        compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, ...(fs ? { fs } : {}), ...(log ? { log } : {}),
+      }),
+    async start(cfg, { enqueue = h.enqueue(), log } = {}) {
+      listener = createSmtpListener({ config: cfg, enqueue, router: h.w.router, hostname: 'mx.test', ...(log ? { log } : {}) });
+      const [addr] = await listener.listen();
+      return addr!;
+    },
+    stop,
+  };
+  return h;
 }

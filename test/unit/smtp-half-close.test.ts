@@ -6,43 +6,27 @@ import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpListenerConfig } from '../../src/config/schema.js';
-import { createEnqueue } from '../../src/send/enqueue.js';
 import type { Enqueue } from '../../src/send/types.js';
-import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
-import { listFiles, makeWorld, type World } from './send-fixture.js';
-import { listenerConfig as config } from './smtp-fixture.js';
+import { listFiles } from './send-fixture.js';
+import { listenerConfig as config, listenerHarness } from './smtp-fixture.js';
 
-let w: World;
+const h = listenerHarness();
 let tlsDir: string;
-beforeAll(async () => {
-  w = await makeWorld();
-  tlsDir = path.join(w.dir, '..', `fp-halfclose-tls-${process.pid}`);
+beforeAll(() => {
+  tlsDir = path.join(h.w.dir, '..', `fp-halfclose-tls-${process.pid}`);
   mkdirSync(tlsDir, { recursive: true });
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=mx.test',
     '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem')], { stdio: 'ignore' });
 });
-afterAll(() => {
-  w.cleanup();
-  rmSync(tlsDir, { recursive: true, force: true });
-});
-
-let listener: SmtpListener | undefined;
-afterEach(async () => {
-  await listener?.close();
-  listener = undefined;
-  w.cleanup();
-});
+afterAll(() => rmSync(tlsDir, { recursive: true, force: true }));
 
 const MESSAGE = 'From: a@example.org\r\nTo: b@example.net\r\nSubject: half-close\r\n\r\nbody\r\n';
 
 /** An Enqueue whose durable write takes a while: the client's FIN arrives long before the 250. */
 function slowEnqueue(): Enqueue {
-  const inner = createEnqueue({
-    keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
-    compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined,
-  });
+  const inner = h.enqueue();
   return {
     async submit(env, msg) {
       const r = await inner.submit(env, msg);
@@ -52,11 +36,7 @@ function slowEnqueue(): Enqueue {
   };
 }
 
-async function start(cfg: SmtpListenerConfig): Promise<{ host: string; port: number }> {
-  listener = createSmtpListener({ config: cfg, enqueue: slowEnqueue(), router: w.router, hostname: 'mx.test' });
-  const [addr] = await listener.listen();
-  return addr!;
-}
+const start = (cfg: SmtpListenerConfig): Promise<{ host: string; port: number }> => h.start(cfg, { enqueue: slowEnqueue() });
 
 /** Can this machine bind "::" dual-stack and reach it over IPv4? (Debian 12 with IPv6 loopback: yes.) */
 async function dualStackWorks(): Promise<boolean> {
@@ -96,7 +76,7 @@ function reader(sock: net.Socket | tls.TLSSocket) {
 }
 
 const closed = (sock: net.Socket) => new Promise<void>((res) => sock.once('close', () => res()));
-const packets = () => listFiles(w.tree).filter((f) => f.endsWith('.pgp'));
+const packets = () => listFiles(h.w.tree).filter((f) => f.endsWith('.pgp'));
 
 describe('half-closed clients get the reply to DATA', () => {
   it('dual-stack listener ("::"), IPv4 client: "." + QUIT + FIN gets 250 then 221, one packet', async () => {

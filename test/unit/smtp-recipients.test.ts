@@ -2,36 +2,13 @@
 // (MAX_HEADER_BYTES): the client sends the rest in another transaction, instead of getting 451 after
 // DATA forever. The budget is per node and per transaction.
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createEnqueue } from '../../src/send/enqueue.js';
+import { describe, expect, it } from 'vitest';
 import { headerBytesFor, HEADER_BUDGET } from '../../src/send/header-budget.js';
-import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
-import { decodeFile, listFiles, makeWorld, type World } from './send-fixture.js';
-import { listenerConfig, rawClient } from './smtp-fixture.js';
+import { decodeFile, listFiles } from './send-fixture.js';
+import { listenerConfig, listenerHarness, rawClient } from './smtp-fixture.js';
 
-let w: World;
-beforeAll(async () => {
-  w = await makeWorld();
-});
-afterAll(() => w.cleanup());
-
-let listener: SmtpListener | undefined;
-afterEach(async () => {
-  await listener?.close();
-  listener = undefined;
-  w.cleanup();
-});
-
-async function start(): Promise<number> {
-  const config = listenerConfig({ max_recipients: 1000, allowed_networks: ['127.0.0.0/8'] });
-  const enqueue = createEnqueue({
-    keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
-    compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined,
-  });
-  listener = createSmtpListener({ config, enqueue, router: w.router, hostname: 'mx.test' });
-  const [addr] = await listener.listen();
-  return addr!.port;
-}
+const h = listenerHarness();
+const start = async (): Promise<number> => (await h.start(listenerConfig({ max_recipients: 1000, allowed_networks: ['127.0.0.0/8'] }))).port;
 
 /** Long (253 bytes, within SMTP's 256-octet path), valid, distinct addresses routed to carol (*.example.com). */
 const longRcpt = (i: number): string => `${String(i).padStart(6, '0')}${'l'.repeat(58)}@${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(48)}.example.com`;
@@ -66,9 +43,9 @@ describe('RCPT and the packet header limit', () => {
     expect(await c.cmd('Subject: many\r\n\r\nbody\r\n.')).toMatch(/^250 2\.0\.0 Ok: queued as/);
     c.close();
 
-    const files = listFiles(w.tree).filter((f) => f.startsWith(w.carol.fpr));
+    const files = listFiles(h.w.tree).filter((f) => f.startsWith(h.w.carol.fpr));
     expect(files).toHaveLength(2);
-    const counts = await Promise.all(files.map(async (f) => (await decodeFile(path.join(w.tree, f), w.carol, w.self)).header.envelope.to.length));
+    const counts = await Promise.all(files.map(async (f) => (await decodeFile(path.join(h.w.tree, f), h.w.carol, h.w.self)).header.envelope.to.length));
     expect(counts.sort((a, b) => a - b)).toEqual([all.length - fit, fit].sort((a, b) => a - b));
   });
 });

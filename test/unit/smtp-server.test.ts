@@ -6,40 +6,16 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import pino from 'pino';
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpListenerConfig } from '../../src/config/schema.js';
-import { createEnqueue } from '../../src/send/enqueue.js';
 import type { Enqueue } from '../../src/send/types.js';
-import { createSmtpListener, type SmtpListener } from '../../src/smtp/server.js';
 import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
-import { decodeFile, listFiles, makeWorld, type World } from './send-fixture.js';
-import { listenerConfig as config, rawClient } from './smtp-fixture.js';
+import { decodeFile, listFiles } from './send-fixture.js';
+import { listenerConfig as config, listenerHarness, rawClient } from './smtp-fixture.js';
 
-let w: World;
-beforeAll(async () => {
-  w = await makeWorld();
-});
-afterAll(() => w.cleanup());
-
-let listener: SmtpListener | undefined;
-afterEach(async () => {
-  await listener?.close();
-  listener = undefined;
-  w.cleanup();
-});
-
-function enqueue(fs?: TreeFs): Enqueue {
-  return createEnqueue({
-    keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
-    compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, ...(fs ? { fs } : {}),
-  });
-}
-
-async function start(cfg: SmtpListenerConfig, enq: Enqueue = enqueue()): Promise<number> {
-  listener = createSmtpListener({ config: cfg, enqueue: enq, router: w.router, hostname: 'mx.test' });
-  const [addr] = await listener.listen();
-  return addr!.port;
-}
+const h = listenerHarness();
+const enqueue = (fs?: TreeFs): Enqueue => h.enqueue(fs ? { fs } : {});
+const start = async (cfg: SmtpListenerConfig, enq?: Enqueue): Promise<number> => (await h.start(cfg, enq ? { enqueue: enq } : {})).port;
 
 const MESSAGE = Buffer.concat([
   Buffer.from('From: a@example.org\r\nTo: b@example.net\r\nSubject: caf\xe9\r\n\r\n', 'latin1'),
@@ -67,14 +43,14 @@ describe('SMTP listener', () => {
     const ids = r.split(' ').slice(-2);
     c.close();
 
-    const files = listFiles(w.tree);
+    const files = listFiles(h.w.tree);
     expect(files).toHaveLength(2);
     for (const f of files) {
-      const to = f.startsWith(w.bob.fpr) ? w.bob : w.carol;
-      const d = await decodeFile(path.join(w.tree, f), to, w.self);
+      const to = f.startsWith(h.w.bob.fpr) ? h.w.bob : h.w.carol;
+      const d = await decodeFile(path.join(h.w.tree, f), to, h.w.self);
       expect(d.payload.equals(UNSTUFFED)).toBe(true);
       expect(ids).toContain(d.header.id);
-      expect(d.header.envelope).toEqual({ from: 'a@example.org', to: [to === w.bob ? 'b@example.net' : 'c@sub.example.com'] });
+      expect(d.header.envelope).toEqual({ from: 'a@example.org', to: [to === h.w.bob ? 'b@example.net' : 'c@sub.example.com'] });
     }
   });
 
@@ -82,18 +58,13 @@ describe('SMTP listener', () => {
     const lines: Array<Record<string, unknown>> = [];
     const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(JSON.parse(chunk.toString())); cb(); } });
     const log = pino({ level: 'info' }, sink);
-    const enq = createEnqueue({
-      keyring: w.keyring, router: w.router, tree: w.tree, spoolDir: w.spool, expiryMs: 86_400_000,
-      compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, log,
-    });
-    listener = createSmtpListener({ config: config(), enqueue: enq, router: w.router, hostname: 'mx.test', log });
-    const [addr] = await listener.listen();
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port: addr!.port, secure: false, ignoreTLS: true });
+    const addr = await h.start(config(), { enqueue: h.enqueue({ log }), log });
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: addr.port, secure: false, ignoreTLS: true });
     await t.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net', 'c@sub.example.com'] }, raw: CRLF_MESSAGE });
     t.close();
     const perMessage = lines.filter((l) => l.evt !== 'smtp.listening');
     expect(perMessage.map((l) => l.evt)).toEqual(['smtp.accepted']);
-    const files = listFiles(w.tree).map((f) => path.basename(f));
+    const files = listFiles(h.w.tree).map((f) => path.basename(f));
     expect(perMessage[0]).toMatchObject({ from: 'a@example.org', rcpts: 2, peers: ['bob', 'carol'] });
     expect([...(perMessage[0]!.files as string[])].sort()).toEqual(files.sort());
     expect(perMessage[0]!.packets).toHaveLength(2);
@@ -106,8 +77,8 @@ describe('SMTP listener', () => {
     t.close();
     expect(info.accepted).toEqual(['x@example.net']);
     expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as/);
-    const [f] = listFiles(w.tree);
-    const d = await decodeFile(path.join(w.tree, f!), w.bob, w.self);
+    const [f] = listFiles(h.w.tree);
+    const d = await decodeFile(path.join(h.w.tree, f!), h.w.bob, h.w.self);
     expect(d.payload.equals(CRLF_MESSAGE)).toBe(true); // nodemailer dot-stuffs, the server unstuffs
     expect(d.header.envelope.from).toBe('');
   });
@@ -142,8 +113,8 @@ describe('SMTP listener', () => {
     await c.cmd('DATA');
     expect(await c.data(Buffer.from('Subject: small\r\n\r\nhi\r\n.\r\n'))).toMatch(/^250 2\.0\.0 Ok/);
     c.close();
-    expect(listFiles(w.tree)).toHaveLength(1);
-    expect(listFiles(w.spool)).toEqual([]);
+    expect(listFiles(h.w.tree)).toHaveLength(1);
+    expect(listFiles(h.w.spool)).toEqual([]);
   });
 
   it('relay from a network not allowed: 554 5.7.1 Relay access denied', async () => {
@@ -176,7 +147,7 @@ describe('SMTP listener', () => {
     sock.end(Buffer.concat([MESSAGE, Buffer.from('.\r\nQUIT\r\n')])); // FIN right after QUIT, as Exim does
     await closed;
     expect(got).toMatch(/\r\n250 2\.0\.0 Ok: queued as [a-z2-7]{26}\r\n221 /);
-    expect(listFiles(w.tree).filter((f) => f.endsWith('.pgp'))).toHaveLength(1);
+    expect(listFiles(h.w.tree).filter((f) => f.endsWith('.pgp'))).toHaveLength(1);
   });
 
   it('greets trusted relays at once; an untrusted early talker is still caught by the greet pause', async () => {
@@ -193,7 +164,7 @@ describe('SMTP listener', () => {
     };
     const trusted = await start(config());
     expect(await talk(trusted)).toMatch(/^220 [\s\S]*\r\n250[ -]/);
-    await listener?.close();
+    await h.stop();
     const untrusted = await start(config({ allowed_networks: ['10.0.0.0/8'] }));
     expect(await talk(untrusted)).toMatch(/^421 .*You talk too soon/);
   });
@@ -212,7 +183,7 @@ describe('SMTP listener', () => {
     t.close();
     expect((err as { responseCode?: number }).responseCode).toBe(452);
     expect((err as { response?: string }).response).toMatch(/^452 4\.3\.1 /);
-    expect(listFiles(w.tree)).toEqual([]);
+    expect(listFiles(h.w.tree)).toEqual([]);
   });
 });
 
@@ -246,14 +217,14 @@ describe('SMTP listener, shared directory fsync failing', () => {
     }));
     for (const err of results) expect((err as { response?: string } | undefined)?.response).toMatch(/^451 4\.3\.0 /);
     expect(dirSyncs).toBeLessThan(6); // the commits did share fsyncs
-    expect(listFiles(w.tree)).toEqual([]);
+    expect(listFiles(h.w.tree)).toEqual([]);
   });
 });
 
 describe('SMTP listener with STARTTLS + AUTH', () => {
   let tlsDir: string;
   beforeAll(() => {
-    tlsDir = path.join(w.dir, '..', `fp-tls-${process.pid}`);
+    tlsDir = path.join(h.w.dir, '..', `fp-tls-${process.pid}`);
     execFileSync('mkdir', ['-p', tlsDir]);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=mx.test',
       '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem')], { stdio: 'ignore' });
@@ -278,9 +249,9 @@ describe('SMTP listener with STARTTLS + AUTH', () => {
     expect((await send('bob', 's3cret')).response).toMatch(/^250 2\.0\.0 Ok: queued as/);
     const bad = await send('bob', 'wrong').catch((e: unknown) => e);
     expect((bad as { responseCode?: number }).responseCode).toBe(535);
-    expect(listFiles(w.tree)).toHaveLength(2);
-    const f = listFiles(w.tree)[0]!;
-    expect((await decodeFile(path.join(w.tree, f), w.bob, w.self)).payload.equals(CRLF_MESSAGE)).toBe(true);
+    expect(listFiles(h.w.tree)).toHaveLength(2);
+    const f = listFiles(h.w.tree)[0]!;
+    expect((await decodeFile(path.join(h.w.tree, f), h.w.bob, h.w.self)).payload.equals(CRLF_MESSAGE)).toBe(true);
   });
 
   it('does not offer AUTH before STARTTLS, and refuses relay without it', async () => {
