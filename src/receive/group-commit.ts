@@ -7,6 +7,8 @@
  *   "delete only after the journal durably says delivered" still holds.
  * - removed(hash) (the file is gone) is only queued: it rides along with the next transaction. Losing
  *   it in a crash is harmless: a delivered entry whose file is gone is marked removed at start.
+ * - A batch closes early once every packet in hand waits in it (options.inHand): nothing else can join
+ *   before it commits, so waiting out the rest of the window would only idle the receive slots.
  * A failing commit rejects every delivered() of that batch (those packets stay in the tree and
  * are retried); removed records of a failed transaction are dropped (recovery finishes them).
  */
@@ -20,6 +22,8 @@ export interface GroupCommit {
   removedPending(hash: string): boolean;
   /** Commits whatever is pending now (shutdown). */
   flush(): void;
+  /** A packet in hand finished (options.inHand dropped): commits now if every one left waits here. */
+  settle(): void;
 }
 
 interface Waiter {
@@ -35,6 +39,11 @@ export interface GroupCommitOptions {
   maxDelayMs?: number;
   /** How long removed records alone wait for a transaction to ride along with. */
   removedDelayMs?: number;
+  /**
+   * Packets in hand that may still call delivered() (the receiver's running tasks, those waiting here
+   * included). When as many wait as are in hand, the batch commits at once instead of after maxDelayMs.
+   */
+  inHand?: () => number;
 }
 
 export function createGroupCommit(journal: Journal, now: () => number, opts: GroupCommitOptions = {}): GroupCommit {
@@ -50,8 +59,10 @@ export function createGroupCommit(journal: Journal, now: () => number, opts: Gro
   let timer: NodeJS.Timeout | undefined;
   let timerUrgent = false;
 
+  const allWaiting = (): boolean => opts.inHand !== undefined && delivered.length > 0 && delivered.length >= opts.inHand();
+
   function schedule(urgent: boolean): void {
-    if (delivered.length + removed.length >= maxBatch) {
+    if (delivered.length + removed.length >= maxBatch || (urgent && allWaiting())) {
       commitNow();
       return;
     }
@@ -95,5 +106,8 @@ export function createGroupCommit(journal: Journal, now: () => number, opts: Gro
     },
     removedPending: (hash) => removedSet.has(hash),
     flush: commitNow,
+    settle() {
+      if (allWaiting()) commitNow();
+    },
   };
 }

@@ -38,7 +38,8 @@ export interface Receiver {
 }
 
 export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
-  const groupCommit = createGroupCommit(receiverDeps.journal, receiverDeps.now);
+  let running = 0; // packets between the start and the end of processPacket
+  const groupCommit = createGroupCommit(receiverDeps.journal, receiverDeps.now, { inHand: () => running });
   const deps: ReceiverDeps & PacketDeps = { ...receiverDeps, commit: groupCommit, unrecorded: createUnrecorded() };
   const queue = new PQueue({ concurrency: deps.concurrency });
   const inFlight = new Set<string>();
@@ -58,6 +59,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     inFlight.add(key);
     return queue.add(async () => {
       let outcome: Outcome;
+      running++;
       try {
         outcome = await processPacket(deps, entry);
       } catch (err) {
@@ -65,6 +67,8 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
         deps.log.error({ evt: 'rx.error', file: entry.name, from: entry.from, err }, 'packet handling failed; will retry at the next scan');
       } finally {
         inFlight.delete(key);
+        running--;
+        groupCommit.settle(); // those left may all be waiting for a commit now
       }
       deps.onOutcome?.(entry, outcome);
     });

@@ -68,6 +68,29 @@ describe('group commit', () => {
     expect(j.inState('delivered')).toHaveLength(2);
   });
 
+  it('commits at once when every packet in hand waits for it, not after the window', async () => {
+    for (const n of [1, 2, 3]) j.begin(pkt(n));
+    let inHand = 3;
+    const commit = vi.spyOn(j, 'commit');
+    const gc = createGroupCommit(j, () => 100, { maxDelayMs: 60_000, inHand: () => inHand });
+    const first = [gc.delivered(hash(1)), gc.delivered(hash(2))];
+    await new Promise((r) => setTimeout(r, 20));
+    expect(commit).not.toHaveBeenCalled(); // the third packet in hand may still join
+    // The third one ends another way (e.g. deferred): the two left both wait, so nothing can join.
+    inHand = 2;
+    gc.settle();
+    await Promise.all(first);
+    expect(commit).toHaveBeenCalledTimes(1);
+    expect(commit.mock.calls[0]![0]).toEqual({ delivered: [hash(1), hash(2)], removed: [] });
+    // One packet alone in hand commits at once as well.
+    inHand = 1;
+    await gc.delivered(hash(3));
+    expect(commit).toHaveBeenCalledTimes(2);
+    expect(j.byHash(hash(3))?.state).toBe('delivered');
+    gc.settle(); // nothing waiting: no empty transaction
+    expect(commit).toHaveBeenCalledTimes(2);
+  });
+
   it('a failing batch rejects every waiter of that batch; the next batch is unaffected', async () => {
     j.begin(pkt(1));
     j.begin(pkt(3));
