@@ -5,6 +5,7 @@
 // a throwaway Postfix (→ discard), after which it measures Postfix's own accept rate (smtp-source,
 // 10 sessions, the same count) as the `deliver` anchor. The summary compares the first 2,000 packets
 // (what `deliver` times) with the rest: a warm daemon against one still compiling its code.
+// DELIVER_CONCURRENCY / DELIVER_CONNECTIONS as in deliver.mjs.
 // Not part of `npm run bench`: a diagnostic (docs/performance.md, "The deliver drain over time").
 import { cachedPacketSet, release, resetState, stage } from './lib/packets.mjs';
 import { countFiles, machineBusyMs, sleep, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
@@ -30,7 +31,9 @@ let anchor;
 try {
   if (POSTFIX) await smtpSource(target.port, { count: 50 }); // warm-up, as in deliver.mjs
   const { pair, stash } = await cachedPacketSet(SET, N);
-  await pair.b.edit((doc) => doc.setIn(['delivery'], { method: 'smtp', host: '127.0.0.1', port: target.port }));
+  const conns = process.env.DELIVER_CONNECTIONS; // the same knobs as deliver.mjs
+  await pair.b.edit((doc) => doc.setIn(['delivery'], { method: 'smtp', host: '127.0.0.1', port: target.port, ...(conns ? { max_connections: Number(conns) } : {}) }));
+  if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
   resetState(pair.b);
   const staged = stage(stash, pair.inboxB);
   const node = await startNode(pair.b);
@@ -51,7 +54,10 @@ try {
   } finally {
     await node.stop();
   }
-  if (POSTFIX) anchor = N / (await smtpSource(target.port, { count: N, to: 'sink@offline.test' }));
+  if (POSTFIX) {
+    await target.idle(); // the drained messages delivered (discard) before the anchor runs
+    anchor = N / (await smtpSource(target.port, { count: N, to: 'sink@offline.test' }));
+  }
 } finally {
   await target.stop();
 }

@@ -76,6 +76,7 @@ export async function main() {
       await a.stop();
       await b.stop();
     }
+    await postfix.idle(); // ferrypost's messages delivered (discard) before NNCP's run
     nn = await nncpRun(base, postfix);
   } finally {
     await postfix.stop();

@@ -141,10 +141,13 @@ const extraNodeFlags = () => (process.env.BENCH_NODE_FLAGS ?? '').split(' ').fil
 export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = CLI } = {}) {
   const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...extraNodeFlags(), ...nodeArgs, cli, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
   let buf = '';
-  const onData = (d) => { buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
+  // BENCH_DAEMON_OUT=FILE: every daemon's stdout and stderr also appended there whole (e.g. V8's --trace-deopt).
+  const out = process.env.BENCH_DAEMON_OUT ? fs.openSync(process.env.BENCH_DAEMON_OUT, 'a') : undefined;
+  const onData = (d) => { if (out !== undefined) fs.writeSync(out, d); buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
   proc.stdout.on('data', onData);
   proc.stderr.on('data', onData);
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig)));
+  if (out !== undefined) proc.once('close', () => fs.closeSync(out));
   try {
     await waitFor(`${node.name} node.started`, 30_000, () => {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${node.name} exited ${proc.exitCode ?? proc.signalCode}: ${buf.slice(-3000)}`);
@@ -240,6 +243,17 @@ export async function startPostfix(name = 'bench') {
     port, dir, etc: d('etc'), maillog,
     /** Messages discard(8) has finished ("status=sent" lines). */
     discarded: () => (maillog().match(/status=sent/g) ?? []).length,
+    /**
+     * Waits until Postfix's queue is empty: after a run, qmgr and discard(8) are still working off what
+     * smtpd accepted, on the same two cores, and the next measurement (ferrypost's or Postfix's own)
+     * must not share them with that.
+     */
+    async idle(timeoutMs = 300_000) {
+      const queued = () => ['maildrop', 'incoming', 'active', 'deferred', 'hold'].reduce((n, q) => {
+        try { return n + fs.readdirSync(d(`spool/${q}`), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length; } catch { return n; }
+      }, 0);
+      await waitFor(`postfix ${name}: queue empty`, timeoutMs, () => queued() === 0, 100);
+    },
     async stop() {
       const pid = Number(fs.readFileSync(d('spool/pid/master.pid'), 'utf8').trim());
       run('/usr/sbin/postfix', ['-c', d('etc'), 'stop'], { allowFail: true });
