@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cachedPacketSet, release, resetState, stage, drained } from './lib/packets.mjs';
-import { machineBusyMs, median, medianRatio, processCpuMs, report, runs, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
+import { machineBusyMs, median, medianRatio, processCpuMs, report, runs, settleDisk, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -22,6 +22,7 @@ export async function drainOnce(pair, stash, delivery, { cli, stats } = {}) {
   if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
   resetState(pair.b);
   const staged = stage(stash, pair.inboxB);
+  settleDisk();
   const node = await startNode(pair.b, { nodeArgs, ...(cli ? { cli } : {}) });
   try {
     // CPU from here on only: the daemon's start-up (~750 ms of CPU here) is not part of the drain.
@@ -59,6 +60,8 @@ export async function main() {
       res.pf.push(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: postfix.port }));
       await postfix.idle();
       res.sink.push(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: sink.port }));
+      await postfix.idle();
+      settleDisk();
       res.anchor.push(N / (await smtpSource(postfix.port, { count: N, to: 'sink@offline.test' })));
     }
   } finally {

@@ -6,17 +6,19 @@
 //   Postfix smtpd -> cleanup -> qmgr -> discard(8),
 // prints msg/s and CPU per message (user + system, every thread; Postfix: the master and all its
 // children, including those that exited, via the master's cutime/cstime) and smtp-source's own CPU.
-// Not part of `npm run bench` (3 extra servers); no timing is asserted. Env: INGEST_N.
+// Not part of `npm run bench` (3 extra servers); no timing is asserted. Env: INGEST_N, FLOOR_SESSIONS
+// (default 10; 1 gives each server's latency per message, with nothing queued behind anything).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { nodePair, processCpuMs, rm, ROOT, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
+const SESSIONS = Number(process.env.FLOOR_SESSIONS ?? 10);
 async function measure(label, port, pid, withChildren) {
-  await smtpSourceRun(port, { count: 100 }); // warm-up
+  await smtpSourceRun(port, { count: 100, sessions: SESSIONS }); // warm-up
   const c0 = processCpuMs(pid, { children: withChildren });
-  const r = await smtpSourceRun(port, { count: N });
+  const r = await smtpSourceRun(port, { count: N, sessions: SESSIONS });
   const cpu = (processCpuMs(pid, { children: withChildren }) - c0) / N;
   const row = { label, rate: N / r.s, serverMs: cpu, sourceMs: r.cpuMs / N };
   console.log(`  ${label.padEnd(44)} ${row.rate.toFixed(0).padStart(5)} msg/s | server CPU ${cpu.toFixed(2)} ms/msg | smtp-source CPU ${row.sourceMs.toFixed(2)} ms/msg`);
@@ -35,7 +37,7 @@ async function bare(mode, dir) {
 export async function main() {
   const base = tmp('ingest-floor');
   const rows = [];
-  console.log(`== ingest-floor: ${N} x 4 KiB, 10 sessions, CPU per message (2 cores; see docs/performance.md)`);
+  console.log(`== ingest-floor: ${N} x 4 KiB, ${SESSIONS} sessions, CPU per message (2 cores; see docs/performance.md)`);
   try {
     for (const mode of ['discard', 'durable']) {
       const dir = path.join(base, mode);

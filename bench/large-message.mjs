@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { writeLargeMessage } from './lib/large-body.mjs';
-import { countFiles, median, nodePair, processCpuMs, report, rm, run, runs, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
+import { countFiles, median, nodePair, processCpuMs, report, rm, run, runs, settleDisk, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
 
@@ -54,6 +54,7 @@ async function oneRun(dir, msg, size, sink) {
   const pair = await nodePair(dir, sink ? { delivery: { method: 'smtp', host: '127.0.0.1', port: sink.port } } : {});
   let send;
   const a = await startNode(pair.a);
+  settleDisk(); // the previous run's gpg output (never fsync'd) is not written back inside this run's fsyncs
   try {
     const tr = nodemailer.createTransport({ host: '127.0.0.1', port: pair.a.port, secure: false, ignoreTLS: true, name: 'bench.test', socketTimeout: 600_000 });
     const t0 = performance.now();
@@ -70,6 +71,7 @@ async function oneRun(dir, msg, size, sink) {
   const packetSize = fs.statSync(path.join(pair.inboxB, names[0])).size;
   const held = (n) => path.join(pair.tree, `.held-${n}`);
   for (const n of names) fs.renameSync(path.join(pair.inboxB, n), held(n));
+  settleDisk();
   const b = await startNode(pair.b, { nodeArgs: process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [] });
   const recvs = [];
   try {
@@ -95,6 +97,7 @@ async function oneRun(dir, msg, size, sink) {
   } finally {
     await b.stop();
   }
+  settleDisk();
   const g = gpgBench(dir, msg);
   return { send, recv: recvs[0], warm: recvs[1], g, packetSize };
 }

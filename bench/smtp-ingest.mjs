@@ -4,7 +4,7 @@
 // Throws if a daemon does not start or smtp-source reports an error. Env: BENCH_RUNS, INGEST_N.
 import fs from 'node:fs';
 import path from 'node:path';
-import { countFiles, median, medianRatio, nodePair, report, rm, runs, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { countFiles, median, medianRatio, nodePair, report, rm, runs, settleDisk, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
 const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -22,10 +22,12 @@ export async function main() {
     for (let i = 0; i < runs(); i++) {
       fs.rmSync(outbox, { recursive: true, force: true });
       await postfix.idle(); // the previous anchor's messages are delivered (discard) before ferrypost's run
+      settleDisk();
       const s = await smtpSource(a.port, { count: N });
       const n = countFiles(outbox);
       if (n < N) throw new Error(`ferrypost: ${n} packets in the tree after ${N} 250s`);
       fp.push(N / s);
+      settleDisk();
       pf.push(N / (await smtpSource(postfix.port, { count: N })));
     }
   } finally {

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { drained } from './lib/packets.mjs';
-import { nodePair, report, rm, run, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { nodePair, report, rm, run, settleDisk, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.NNCP_N ?? 1000);
 
@@ -69,6 +69,8 @@ export async function main() {
     try {
       await smtpSource(pair.a.port, { count: 20, to: 'sink@discard.test' }); // warm-up
       await drained(pair.inboxB, performance.now(), 60_000, b);
+      await postfix.idle();
+      settleDisk();
       const t0 = performance.now();
       const ingest = await smtpSource(pair.a.port, { count: N, to: 'sink@discard.test' });
       fp = { total: await drained(pair.inboxB, t0, 1_200_000, b), ingest };
@@ -77,6 +79,7 @@ export async function main() {
       await b.stop();
     }
     await postfix.idle(); // ferrypost's messages delivered (discard) before NNCP's run
+    settleDisk();
     nn = await nncpRun(base, postfix);
   } finally {
     await postfix.stop();

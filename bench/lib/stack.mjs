@@ -31,6 +31,15 @@ export function run(cmd, args, opts = {}) {
   return r;
 }
 
+/**
+ * sync(1) before a timed step: dirty pages left by the step before (gpg's unsynced 100 MiB output, a
+ * removed packet set, Postfix's queue files) would otherwise be written back inside the next step's
+ * fsyncs (ext4 data=ordered commits them with its journal), charging one tool for another's writes.
+ */
+export function settleDisk() {
+  run('sync', []);
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
