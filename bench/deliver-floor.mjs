@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createSmtpPool } from '../dist/inject/smtp-pool.js';
 import { drainOnce } from './deliver.mjs';
 import { cachedPacketSet } from './lib/packets.mjs';
-import { machineBusyMs, processCpuMs, smtpSourceRun, startPostfix } from './lib/stack.mjs';
+import { machineBusyMs, processCpuMs, settleDisk, smtpSourceRun, startPostfix } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 /** 4 KiB messages like smtp-source's, CRLF lines. */
@@ -40,7 +40,11 @@ async function poolRun(port, msgs) {
   return { s, cpuMs: (c.user + c.system) / 1000 };
 }
 
+let postfix; // the instance every row measures against
+
 async function measure(label, master, fn, n = N) {
+  await postfix.idle(); // the previous row's messages delivered: they would share the cores with this one
+  settleDisk();
   const p0 = processCpuMs(master, { children: true }), m0 = machineBusyMs();
   const r = await fn();
   const machine = r.machineMs ?? machineBusyMs() - m0;
@@ -58,7 +62,7 @@ async function receiverRun(set, port) {
 
 export async function main() {
   console.log(`== deliver-floor: ${N} x 4 KiB into Postfix -> discard, CPU per message (2 cores; see docs/performance.md)`);
-  const postfix = await startPostfix('dfloor');
+  postfix = await startPostfix('dfloor');
   const rows = [];
   try {
     const master = Number(fs.readFileSync(path.join(postfix.dir, 'spool/pid/master.pid'), 'utf8').trim());

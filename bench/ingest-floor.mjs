@@ -11,12 +11,13 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nodePair, processCpuMs, rm, ROOT, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
 const SESSIONS = Number(process.env.FLOOR_SESSIONS ?? 10);
 async function measure(label, port, pid, withChildren) {
   await smtpSourceRun(port, { count: 100, sessions: SESSIONS }); // warm-up
+  settleDisk();
   const c0 = processCpuMs(pid, { children: withChildren });
   const r = await smtpSourceRun(port, { count: N, sessions: SESSIONS });
   const cpu = (processCpuMs(pid, { children: withChildren }) - c0) / N;
