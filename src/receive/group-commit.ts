@@ -7,8 +7,10 @@
  *   "delete only after the journal durably says delivered" still holds.
  * - removed(hash) (the file is gone) is only queued: it rides along with the next transaction. Losing
  *   it in a crash is harmless: a delivered entry whose file is gone is marked removed at start.
- * - A batch closes early once every packet in hand waits in it (options.inHand): nothing else can join
- *   before it commits, so waiting out the rest of the window would only idle the receive slots.
+ * - A batch closes early once every packet in hand waits in it (options.inHand): none of them can join
+ *   later, so waiting out the rest of the window would only idle the receive slots. A packet that
+ *   starts in a slot freed meanwhile (another one ended without delivering) could have joined; it
+ *   takes the next commit instead: a trade of that rare sharing for never idling.
  * A failing commit rejects every delivered() of that batch (those packets stay in the tree and
  * are retried); removed records of a failed transaction are dropped (recovery finishes them).
  */

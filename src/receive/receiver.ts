@@ -24,6 +24,8 @@ export interface ReceiverDeps extends ProcessDeps {
   tree: string;
   rescanIntervalMs: number;
   concurrency: number;
+  /** How long a delivered packet waits for others to share its journal commit (default: group-commit.ts's 8 ms). */
+  commitWindowMs?: number;
   /** Called after each packet, for tests and metrics. */
   onOutcome?: (entry: TreeEntry, outcome: Outcome) => void;
 }
@@ -39,7 +41,10 @@ export interface Receiver {
 
 export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   let running = 0; // packets between the start and the end of processPacket
-  const groupCommit = createGroupCommit(receiverDeps.journal, receiverDeps.now, { inHand: () => running });
+  const groupCommit = createGroupCommit(receiverDeps.journal, receiverDeps.now, {
+    inHand: () => running,
+    ...(receiverDeps.commitWindowMs !== undefined ? { maxDelayMs: receiverDeps.commitWindowMs } : {}),
+  });
   const deps: ReceiverDeps & PacketDeps = { ...receiverDeps, commit: groupCommit, unrecorded: createUnrecorded() };
   const queue = new PQueue({ concurrency: deps.concurrency });
   const inFlight = new Set<string>();

@@ -72,6 +72,8 @@ export interface ReceivingNodeOptions {
   decryptWorker?: DecryptWorker;
   log?: Logger;
   concurrency?: number;
+  /** The receiver's journal commit window (ReceiverDeps.commitWindowMs). */
+  commitWindowMs?: number;
   now?: () => number;
   /** Wraps the real journal, e.g. to make one of its writes fail. */
   wrapJournal?: (journal: Journal) => Journal;
@@ -97,6 +99,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     log: opts.log ?? silentLogger(),
     rescanIntervalMs: 60_000,
     concurrency: opts.concurrency ?? 2,
+    ...(opts.commitWindowMs !== undefined ? { commitWindowMs: opts.commitWindowMs } : {}),
     retryInitialMs: opts.retryInitialMs ?? 60_000,
     retryMaxMs: 3_600_000,
     queueLifetimeMs: 5 * 86_400_000,

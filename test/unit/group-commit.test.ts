@@ -91,6 +91,14 @@ describe('group commit', () => {
     expect(commit).toHaveBeenCalledTimes(2);
   });
 
+  it('a batch closed early because every packet in hand waits: a failing commit rejects its waiter', async () => {
+    j.begin(pkt(1));
+    const gc = createGroupCommit(j, () => 100, { maxDelayMs: 60_000, inHand: () => 1 });
+    await expect(gc.delivered(hash(2))).rejects.toThrow(/unknown packet hash/); // hash(2) is not in the journal
+    await gc.delivered(hash(1));
+    expect(j.byHash(hash(1))?.state).toBe('delivered');
+  });
+
   it('a failing batch rejects every waiter of that batch; the next batch is unaffected', async () => {
     j.begin(pkt(1));
     j.begin(pkt(3));
