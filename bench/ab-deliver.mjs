@@ -27,6 +27,7 @@ try {
       const stats = {};
       const saved = Object.fromEntries(Object.keys(bEnv).map((key) => [key, process.env[key]]));
       if (k === 'B') Object.assign(process.env, bEnv);
+      await target.idle?.(); // Postfix: the previous drain's messages delivered first (drainOnce syncs the disk)
       try {
         rate[k].push(+(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: target.port }, { cli, stats })).toFixed(1));
       } finally {

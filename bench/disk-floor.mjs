@@ -1,7 +1,8 @@
 // disk-floor: what one durable 5 KB file costs on this machine's disk, three ways, 3,000 files each,
 // alternating, with sync(1) before every round (docs/performance.md, "The machine of the afternoon"):
 //   sync       one at a time, synchronous calls: open, write, fsync, close, link, unlink, directory fsync;
-//   promises   10 writers through fs.promises: open, writeFile, fsync, close, rename (no directory fsync);
+//   promises   10 writers through fs.promises: open, writeFile, fsync, close, rename (no directory
+//              fsync: not durable the way the other two are, the plain library cost for comparison);
 //   ferrypost  10 writers through src/tree/durable.ts (prepareDurable + commit: temp, fsync, link,
 //              unlink, group-committed directory fsync), as the SMTP listener writes packets.
 // Prints files/s and the process's CPU per file (user, system). Not part of `npm run bench`; no timing
@@ -26,9 +27,12 @@ async function writeAll(mode, dir) {
       for (; i < N; i++) {
         const tmp = path.join(dir, `.t${i}`);
         const fd = fs.openSync(tmp, 'wx');
-        fs.writeSync(fd, data);
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
+        try {
+          fs.writeSync(fd, data);
+          fs.fsyncSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
         fs.linkSync(tmp, path.join(dir, `f${i}`));
         fs.unlinkSync(tmp);
         fs.fsyncSync(dfd);
@@ -38,6 +42,7 @@ async function writeAll(mode, dir) {
     }
     return;
   }
+  const dirSync = createDirSync(nodeTreeFs); // one for all writers, as the SMTP listener shares one (send/enqueue.ts)
   const writer = mode === 'promises'
     ? async () => {
       for (let k = i++; k < N; k = i++) {
@@ -53,7 +58,6 @@ async function writeAll(mode, dir) {
       }
     }
     : async () => {
-      const dirSync = createDirSync(nodeTreeFs);
       for (let k = i++; k < N; k = i++) {
         const p = await prepareDurable(dir, data, { dirSync });
         await p.commit(`f${k}`);

@@ -8,7 +8,7 @@
 // DELIVER_CONCURRENCY / DELIVER_CONNECTIONS as in deliver.mjs.
 // Not part of `npm run bench`: a diagnostic (docs/performance.md, "The deliver drain over time").
 import { cachedPacketSet, release, resetState, stage } from './lib/packets.mjs';
-import { countFiles, machineBusyMs, sleep, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
+import { countFiles, machineBusyMs, settleDisk, sleep, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
 
 const N = Number(process.env.TIMELINE_N ?? 10000);
 const STEP = Number(process.env.TIMELINE_STEP ?? 1000);
@@ -36,6 +36,7 @@ try {
   if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
   resetState(pair.b);
   const staged = stage(stash, pair.inboxB);
+  settleDisk();
   const node = await startNode(pair.b);
   try {
     let last = { t: release(staged, pair.inboxB), left: N, cpu: split(node.pid), machine: machineBusyMs() };
@@ -56,6 +57,7 @@ try {
   }
   if (POSTFIX) {
     await target.idle(); // the drained messages delivered (discard) before the anchor runs
+    settleDisk();
     anchor = N / (await smtpSource(target.port, { count: N, to: 'sink@offline.test' }));
   }
 } finally {

@@ -259,9 +259,16 @@ export async function startPostfix(name = 'bench') {
      */
     async idle(timeoutMs = 300_000) {
       const queued = () => ['maildrop', 'incoming', 'active', 'deferred', 'hold'].reduce((n, q) => {
-        try { return n + fs.readdirSync(d(`spool/${q}`), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length; } catch { return n; }
+        try {
+          return n + fs.readdirSync(d(`spool/${q}`), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
+        } catch (e) {
+          if (e.code === 'ENOENT') return n; // a queue Postfix has not made yet
+          throw e;
+        }
       }, 0);
-      await waitFor(`postfix ${name}: queue empty`, timeoutMs, () => queued() === 0, 100);
+      // Two empty readings in a row: qmgr may move a file between queues while they are read.
+      let empty = 0;
+      await waitFor(`postfix ${name}: queue empty`, timeoutMs, () => (empty = queued() === 0 ? empty + 1 : 0) >= 2, 100);
     },
     async stop() {
       const pid = Number(fs.readFileSync(d('spool/pid/master.pid'), 'utf8').trim());
