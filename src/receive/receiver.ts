@@ -75,36 +75,63 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
         running--;
         groupCommit.settle(); // those left may all be waiting for a commit now
       }
+      if (outcome === 'deferred') armRetry(deps.journal.byHash(key)?.nextAttempt ?? undefined);
       deps.onOutcome?.(entry, outcome);
     });
   }
 
-  async function scanAndWait(): Promise<void> {
-    const entries = await scanInbox(deps.tree, self);
+  /** One scan: every packet found is queued (or skipped if in hand); resolves with their handlings. */
+  async function scan(): Promise<Array<Promise<void>>> {
+    const entries = await scanInbox(deps.tree, self, { onError: skipped });
     // Oldest first: mail should leave roughly in the order it came.
     entries.sort((a, b) => a.mtimeMs - b.mtimeMs);
-    await Promise.all(entries.map(handle));
+    const handlings = entries.map(handle).filter((h): h is Promise<void> => h !== undefined);
     scheduleRetry();
+    return handlings;
   }
 
-  /** Coalesces triggers: at most one scan running and one queued behind it. */
+  async function scanAndWait(): Promise<void> {
+    await Promise.all(await scan());
+  }
+
+  /**
+   * Coalesces triggers. A scan runs only while no packet waits for a slot: one that waits could not
+   * start sooner for being found again, and a backlog of 10,000 would be listed and stat'ed at every
+   * watch event. The scan does not wait for what it queued, so a slow packet (a stuck MTA, a large
+   * one) holds its slot only, not the pickup of new packets: a trigger meanwhile runs as soon as the
+   * queue's waiting list is empty (its 'empty' event).
+   */
   function trigger(): void {
     if (stopped) return;
-    if (scanning) {
+    if (scanning || queue.size > 0) {
       rescanRequested = true;
       return;
     }
-    scanning = scanAndWait()
-      .catch((err) => deps.log.error({ evt: 'rx.scan-error', err }, 'scanning the tree failed'))
+    scanning = scan()
+      .then(() => undefined, (err: unknown) => deps.log.error({ evt: 'rx.scan-error', err }, 'scanning the tree failed'))
       .finally(() => {
         scanning = undefined;
-        if (rescanRequested) {
+        if (rescanRequested && queue.size === 0) {
           rescanRequested = false;
           trigger();
         }
       });
   }
+  queue.on('empty', () => {
+    if (rescanRequested && !scanning) {
+      rescanRequested = false;
+      trigger();
+    }
+  });
 
+  /** A directory or file the scan could not read (EACCES, EIO): the others are scanned all the same. */
+  function skipped(where: string, err: unknown): void {
+    deps.log.warn({ evt: 'rx.scan-skipped', path: where, err: (err as Error).message }, 'cannot read this part of the inbox; skipped (check its owner and permissions)');
+  }
+
+  let retryDue = Infinity; // when the retry timer fires
+
+  /** The retry timer at the earliest due deferred packet (a full pass over the journal's deferred entries). */
   function scheduleRetry(): void {
     if (stopped) return;
     const due = deps.journal
@@ -113,14 +140,26 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
       .reduce((a, b) => Math.min(a, b), Infinity);
     if (retryTimer) clearTimeout(retryTimer);
     retryTimer = undefined;
-    if (due === Infinity) return;
+    retryDue = Infinity;
+    armRetry(due);
+  }
+
+  /** The retry timer at `due` if that is sooner than it is set for (a packet just deferred). */
+  function armRetry(due: number | undefined): void {
+    if (stopped || due === undefined || due === Infinity || due >= retryDue) return;
+    if (retryTimer) clearTimeout(retryTimer);
+    retryDue = due;
     const wait = Math.max(0, due - deps.now()) + 5;
-    retryTimer = setTimeout(trigger, Math.min(wait, 2 ** 31 - 1));
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      retryDue = Infinity;
+      trigger();
+    }, Math.min(wait, 2 ** 31 - 1));
     retryTimer.unref?.();
   }
 
   async function recover(): Promise<void> {
-    const removed = await removeStaleTemps(deps.tree, STALE_TEMP_AGE_MS);
+    const removed = await removeStaleTemps(deps.tree, STALE_TEMP_AGE_MS, Date.now(), skipped);
     for (const p of removed) deps.log.info({ evt: 'rx.recover-temp', file: p }, 'removed a temp file left by a crash');
     for (const dir of ['work', 'spool']) {
       await rm(path.join(deps.stateDir, dir), { recursive: true, force: true });

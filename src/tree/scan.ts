@@ -2,7 +2,10 @@
  * Scanning the synced tree: packets waiting in our inbox (TREE/<self>/<from>/), packets we wrote that
  * the peers have not consumed yet (TREE/<to>/<self>/), streaming file hashes, and removal of stale
  * ferrypost temp files at start. Missing directories and files vanishing mid-scan are normal (Syncthing
- * and the receiver delete concurrently) and are skipped; other errors (EACCES, EIO) are thrown.
+ * and the receiver delete concurrently) and are skipped. Other errors (EACCES, EIO) on the directory
+ * scanned are thrown; on one sender's directory or one file they go to `onError` and the rest is
+ * scanned all the same (Syncthing copies a peer's permission bits: one unreadable directory must not
+ * hide every other peer's packets), or are thrown if there is no `onError`.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, statSync, type Dirent } from 'node:fs';
@@ -56,10 +59,18 @@ interface Candidate {
   hash: Buffer;
 }
 
-async function packetsIn(tree: string, to: string, from: string): Promise<Candidate[]> {
+async function packetsIn(tree: string, to: string, from: string, onError?: ScanErrorHandler): Promise<Candidate[]> {
   const dir = join(tree, to, from);
   const out: Candidate[] = [];
-  for (const d of await readdirOrEmpty(dir)) {
+  let entries: Dirent[];
+  try {
+    entries = await readdirOrEmpty(dir);
+  } catch (err) {
+    if (!onError) throw err;
+    onError(dir, err);
+    return out;
+  }
+  for (const d of entries) {
     if (!d.isFile() || isIgnoredName(d.name)) continue;
     const hash = hashFromPacketName(d.name);
     if (hash !== undefined) out.push({ to, from, name: d.name, hash });
@@ -67,7 +78,12 @@ async function packetsIn(tree: string, to: string, from: string): Promise<Candid
   return out;
 }
 
+/** Where a part of the tree could not be read, and why. */
+export type ScanErrorHandler = (path: string, err: unknown) => void;
+
 export interface ScanOptions {
+  /** Skip a sender directory or file that cannot be read, reporting it here, instead of failing the scan. */
+  onError?: ScanErrorHandler;
   /**
    * stat(2) synchronously: several times faster on large trees, but blocks the event loop for the
    * whole scan. For one-shot commands (ferrypost queue), never for the daemon.
@@ -78,11 +94,20 @@ export interface ScanOptions {
 async function statAll(tree: string, cands: Candidate[], opts: ScanOptions = {}): Promise<TreeEntry[]> {
   const statOne = (c: Candidate, st: { isFile(): boolean; size: number; mtimeMs: number } | undefined, path: string): TreeEntry | undefined =>
     st?.isFile() ? { ...c, path, size: st.size, mtimeMs: st.mtimeMs } : undefined; // undefined: consumed or removed meanwhile
+  const failed = (path: string, err: unknown): undefined => {
+    if (!opts.onError) throw err;
+    opts.onError(path, err);
+    return undefined;
+  };
   const entries = opts.blocking
     ? // A plain loop: no promise per file (10,000 packets: a third of `ferrypost queue`'s scan time).
       cands.map((c) => {
         const path = join(tree, c.to, c.from, c.name);
-        return statOne(c, statSync(path, { throwIfNoEntry: false }), path);
+        try {
+          return statOne(c, statSync(path, { throwIfNoEntry: false }), path);
+        } catch (err) {
+          return failed(path, err);
+        }
       })
     : await mapLimit(cands, STAT_PARALLEL, async (c): Promise<TreeEntry | undefined> => {
         const path = join(tree, c.to, c.from, c.name);
@@ -90,7 +115,7 @@ async function statAll(tree: string, cands: Candidate[], opts: ScanOptions = {})
           return statOne(c, await fsp.stat(path), path);
         } catch (err) {
           if (errnoOf(err) === 'ENOENT') return undefined;
-          throw err;
+          return failed(path, err);
         }
       });
   const found = entries.filter((e): e is TreeEntry => e !== undefined);
@@ -102,14 +127,14 @@ async function statAll(tree: string, cands: Candidate[], opts: ScanOptions = {})
 /** Packets addressed to us: TREE/<self>/<from>/<packet name>, for every sender directory. */
 export async function scanInbox(tree: string, self: string, opts: ScanOptions = {}): Promise<TreeEntry[]> {
   const senders = (await readdirOrEmpty(inboxDir(tree, self))).filter((d) => d.isDirectory() && isNodeId(d.name));
-  const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name)));
+  const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name, opts.onError)));
   return statAll(tree, lists.flat(), opts);
 }
 
 /** Packets we wrote that are still in the tree: TREE/<to>/<self>/<packet name>, for every `to` (incl. self). */
 export async function scanOutgoing(tree: string, self: string, opts: ScanOptions = {}): Promise<TreeEntry[]> {
   const recipients = (await readdirOrEmpty(tree)).filter((d) => d.isDirectory() && isNodeId(d.name));
-  const lists = await Promise.all(recipients.map((d) => packetsIn(tree, d.name, self)));
+  const lists = await Promise.all(recipients.map((d) => packetsIn(tree, d.name, self, opts.onError)));
   return statAll(tree, lists.flat(), opts);
 }
 
@@ -125,17 +150,30 @@ function isOurTemp(name: string): boolean {
 }
 
 /**
- * Recovery: delete `.ferrypost.*.tmp` files whose mtime is older than `olderThanMs` in TREE, TREE/<x>
- * and TREE/<x>/<y> (any directory names). Returns the removed paths.
+ * Recovery: delete `.ferrypost.*.tmp` files whose mtime is older than `olderThanMs` in TREE, TREE/<node>
+ * and TREE/<node>/<node> (node-id directories: where ferrypost writes). Returns the removed paths. A
+ * directory or temp that cannot be read or removed goes to `onError` (other nodes' directories may well
+ * be unreadable to us), or is thrown without it.
  */
-export async function removeStaleTemps(tree: string, olderThanMs: number, now: number = Date.now()): Promise<string[]> {
+export async function removeStaleTemps(tree: string, olderThanMs: number, now: number = Date.now(), onError?: ScanErrorHandler): Promise<string[]> {
   const removed: string[] = [];
+  const failed = (path: string, err: unknown): void => {
+    if (!onError) throw err;
+    onError(path, err);
+  };
   const visit = async (dir: string, depth: number): Promise<void> => {
+    let entries: Dirent[];
+    try {
+      entries = await readdirOrEmpty(dir);
+    } catch (err) {
+      failed(dir, err);
+      return;
+    }
     // The path is joined only for what is visited or removed: a backlog of 10,000 packets is 10,000
     // entries here at every start.
-    for (const d of await readdirOrEmpty(dir)) {
+    for (const d of entries) {
       if (d.isDirectory()) {
-        if (depth < 2 && !isIgnoredName(d.name)) await visit(join(dir, d.name), depth + 1); // not .stversions etc.
+        if (depth < 2 && isNodeId(d.name)) await visit(join(dir, d.name), depth + 1); // not .stversions etc.
       } else if (d.isFile() && isOurTemp(d.name)) {
         const p = join(dir, d.name);
         try {
@@ -144,7 +182,7 @@ export async function removeStaleTemps(tree: string, olderThanMs: number, now: n
           await fsp.unlink(p);
           removed.push(p);
         } catch (err) {
-          if (errnoOf(err) !== 'ENOENT') throw err;
+          if (errnoOf(err) !== 'ENOENT') failed(p, err);
         }
       }
     }
