@@ -94,11 +94,18 @@ export async function quarantinePacket(
       const copy = await prepareDurable(qdir, createReadStream(file), { fs });
       try {
         await copy.commit(name);
-        moved = true;
       } finally {
         await copy.abort();
       }
-      await fs.unlink(file);
+      try {
+        await fs.unlink(file);
+      } catch (err) {
+        // The packet stays in the tree and will be refused again: take the copy back, or every scan
+        // would add another one.
+        await fs.unlink(path).catch(() => undefined);
+        throw err;
+      }
+      moved = true;
     }
   } catch (err) {
     // The packet stays where it was; do not leave a reason file describing a move that did not happen.

@@ -32,8 +32,12 @@ export async function releaseQuarantined(stateDir: string, tree: string, self: s
   }
   const d = await fsp.open(dir, 'r');
   await d.sync().finally(() => d.close());
-  await fsp.unlink(entry.reasonPath);
+  // The packet first: a reason file without its packet is not listed, while a packet without its
+  // reason file would stay in the quarantine directory unseen by `quarantine list`.
   await fsp.unlink(entry.path);
+  await fsp.unlink(entry.reasonPath);
+  const q = await fsp.open(dirname(entry.path), 'r');
+  await q.sync().finally(() => q.close());
   return target;
 }
 

@@ -78,6 +78,22 @@ describe('quarantinePacket', () => {
     expect((await readdir(join(state, 'quarantine'))).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
+  it('EXDEV copy made but the original cannot be removed: the copy is taken back (no second copy at the next scan)', async () => {
+    const stuck: TreeFs = {
+      ...nodeTreeFs,
+      rename: async (_a, b) => { throw errnoError('EXDEV', 'cross-device link not permitted', b); },
+      unlink: async (p) => {
+        if (p.startsWith(inbox)) throw errnoError('EACCES', 'permission denied', p);
+        return nodeTreeFs.unlink(p);
+      },
+    };
+    const file = join(inbox, NAME);
+    await writeFile(file, 'still here');
+    for (let i = 0; i < 2; i++) await expect(quarantinePacket(state, file, reason, stuck)).rejects.toMatchObject({ code: 'EACCES' });
+    expect(await readFile(file, 'utf8')).toBe('still here');
+    expect(await readdir(join(state, 'quarantine'))).toEqual([]);
+  });
+
   it('keeps the packet in place (and no reason file) when the move fails otherwise', async () => {
     const broken: TreeFs = { ...nodeTreeFs, rename: async (_a, b) => { throw errnoError('EIO', 'injected', b); } };
     const file = join(inbox, NAME);
