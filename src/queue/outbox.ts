@@ -32,8 +32,11 @@ export interface Outbox {
   byNames(names: readonly string[]): Map<string, OutboxRecord>;
   /** Rows in the index (pending rows written first). */
   count(): number;
-  /** Forget entries whose packets are gone from the tree (delivered). */
-  forgetExcept(names: ReadonlySet<string>): number;
+  /**
+   * Forget entries whose packets are gone from the tree (delivered). With `createdBefore`, only rows
+   * created before it: a younger row may be for a packet written after the caller's scan.
+   */
+  forgetExcept(names: ReadonlySet<string>, createdBefore?: number): number;
   close(): void;
 }
 
@@ -54,6 +57,7 @@ export function openOutbox(stateDir: string): Outbox {
     for (const r of rows) insert.run({ ...r, recipients: JSON.stringify(r.recipients) });
   });
   const all = db.prepare(`SELECT name FROM outbox`);
+  const older = db.prepare(`SELECT name FROM outbox WHERE created < ?`);
   const del = db.prepare(`DELETE FROM outbox WHERE name = ?`);
   // Rows as arrays, not objects: `ferrypost queue` reads every row (10,000 packets: ~10 % less time).
   const everything = db.prepare(`SELECT name, id, peer, to_node, mail_from, recipients, created FROM outbox`).raw(true);
@@ -97,9 +101,10 @@ export function openOutbox(stateDir: string): Outbox {
       flush();
       return countRows.get() as number;
     },
-    forgetExcept(keep) {
+    forgetExcept(keep, createdBefore) {
       flush();
-      const gone = (all.all() as Array<{ name: string }>).filter((r) => !keep.has(r.name));
+      const rows = (createdBefore === undefined ? all.all() : older.all(createdBefore)) as Array<{ name: string }>;
+      const gone = rows.filter((r) => !keep.has(r.name));
       db.transaction(() => gone.forEach((r) => del.run(r.name)))();
       return gone.length;
     },

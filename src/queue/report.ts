@@ -3,6 +3,8 @@
  * the tree (not yet delivered and deleted by the peer), per peer. Incoming: packets for this node that
  * wait for a retry, with the last error.
  */
+import { stat } from 'node:fs/promises';
+import { FerryError } from '../errors/index.js';
 import type { Identities } from '../keys/identities.js';
 import type { Journal } from '../store/journal.js';
 import { scanInbox, scanOutgoing } from '../tree/scan.js';
@@ -15,10 +17,16 @@ export interface QueueReport { outgoing: OutgoingRow[]; incoming: IncomingRow[];
 export async function queueReport(tree: string, keyring: Identities, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
   const self = keyring.self.fingerprint;
   const peerName = (fpr: string) => keyring.peers.get(fpr)?.name ?? fpr.slice(0, 16);
+  // The scan reads a missing tree as empty: that would list nothing and forget every row.
+  await requireTree(tree);
+  // Rows the daemon records from now on may be for packets written after the scan read their directory:
+  // only rows created before it are known to be for packets that should have been seen. Both clocks are
+  // this host's; the daemon stamps a row after its packet is in the tree (recordingEnqueue).
+  const scanStart = Date.now();
   const out = await scanOutgoing(tree, self, { blocking: true });
   const index = outbox.byNames(out.map((e) => e.name));
   // Rows for packets no longer in the tree (delivered): only then is a pass over the index needed.
-  if (outbox.count() > index.size) outbox.forgetExcept(new Set(out.map((e) => e.name)));
+  if (outbox.count() > index.size) outbox.forgetExcept(new Set(out.map((e) => e.name)), scanStart);
   const outgoing = out
     .map((e): OutgoingRow => {
       const r = index.get(e.name);
@@ -37,6 +45,17 @@ export async function queueReport(tree: string, keyring: Identities, outbox: Out
   }
   const waiting = inbox.length - incoming.length;
   return { outgoing, incoming, waiting };
+}
+
+async function requireTree(tree: string): Promise<void> {
+  const hint = '(node.tree in the config; is the Syncthing folder mounted?)';
+  try {
+    if ((await stat(tree)).isDirectory()) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    throw new FerryError('CONFIG', `tree ${tree} does not exist ${hint}`, { cause: err });
+  }
+  throw new FerryError('CONFIG', `tree ${tree} is not a directory ${hint}`);
 }
 
 export function formatQueue(r: QueueReport): string {

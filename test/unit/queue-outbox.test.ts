@@ -80,4 +80,12 @@ describe('outbox reads', () => {
     expect([...o.byNames(['a', 'b', 'c']).keys()]).toEqual(['a']);
     o.close();
   });
+
+  it('forgetExcept with createdBefore keeps younger rows (indexed after the caller scanned)', () => {
+    const o = openOutbox(dir);
+    o.record([{ ...row('old'), created: 100 }, { ...row('edge'), created: 200 }, { ...row('young'), created: 300 }, { ...row('kept'), created: 100 }]);
+    expect(o.forgetExcept(new Set(['kept']), 200)).toBe(1);
+    expect([...o.byNames(['old', 'edge', 'young', 'kept']).keys()].sort()).toEqual(['edge', 'kept', 'young']);
+    o.close();
+  });
 });
