@@ -182,7 +182,10 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     async start() {
       await recover();
       deps.journal.prune(deps.now());
-      watcher = watchInbox(deps.tree, self, trigger);
+      watcher = watchInbox(deps.tree, self, trigger, {
+        // e.g. the tree is missing (not mounted?): the watcher retries; the periodic rescan goes on
+        onError: (err) => deps.log.warn({ evt: 'rx.watch-error', err: (err as Error).message }, 'watching the inbox failed; retrying'),
+      });
       rescanTimer = setInterval(trigger, deps.rescanIntervalMs);
       rescanTimer.unref?.();
       trigger();

@@ -1,12 +1,13 @@
 /**
- * Watches our inbox (TREE/<self>, created if missing) and every sender subdirectory, including ones that
- * appear later, and calls onChange (coalesced: at most once per debounceMs after the first event).
- * A latency optimisation only: the receiver also rescans periodically. Watcher errors and vanishing
- * directories never throw; they go to opts.onError and the watch is re-established (root retried every
- * second). Exceptions from onChange also go to onError.
+ * Watches our inbox (TREE/<self>, created if missing; TREE itself never is) and every sender
+ * subdirectory, including ones that appear later, and calls onChange (coalesced: at most once per
+ * debounceMs after the first event). A latency optimisation only: the receiver also rescans
+ * periodically. Watcher errors and vanishing directories never throw; they go to opts.onError and the
+ * watch is re-established (root retried every second). Exceptions from onChange also go to onError.
  */
-import { watch, mkdirSync, statSync, readdirSync, type FSWatcher } from 'node:fs';
-import { join } from 'node:path';
+import { watch, mkdirSync, statSync, lstatSync, readdirSync, type FSWatcher } from 'node:fs';
+import { basename, join } from 'node:path';
+import { FerryError } from '../errors/index.js';
 import { inboxDir, isNodeId } from './layout.js';
 
 export interface WatchOptions {
@@ -18,7 +19,7 @@ export interface WatchOptions {
 
 interface Watched {
   watcher: FSWatcher;
-  ino: number;
+  id: string;
 }
 
 export function watchInbox(tree: string, self: string, onChange: () => void, opts: WatchOptions = {}): { close(): void } {
@@ -36,6 +37,8 @@ export function watchInbox(tree: string, self: string, onChange: () => void, opt
   let timer: NodeJS.Timeout | undefined;
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
+  /** The last problem start() reported: a retry that fails the same way every second stays quiet. */
+  let startProblem: string | undefined;
 
   const fire = (): void => {
     if (closed || timer !== undefined) return;
@@ -50,9 +53,10 @@ export function watchInbox(tree: string, self: string, onChange: () => void, opt
     }, debounceMs);
   };
 
-  const drop = (dir: string): void => {
+  /** Stop watching `dir`; with `only`, just if that is still its watcher (not a replacement). */
+  const drop = (dir: string, only?: FSWatcher): void => {
     const w = watched.get(dir);
-    if (w === undefined) return;
+    if (w === undefined || (only !== undefined && w.watcher !== only)) return;
     watched.delete(dir);
     try {
       w.watcher.close();
@@ -61,40 +65,53 @@ export function watchInbox(tree: string, self: string, onChange: () => void, opt
     }
   };
 
-  const inoOf = (dir: string): number | undefined => {
+  /**
+   * Which directory is at `dir`: inode and birth time, since ext4 gives a recreated directory the
+   * inode just freed (ctime where there is no birth time). Undefined if none. Sender directories are
+   * not followed: the scanner skips a symlink there; the root is followed, as the scanner does.
+   */
+  const idOf = (dir: string): string | undefined => {
     try {
-      const st = statSync(dir);
-      return st.isDirectory() ? st.ino : undefined;
+      const st = (dir === root ? statSync : lstatSync)(dir, { bigint: true });
+      return st.isDirectory() ? `${st.ino}:${st.birthtimeNs || st.ctimeNs}` : undefined;
     } catch {
       return undefined;
     }
   };
 
-  /** Make the watch on `dir` match the filesystem: add, replace (recreated dir) or drop (gone). */
-  const sync = (dir: string, onEvent: (filename: string | null) => void): boolean => {
-    const ino = inoOf(dir);
+  /**
+   * Make the watch on `dir` match the filesystem: add, replace (recreated dir; always with `renew`) or
+   * drop (gone). A replacement is made before the old watch closes: on the same directory both share
+   * one inotify watch, so no event falls between them.
+   */
+  const sync = (dir: string, onEvent: (filename: string | null) => void, renew = false): boolean => {
+    const id = idOf(dir);
     const cur = watched.get(dir);
-    if (cur !== undefined && cur.ino === ino) return true;
-    drop(dir);
-    if (ino === undefined) return false;
+    if (cur !== undefined && cur.id === id && !renew) return true;
+    if (id === undefined) {
+      drop(dir);
+      return false;
+    }
     try {
       const watcher = watch(dir, { persistent: true }, (_event, filename) => onEvent(filename === null ? null : String(filename)));
       watcher.on('error', (err) => {
         report(err);
-        drop(dir);
+        drop(dir, watcher);
         if (dir === root) scheduleRetry();
         fire();
       });
-      watched.set(dir, { watcher, ino });
+      drop(dir);
+      watched.set(dir, { watcher, id });
       return true;
     } catch (err) {
+      drop(dir);
       report(err);
       return false;
     }
   };
 
-  const syncSender = (name: string): void => {
-    if (isNodeId(name)) sync(join(root, name), () => fire());
+  const syncSender = (name: string, renew = false): void => {
+    if (isNodeId(name)) sync(join(root, name), () => fire(), renew);
   };
 
   const syncAll = (): void => {
@@ -111,24 +128,39 @@ export function watchInbox(tree: string, self: string, onChange: () => void, opt
 
   const onRootEvent = (filename: string | null): void => {
     fire();
-    if (inoOf(root) !== watched.get(root)?.ino) {
-      // The inbox itself vanished or was replaced: start over.
+    // An event naming the root is about the root itself (deleted or moved: its watch is dead), or about
+    // TREE/<self>/<self>; both are rare, so start over on either rather than trust the identity alone
+    // (timestamps may be too coarse to tell a directory recreated within a tick).
+    if (idOf(root) !== watched.get(root)?.id || filename === basename(root)) {
       for (const dir of [...watched.keys()]) drop(dir);
-      scheduleRetry();
+      if (start()) fire();
+      else scheduleRetry();
       return;
     }
-    if (filename !== null && filename !== '') syncSender(filename);
+    // Renewed on every event naming it (created, deleted, replaced: rare, and cheap).
+    if (filename !== null && filename !== '') syncSender(filename, true);
     else syncAll();
+  };
+
+  const startFailed = (err: unknown): false => {
+    const problem = err instanceof Error ? `${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}` : String(err);
+    if (problem !== startProblem) report(err);
+    startProblem = problem;
+    return false;
   };
 
   const start = (): boolean => {
     try {
-      mkdirSync(root, { recursive: true });
+      // Not recursive: a missing TREE is a wrong node.tree or an unmounted folder, not ours to create.
+      mkdirSync(root);
     } catch (err) {
-      report(err);
-      return false;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return startFailed(new FerryError('CONFIG', `tree ${tree} does not exist (node.tree in the config; is the Syncthing folder mounted?)`, { cause: err }));
+      if (code !== 'EEXIST') return startFailed(err);
     }
-    if (!sync(root, onRootEvent)) return false;
+    if (idOf(root) === undefined) return startFailed(new FerryError('CONFIG', `inbox ${root} is not a directory`));
+    if (!sync(root, onRootEvent, true)) return false;
+    startProblem = undefined;
     syncAll();
     return true;
   };
