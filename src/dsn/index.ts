@@ -7,7 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { FerryError } from '../errors/index.js';
-import { parseHeaderFields } from './parse.js';
 
 export { readHeaderBlock } from './headers.js';
 
@@ -56,9 +55,47 @@ function field(name: string, value: string): string {
   return lines.join(CRLF) + CRLF;
 }
 
+/** RFC 5322 §2.1.1 / RFC 2045 §2.7-2.8: no line of a 7bit or 8bit part may exceed 998 octets. */
+const MAX_LINE = 998;
+const CUT_MARK = '[...]';
+
+/** CRLF line endings, and lines longer than 998 octets folded (or, where they cannot be, cut). */
 function toCrlf(b: Buffer): Buffer {
-  const s = b.toString('latin1').replace(/\r?\n/g, '\r\n');
-  return Buffer.from(s.endsWith('\r\n') || s === '' ? s : s + '\r\n', 'latin1');
+  const lines = b.toString('latin1').split(/\r?\n/);
+  if (lines.at(-1) === '') lines.pop();
+  return Buffer.from(lines.flatMap(limitLine).map((l) => l + CRLF).join(''), 'latin1');
+}
+
+/**
+ * Folds a header line at whitespace (RFC 5322 folding: CRLF before a WSP) into lines of at most 998
+ * octets. A run without whitespace that does not fit is cut, marked, and dropped up to its next
+ * whitespace: the part is a diagnostic copy, and an over-long line would make the whole DSN invalid.
+ */
+function limitLine(line: string): string[] {
+  const out: string[] = [];
+  let rest = line;
+  while (rest.length > MAX_LINE) {
+    // Never fold so that a line holds only whitespace (RFC 5322 §3.2.2): fold after the first non-WSP.
+    const first = rest.search(/[^ \t]/);
+    let at = -1;
+    for (let i = MAX_LINE; i > first && i > 0; i--) {
+      if (rest[i] === ' ' || rest[i] === '\t') {
+        at = i;
+        break;
+      }
+    }
+    if (at > 0) {
+      out.push(rest.slice(0, at));
+      rest = rest.slice(at);
+      continue;
+    }
+    out.push(rest.slice(0, MAX_LINE - CUT_MARK.length) + CUT_MARK);
+    const next = rest.slice(MAX_LINE).search(/[ \t]/);
+    if (next < 0) return out;
+    rest = rest.slice(MAX_LINE + next);
+  }
+  out.push(rest);
+  return out;
 }
 
 export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] }; message: Buffer } {
@@ -147,21 +184,11 @@ function wrap(line: string, indent: string): string[] {
 }
 
 /**
- * False for the null sender and for messages that must never be bounced: DSNs themselves
- * (multipart/report; report-type=delivery-status) and anything Auto-Submitted other than "no".
+ * False only for the null sender (RFC 5321 §4.5.5, §6.1: a notification goes to every non-null
+ * reverse path). Loop protection is the null sender, which every DSN carries; Auto-Submitted or a
+ * report content type do not suppress one (Postfix neither), or the failure would be lost.
  */
-export function shouldBounce(envelopeFrom: string, headers: Buffer): boolean {
+export function shouldBounce(envelopeFrom: string): boolean {
   const from = envelopeFrom.trim();
-  if (from === '' || from === '<>') return false;
-  for (const { name, value } of parseHeaderFields(headers)) {
-    if (name === 'auto-submitted') {
-      const v = value.replace(/\([^)]*\)/g, '').split(';')[0]!.trim().toLowerCase();
-      if (v !== 'no') return false;
-    }
-    if (name === 'content-type') {
-      const v = value.toLowerCase();
-      if (/^\s*multipart\/report\b/.test(v) && /report-type\s*=\s*"?delivery-status"?/.test(v)) return false;
-    }
-  }
-  return true;
+  return from !== '' && from !== '<>';
 }

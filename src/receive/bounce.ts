@@ -1,34 +1,39 @@
 /**
  * Turns permanent failures into an RFC 3464 DSN to the envelope sender and enqueues it like any
- * other mail, so it travels back through the tree. The null sender and DSNs are never bounced.
+ * other mail, so it travels back through the tree. Only the null sender is never bounced.
+ * A DSN with no route to a node goes to this node's own next hop instead (see bounceLocally).
+ * How it fails: rejects (and the caller keeps the packet) if the DSN could be neither enqueued nor
+ * handed to the next hop; then nothing about the failed recipients has been recorded.
  */
 import type { Logger } from 'pino';
 import { buildDsn, shouldBounce } from '../dsn/index.js';
 import { headerBlockOf, readHeaderBlock } from '../dsn/headers.js';
 import type { MessageSource } from './verify.js';
-import { isFerryError } from '../errors/index.js';
-import type { RecipientResult } from '../inject/types.js';
+import { FerryError, isFerryError } from '../errors/index.js';
+import type { Injector, RecipientResult } from '../inject/types.js';
 import type { PacketHeader } from '../packet/header.js';
 import type { Enqueue } from '../send/types.js';
 
 export interface BounceDeps {
   enqueue: Enqueue;
   hostname: string;
-  injectorName: string;
+  /** The next hop: names the Remote-MTA, and takes a DSN that routes to no node. */
+  injector: Injector;
   log: Logger;
 }
 
 export async function bounce(deps: BounceDeps, header: PacketHeader, message: MessageSource, failed: RecipientResult[]): Promise<void> {
+  if (!shouldBounce(header.envelope.from)) {
+    deps.log.warn({ evt: 'rx.bounce-suppressed', packet: header.id, from: header.envelope.from, rcpts: failed.map((f) => f.rcpt) },
+      'permanent failure not bounced (null sender)');
+    return;
+  }
   const headers = message.bytes
     ? headerBlockOf(message.bytes)
     : message.staged
       ? message.staged.headerBlock()
       : await readHeaderBlock(message.file!);
-  if (!shouldBounce(header.envelope.from, headers)) {
-    deps.log.warn({ evt: 'rx.bounce-suppressed', packet: header.id, from: header.envelope.from, rcpts: failed.map((f) => f.rcpt) },
-      'permanent failure not bounced (null sender or a DSN)');
-    return;
-  }
+  const remoteMta = remoteMtaOf(deps.injector.name);
   const dsn = buildDsn({
     reportingMta: deps.hostname,
     originalEnvelope: header.envelope,
@@ -38,18 +43,45 @@ export async function bounce(deps: BounceDeps, header: PacketHeader, message: Me
       rcpt: f.rcpt,
       status: f.enhanced ?? (f.code ? `${String(f.code).charAt(0)}.0.0` : '5.0.0'),
       diagnostic: f.code ? `smtp; ${f.code} ${f.message}` : `x-ferrypost; ${f.message}`,
-      remoteMta: deps.injectorName,
+      ...(remoteMta ? { remoteMta } : {}),
     })),
   });
   try {
     const queued = await deps.enqueue.submit(dsn.envelope, dsn.message);
     deps.log.info({ evt: 'rx.bounced', packet: header.id, to: header.envelope.from, dsn: queued.map((q) => q.id) }, 'DSN sent');
   } catch (err) {
-    if (isFerryError(err, 'NO_ROUTE')) {
-      // Nowhere to send it: as Postfix does with an undeliverable bounce, log it and give up on it.
-      deps.log.error({ evt: 'rx.bounce-unroutable', packet: header.id, to: header.envelope.from }, 'no route for the DSN; dropped after logging');
-      return;
-    }
-    throw err;
+    if (!isFerryError(err, 'NO_ROUTE')) throw err;
+    await bounceLocally(deps, header, dsn, err);
   }
+}
+
+/**
+ * The sender's address routes to no node: as Postfix hands an undeliverable bounce to the local
+ * system, the DSN goes to this node's next hop (the local MTA routes it or gives it to its
+ * postmaster; a Maildir keeps it for the node's admin). Dropping it would lose the failure.
+ */
+async function bounceLocally(deps: BounceDeps, header: PacketHeader, dsn: ReturnType<typeof buildDsn>, noRoute: FerryError): Promise<void> {
+  const results = await deps.injector.inject({
+    envelope: dsn.envelope,
+    bytes: dsn.message,
+    size: dsn.message.length,
+    // Not the packet's own id: a Maildir recognises its deliveries by it (alreadyDelivered).
+    packetId: `${header.id}-dsn`,
+  });
+  const evt = { evt: 'rx.bounce-local', packet: header.id, to: header.envelope.from, via: deps.injector.name, reason: noRoute.message };
+  if (results.length && results.every((r) => r.status === 'ok')) {
+    deps.log.warn({ ...evt, reply: results[0]!.message }, 'no route for the DSN; handed to the local next hop');
+    return;
+  }
+  const error = results.map((r) => `${r.rcpt}: ${r.message}`).join('; ') || 'no result';
+  deps.log.error({ ...evt, error }, 'no route for the DSN and the local next hop did not take it; packet kept for a retry');
+  throw new FerryError('INJECT_TEMPFAIL', `DSN for packet ${header.id} neither routable (${noRoute.message}) nor accepted by ${deps.injector.name}: ${error}`);
+}
+
+/**
+ * RFC 3464 Remote-MTA names the MTA that reported the failure: only the SMTP/LMTP injector talks to
+ * one ("smtp:host:port", "lmtp:host:port" in inject/smtp.ts); Maildir and sendmail have none.
+ */
+export function remoteMtaOf(injectorName: string): string | undefined {
+  return /^(?:smtp|lmtp):(.+):\d+$/.exec(injectorName)?.[1];
 }

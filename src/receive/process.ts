@@ -186,13 +186,15 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   for (const r of ok) log.info({ evt: 'rx.injected', rcpt: r.rcpt, via: deps.injector.name, reply: r.message }, 'delivered');
 
   if (temp.length && now - j.firstSeen > deps.queueLifetimeMs) {
-    // Postfix's maximal_queue_lifetime: give up and tell the sender.
-    perm.push(...temp.map((r): RecipientResult => ({ ...r, status: 'perm', enhanced: '4.4.7', message: `delivery time expired; last error: ${r.message}` })));
+    // Postfix's maximal_queue_lifetime: give up and tell the sender. RFC 3463 X.4.7: the actual
+    // problem's code if there is one.
+    perm.push(...temp.map((r): RecipientResult => ({ ...r, status: 'perm', enhanced: r.enhanced ?? '4.4.7', message: `delivery time expired; last error: ${r.message}` })));
     temp = [];
   }
   if (perm.length) {
     for (const r of perm) log.warn({ evt: 'rx.bounce', rcpt: r.rcpt, code: r.code, reply: r.message }, 'permanent failure');
-    await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injectorName: deps.injector.name, log }, header, message, perm);
+    // Throws if the DSN could not be stored anywhere: the packet stays, nothing below is recorded.
+    await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injector: deps.injector, log }, header, message, perm);
     deps.unrecorded.add(hash, perm.map((r) => r.rcpt)); // bounced: not again
     deps.journal.recipientsDone(hash, perm.map((r) => r.rcpt));
   }
