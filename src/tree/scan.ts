@@ -12,7 +12,7 @@ import { createReadStream, promises as fsp, statSync, type Dirent } from 'node:f
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { TEMP_PREFIX, TEMP_SUFFIX } from './durable.js';
-import { errnoOf } from './fs.js';
+import { errnoError, errnoOf } from './fs.js';
 import { hashFromPacketName, inboxDir, isIgnoredName, isNodeId } from './layout.js';
 
 export interface TreeEntry {
@@ -126,7 +126,15 @@ async function statAll(tree: string, cands: Candidate[], opts: ScanOptions = {})
 
 /** Packets addressed to us: TREE/<self>/<from>/<packet name>, for every sender directory. */
 export async function scanInbox(tree: string, self: string, opts: ScanOptions = {}): Promise<TreeEntry[]> {
-  const senders = (await readdirOrEmpty(inboxDir(tree, self))).filter((d) => d.isDirectory() && isNodeId(d.name));
+  const inbox = inboxDir(tree, self);
+  // A symlink in its place (Syncthing syncs symlinks a peer made) would have us read, and quarantine
+  // from, wherever it points: refused, as symlinked sender directories and packets are.
+  const st = await fsp.lstat(inbox).catch((err: unknown) => {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (st?.isSymbolicLink()) throw errnoError('ELOOP', `the inbox ${inbox} is a symbolic link, not a directory: not scanned (replace it with a directory)`, inbox);
+  const senders = (await readdirOrEmpty(inbox)).filter((d) => d.isDirectory() && isNodeId(d.name));
   const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name, opts.onError)));
   return statAll(tree, lists.flat(), opts);
 }

@@ -1,7 +1,7 @@
 // Scanning real temp directories: inbox and outgoing packets, ignored names, hashing, stale temp removal,
 // and a 10,000-packet inbox (time logged, not asserted).
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -33,6 +33,13 @@ describe('scanInbox', () => {
   it('returns [] when the tree or the inbox is missing', async () => {
     expect(await scanInbox(join(tree, 'nope'), SELF)).toEqual([]);
     expect(await scanInbox(tree, SELF)).toEqual([]);
+  });
+
+  it('refuses an inbox that is a symbolic link (it would read and quarantine where the link points)', async () => {
+    const elsewhere = join(tree, 'elsewhere');
+    await put(['elsewhere', PEER, nameOf('x')]);
+    await symlink(elsewhere, join(tree, SELF));
+    await expect(scanInbox(tree, SELF)).rejects.toMatchObject({ code: 'ELOOP' });
   });
 
   it('lists packets from every sender, oldest first, skipping ignored and invalid names', async () => {
