@@ -4,13 +4,18 @@
  * pooled transport does the same but routes every message through its Mailer, MailComposer and
  * MimeNode layers first (~1.1 ms of CPU per 4 KiB message here, against ~0.4 ms for SMTPConnection
  * alone), which the receiver does not need: it sends raw bytes with an explicit envelope. The wire
- * behaviour stays SMTPConnection's (PIPELINING, dot-stuffing, bare LF → CRLF, SMTPUTF8, LMTP replies).
+ * behaviour stays SMTPConnection's (PIPELINING, dot-stuffing, bare LF and bare CR → CRLF, SMTPUTF8,
+ * LMTP replies).
  * How it fails: send() rejects with SMTPConnection's error (responseCode, command, rejectedErrors on
  * the envelope object). A connection that fails is dropped; a reused one that turns out to be closed
- * before the message went out is replaced and the message sent once more (as nodemailer's pool does).
+ * before the server answered DATA with 354 is replaced and the message sent once more (as nodemailer's
+ * pool does). Once the message went out, a lost reply is never retried here: the error then lists the
+ * recipients the next hop may already have (`inDoubt`).
  */
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Readable } from 'node:stream';
+import { recordLmtpAccepts, type LmtpAccept } from './smtp-lmtp.js';
+import { TrackedBuffer, TrackedMessage, type Tracked } from './smtp-message.js';
 
 export interface SmtpPoolOptions {
   host: string;
@@ -18,6 +23,11 @@ export interface SmtpPoolOptions {
   lmtp: boolean;
   max: number;
   timeout: number;
+  /**
+   * Inactivity limit while waiting for the reply to the final "." (RFC 5321 4.5.3.2.6: 10 minutes): a
+   * slow before-queue filter must not turn an accepted message into a retry. Default max(timeout, 600 s).
+   */
+  finalTimeout?: number;
   heloName?: string;
 }
 
@@ -25,7 +35,14 @@ export interface SmtpPoolOptions {
 export interface PoolEnvelope {
   from: string;
   to: string[];
+  /** MAIL FROM parameters, used when the server announces 8BITMIME / SIZE. */
+  use8BitMime?: boolean;
+  size?: number;
   rejectedErrors?: PoolError[];
+  /** LMTP: the recipients the server accepted after ".", each with its own reply (smtp-lmtp.ts). */
+  delivered?: LmtpAccept[];
+  /** Filled in by SMTPConnection: the recipients accepted at RCPT TO (minus LMTP refusals). */
+  accepted?: string[];
 }
 
 export interface PoolError extends Error {
@@ -35,6 +52,11 @@ export interface PoolError extends Error {
   command?: string;
   recipient?: string;
   rejectedErrors?: PoolError[];
+  /**
+   * The whole message went out and these accepted recipients got no reply to it (a timeout or a lost
+   * connection after the data): the next hop may already have the message for them.
+   */
+  inDoubt?: string[];
 }
 
 export interface PoolSendInfo {
@@ -51,9 +73,30 @@ interface Conn {
   dead: boolean;
 }
 
-/** Connection-level failures (no SMTP reply) before the message data went out: safe to send again. */
-function closedBeforeData(err: PoolError): boolean {
-  return err.responseCode === undefined && err.command !== 'DATA' && (err.code === 'ECONNECTION' || err.code === 'ESOCKET' || err.code === 'ETIMEDOUT');
+/**
+ * Connection-level failures (no SMTP reply) before the server answered DATA with 354: the next hop has
+ * nothing, so the message may go out again. nodemailer tags a drop or a timeout 'CONN' at any stage,
+ * so the error alone cannot tell; the message stream can (it is read only after 354).
+ */
+function closedBeforeData(err: PoolError, msg: Tracked): boolean {
+  return !msg.started && err.responseCode === undefined && (err.code === 'ECONNECTION' || err.code === 'ESOCKET' || err.code === 'ETIMEDOUT');
+}
+
+/**
+ * The accepted recipients without a reply to the message although all of it went out. SMTP: any error
+ * but the reply to "." itself (EMESSAGE); LMTP: those with neither a 2xx nor a refusal recorded.
+ */
+function inDoubt(err: PoolError, msg: Tracked, envelope: PoolEnvelope, lmtp: boolean): string[] {
+  if (!msg.sentAll) return []; // no final ".": the next hop has no complete message
+  if (!lmtp && err.code === 'EMESSAGE' && err.responseCode !== undefined) return [];
+  const answered = new Set([...(envelope.delivered ?? []).map((d) => d.recipient), ...(envelope.rejectedErrors ?? []).map((e) => e.recipient)]);
+  return (envelope.accepted ?? []).filter((a) => !answered.has(a));
+}
+
+/** SMTPConnection keeps its socket private; its inactivity timeout is the one to lengthen. */
+function setSocketTimeout(smtp: SMTPConnection, ms: number): void {
+  const socket = (smtp as unknown as { _socket?: { destroyed?: boolean; setTimeout?: (ms: number) => unknown } })._socket;
+  if (socket && !socket.destroyed && typeof socket.setTimeout === 'function') socket.setTimeout(ms);
 }
 
 export function createSmtpPool(opts: SmtpPoolOptions) {
@@ -61,6 +104,7 @@ export function createSmtpPool(opts: SmtpPoolOptions) {
   const waiting: Array<{ resolve: (c: Conn) => void; reject: (e: unknown) => void }> = [];
   let open = 0;
   let closed = false;
+  const finalTimeout = opts.finalTimeout ?? Math.max(opts.timeout, 600_000);
 
   function connect(): Promise<Conn> {
     open += 1;
@@ -77,6 +121,7 @@ export function createSmtpPool(opts: SmtpPoolOptions) {
         socketTimeout: opts.timeout,
         logger: false,
       });
+      if (opts.lmtp) recordLmtpAccepts(smtp);
       const conn: Conn = { smtp, used: 0, dead: false };
       let settled = false;
       const gone = (): void => {
@@ -133,10 +178,19 @@ export function createSmtpPool(opts: SmtpPoolOptions) {
     c.smtp.close();
   }
 
-  function sendOn(c: Conn, envelope: PoolEnvelope, message: Buffer | Readable): Promise<PoolSendInfo> {
+  function sendOn(c: Conn, envelope: PoolEnvelope, message: Tracked): Promise<PoolSendInfo> {
     c.used += 1;
+    // All data handed over: the reply to "." (LMTP: each recipient's) may take the long timeout.
+    const waitLong = (): void => setSocketTimeout(c.smtp, finalTimeout);
+    message.onSent(waitLong);
     return new Promise((resolve, reject) => {
-      c.smtp.send(envelope, message, (err, info) => (err ? reject(err) : resolve(info as PoolSendInfo)));
+      // A TrackedBuffer is no Readable, but SMTPConnection only calls pipe() on what it is given.
+      c.smtp.send(envelope, message as unknown as Readable, (err, info) => {
+        message.offSent(waitLong);
+        setSocketTimeout(c.smtp, opts.timeout);
+        if (err) reject(err);
+        else resolve(info as PoolSendInfo);
+      });
     });
   }
 
@@ -152,17 +206,21 @@ export function createSmtpPool(opts: SmtpPoolOptions) {
       for (let attempt = 0; ; attempt++) {
         const c = await acquire();
         const reused = c.used > 0;
+        const msg: Tracked = Buffer.isBuffer(message) ? new TrackedBuffer(message) : new TrackedMessage(message);
         try {
-          const info = await sendOn(c, envelope, Buffer.isBuffer(message) ? message : message());
+          const info = await sendOn(c, envelope, msg);
           release(c);
           return info;
         } catch (e) {
           const err = e as PoolError;
           afterFailure(c, err);
-          if (reused && attempt === 0 && closedBeforeData(err)) {
+          if (reused && attempt === 0 && closedBeforeData(err, msg)) {
             delete envelope.rejectedErrors;
+            delete envelope.delivered;
             continue;
           }
+          const doubt = inDoubt(err, msg, envelope, opts.lmtp);
+          if (doubt.length) err.inDoubt = doubt;
           throw err;
         }
       }

@@ -1,11 +1,14 @@
 /**
  * SMTP/LMTP injector: hands the exact message bytes to the next-hop MTA over a small pool of nodemailer
  * SMTPConnections (smtp-pool.ts; many messages per connection). SMTP needs CRLF on the wire, so
- * nodemailer turns bare LF into CRLF (and dot-stuffs); the receiving MTA stores lines, not our line
- * endings — every other byte arrives unchanged (asserted in test/unit/inject-smtp.test.ts).
+ * nodemailer turns a bare LF and a bare CR into CRLF (and dot-stuffs, and ends the message with CRLF);
+ * the receiving MTA stores lines, not our line endings — every other byte arrives unchanged (asserted
+ * in test/unit/inject-smtp.test.ts).
  * How it fails: never throws. Per-recipient 4xx → temp, 5xx → perm (enhanced code from the reply);
  * a whole-transaction 4xx, a connection error or a timeout → every recipient temp; a whole-transaction
- * 5xx (MAIL FROM or DATA refused) → every recipient perm. A recipient without any reply → temp.
+ * 5xx (MAIL FROM or DATA refused) → every recipient perm. A recipient without any reply → temp; if the
+ * whole message had gone out, the next hop may have it anyway (`inject.possible-duplicate`). LMTP: a
+ * recipient whose 2xx after "." came in is ok even if the connection is lost before the others' replies.
  */
 import { domainToASCII } from 'node:url';
 import type { Logger } from 'pino';
@@ -17,6 +20,8 @@ export type SmtpDeliveryConfig = Extract<DeliveryConfig, { method: 'smtp' | 'lmt
 
 export interface SmtpInjectorOptions {
   log?: Logger;
+  /** Wait for the reply to "." (default max(cfg.timeout, 600 s), smtp-pool.ts); tests shorten it. */
+  finalTimeout?: number;
 }
 
 type SmtpError = PoolError;
@@ -51,6 +56,15 @@ function statusOf(code: number | undefined): RecipientStatus {
   return code !== undefined && code >= 500 && code < 600 ? 'perm' : 'temp';
 }
 
+function okFromReply(reply: string): Omit<RecipientResult, 'rcpt'> {
+  return { status: 'ok', code: Number(reply.slice(0, 3)), enhanced: enhancedFromReply(reply) ?? '2.0.0', message: reply };
+}
+
+/** nodemailer refuses a message over the server's SIZE before MAIL FROM, without a reply of its own. */
+function tooBigLocally(err: SmtpError): boolean {
+  return err.code === 'EMESSAGE' && err.command === 'MAIL FROM' && err.responseCode === undefined;
+}
+
 function fromReply(rcpt: string, err: SmtpError): RecipientResult {
   const code = err.responseCode;
   const reply = err.response ?? err.message;
@@ -70,6 +84,7 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
     lmtp: cfg.method === 'lmtp',
     max: cfg.max_connections,
     timeout: cfg.timeout,
+    ...(opts.finalTimeout !== undefined ? { finalTimeout: opts.finalTimeout } : {}),
     ...(cfg.helo_name ? { heloName: cfg.helo_name } : {}),
   });
   const name = `${cfg.method}:${cfg.host}:${cfg.port}`;
@@ -86,35 +101,55 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
         if (!byKey.has(k)) byKey.set(k, { ...r, rcpt: k });
       };
       let fallback: Omit<RecipientResult, 'rcpt'>;
-      // SMTPConnection records RCPT-stage refusals on this object, also when DATA then fails.
-      const envelope: PoolEnvelope = { from: req.envelope.from ? addressKey(req.envelope.from) : '', to: unique };
+      // SMTPConnection records RCPT-stage refusals on this object, also when DATA then fails; the
+      // pool adds LMTP's per-recipient 2xx (delivered). SIZE= / BODY=8BITMIME only if announced.
+      const envelope: PoolEnvelope = {
+        from: req.envelope.from ? addressKey(req.envelope.from) : '',
+        to: unique,
+        use8BitMime: true,
+        ...(req.size > 0 ? { size: req.size } : {}),
+      };
+      // LMTP: each recipient's own 2xx after "."; recorded also when the connection is lost later.
+      const recordDelivered = (): void => {
+        for (const d of envelope.delivered ?? []) record(d.recipient, okFromReply(d.response));
+      };
       try {
         const info: SendInfo = await pool.send(
           envelope,
           req.bytes ? Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength) : () => messageStream(req),
         );
         for (const e of info.rejectedErrors ?? []) if (e.recipient) record(e.recipient, fromReply(e.recipient, e));
-        // LMTP: info.response is the last recipient's reply, so a 2xx is only trusted as such.
+        recordDelivered();
+        // SMTP: the one reply to "." (only a 2xx gets here; the fallback text is for safety).
         const reply = /^2\d\d/.test(info.response ?? '') ? info.response! : '250 ok';
-        for (const a of info.accepted ?? [])
-          record(a, { status: 'ok', code: Number(reply.slice(0, 3)), enhanced: enhancedFromReply(reply) ?? '2.0.0', message: reply });
+        for (const a of info.accepted ?? []) record(a, okFromReply(reply));
         fallback = { status: 'temp', code: 451, enhanced: '4.4.0', message: `${name}: no reply for this recipient` };
       } catch (e) {
         const err = e as SmtpError;
         // After a refused MAIL FROM the (pipelined) RCPT replies are only "503 bad sequence".
         const seen = err.command === 'MAIL FROM' ? [] : (err.rejectedErrors ?? envelope.rejectedErrors ?? []);
         for (const re of seen) if (re.recipient) record(re.recipient, fromReply(re.recipient, re));
+        recordDelivered();
+        if (err.inDoubt?.length) {
+          const msg = `${name}: ${err.message}; no reply after the message was sent, the next hop may already have it`;
+          for (const a of err.inDoubt) record(a, { status: 'temp', enhanced: '4.4.1', message: msg });
+          // The retry may deliver a second copy: say so where an operator looks for it.
+          opts.log?.warn(
+            { evt: 'inject.possible-duplicate', packet: req.packetId, injector: name, rcpts: err.inDoubt, err: err.message },
+            'no reply after the message data: the next hop may already have the message, a retry may duplicate it',
+          );
+        }
         // A transaction-level failure (connection, MAIL FROM, DATA): applies to every other recipient.
-        const code = err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
+        const code = tooBigLocally(err) ? 552 : err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
         const status = statusOf(code);
         fallback = {
           status,
           ...(code !== undefined ? { code } : {}),
-          enhanced: enhancedFromReply(err.response) ?? (status === 'perm' ? '5.0.0' : '4.4.1'),
+          enhanced: enhancedFromReply(err.response) ?? (tooBigLocally(err) ? '5.3.4' : status === 'perm' ? '5.0.0' : '4.4.1'),
           message: `${name}: ${err.message}`,
         };
         opts.log?.warn(
-          { evt: 'inject.tempfail', packet: req.packetId, injector: name, err: err.message, command: err.command },
+          { evt: status === 'perm' ? 'inject.failed' : 'inject.tempfail', packet: req.packetId, injector: name, err: err.message, command: err.command },
           'smtp transaction failed',
         );
       }
