@@ -3,13 +3,13 @@
 // too; a missing TREE is reported and never created, and watched once it appears; a symlinked sender
 // directory is not watched (the scanner skips it).
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isFerryError } from '../../src/errors/index.js';
-import { packetNameForHash } from '../../src/tree/layout.js';
 import { watchInbox } from '../../src/tree/watch.js';
+import { counter, deliver } from '../helpers/watch.js';
 
 const SELF = 'a'.repeat(40);
 const PEER = 'b'.repeat(40);
@@ -27,31 +27,7 @@ afterEach(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
-/** Counts onChange calls; next(ms) resolves true at the next call, false after ms. */
-function counter(): { next: (ms: number) => Promise<boolean>; cb: () => void } {
-  let waiters: Array<() => void> = [];
-  return {
-    cb: () => {
-      const w = waiters;
-      waiters = [];
-      for (const f of w) f();
-    },
-    next: (ms) =>
-      new Promise((resolve) => {
-        const t = setTimeout(() => resolve(false), ms);
-        waiters.push(() => {
-          clearTimeout(t);
-          resolve(true);
-        });
-      }),
-  };
-}
 
-async function deliver(dir: string, tag: string): Promise<void> {
-  const name = packetNameForHash(Buffer.alloc(32, tag.charCodeAt(0)));
-  await writeFile(join(dir, `.syncthing.${name}.tmp`), tag);
-  await rename(join(dir, `.syncthing.${name}.tmp`), join(dir, name));
-}
 
 describe('watchInbox, directories replaced under it', () => {
   it('watches a sender dir removed and made again while the event loop is busy', async () => {

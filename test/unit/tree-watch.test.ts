@@ -1,11 +1,11 @@
 // Watching a real directory: renames into existing and newly created sender dirs trigger onChange
 // within 1 s; a vanished inbox is re-established; close() stops callbacks.
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { packetNameForHash } from '../../src/tree/layout.js';
 import { watchInbox } from '../../src/tree/watch.js';
+import { counter, deliver } from '../helpers/watch.js';
 
 const SELF = 'a'.repeat(40);
 const PEER = 'b'.repeat(40);
@@ -23,34 +23,7 @@ afterEach(async () => {
   await rm(tree, { recursive: true, force: true });
 });
 
-function counter(): { count: () => number; next: (ms: number) => Promise<boolean>; cb: () => void } {
-  let n = 0;
-  let waiters: Array<() => void> = [];
-  return {
-    count: () => n,
-    cb: () => {
-      n++;
-      const w = waiters;
-      waiters = [];
-      for (const f of w) f();
-    },
-    next: (ms) =>
-      new Promise((resolve) => {
-        const t = setTimeout(() => resolve(false), ms);
-        waiters.push(() => {
-          clearTimeout(t);
-          resolve(true);
-        });
-      }),
-  };
-}
 
-/** Syncthing style: build under a temp name in the same directory, then rename into place. */
-async function deliver(dir: string, tag: string): Promise<void> {
-  const name = packetNameForHash(Buffer.alloc(32, tag.charCodeAt(0)));
-  await writeFile(join(dir, `.syncthing.${name}.tmp`), tag);
-  await rename(join(dir, `.syncthing.${name}.tmp`), join(dir, name));
-}
 
 describe('watchInbox', () => {
   it('creates the inbox and fires for a rename into an existing sender dir', async () => {
