@@ -11,18 +11,29 @@
  */
 import type { Socket } from 'node:net';
 
+/** smtp-server's DATA stream: ended (writableEnded) once the final "." was parsed. */
+interface DataStream {
+  readonly writableEnded: boolean;
+  readonly destroyed: boolean;
+}
+
 /** Messages being stored, per connection (the smtp-server session object). */
 export interface InHand {
-  begin(session: object): void;
+  /** From onData: `data` is the message's DATA stream, still receiving until its final ".". */
+  begin(session: object, data?: DataStream): void;
   end(session: object): void;
   busy(session: object): boolean;
+  /** The client is in the middle of a message: its final "." has not arrived. */
+  receiving(session: object): boolean;
 }
 
 export function createInHand(): InHand {
   const count = new WeakMap<object, number>();
+  const data = new WeakMap<object, DataStream>();
   return {
-    begin(session) {
+    begin(session, stream) {
       count.set(session, (count.get(session) ?? 0) + 1);
+      if (stream) data.set(session, stream);
     },
     end(session) {
       const n = (count.get(session) ?? 1) - 1;
@@ -30,6 +41,10 @@ export function createInHand(): InHand {
       else count.delete(session);
     },
     busy: (session) => (count.get(session) ?? 0) > 0,
+    receiving: (session) => {
+      const s = data.get(session);
+      return s !== undefined && !s.writableEnded && !s.destroyed;
+    },
   };
 }
 
@@ -40,7 +55,7 @@ export function createInHand(): InHand {
  */
 export function watchSocket(socket: Socket, session: object, inHand: InHand): void {
   socket.allowHalfOpen = true;
-  keepWritable(socket, () => inHand.busy(session));
+  keepWritable(socket, () => inHand.busy(session), () => inHand.receiving(session));
 }
 
 /**
@@ -49,7 +64,7 @@ export function watchSocket(socket: Socket, session: object, inHand: InHand): vo
  * client would resend it (a duplicate). Report 'open' for as long as we can still write; the idle
  * socket timeout still closes a half-closed connection that stops talking.
  */
-export function keepWritable(socket: Socket, busy: () => boolean): void {
+export function keepWritable(socket: Socket, busy: () => boolean, receiving: () => boolean = () => false): void {
   Object.defineProperty(socket, 'readyState', {
     configurable: true,
     get: () => (socket.destroyed ? 'closed' : socket.writable ? 'open' : 'readOnly'),
@@ -58,10 +73,14 @@ export function keepWritable(socket: Socket, busy: () => boolean): void {
   // client that just went away, close our side once nothing of this connection is being stored.
   // onData runs from the DATA command on (a client must wait for 354, even when pipelining), so
   // once the bytes that came with the FIN are parsed, "not busy" means no message is in hand.
+  // A client that closed in the middle of a message (no final ".") will never finish it: destroy the
+  // socket, so smtp-server ends the transaction now (its spool file removed, its slot freed) instead of
+  // at the idle timeout.
   socket.once('end', () => {
     const check = (): void => {
       if (socket.destroyed || !socket.writable) return;
-      if (busy()) setTimeout(check, 20).unref();
+      if (receiving()) socket.destroy();
+      else if (busy()) setTimeout(check, 20).unref();
       else socket.end();
     };
     setImmediate(check);

@@ -175,7 +175,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
         const to = session.envelope.rcptTo.map((a) => a.address);
         const limited = limitSize(stream, config.max_size);
-        inHand.begin(session);
+        inHand.begin(session, stream);
         const done = () => inHand.end(session);
         enqueue.submit({ from, to }, limited).finally(done).then(
           (packets) => {

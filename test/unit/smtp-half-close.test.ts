@@ -124,3 +124,25 @@ describe('half-closed clients get the reply to DATA', () => {
     });
   }
 });
+
+describe('a client that closes in the middle of a message', () => {
+  it('FIN after 354 and half a body: the connection and the message end at once, not at the idle timeout', async () => {
+    // memory_spool_limit below the body: the message goes to a spool file, which must not stay behind.
+    const { port } = await h.start(config({ socket_timeout: 60_000, memory_spool_limit: 1_000 }));
+    const sock = net.connect(port, '127.0.0.1');
+    const r = reader(sock);
+    const done = closed(sock);
+    await r.until(/^220 .*\r\n/m);
+    sock.write('EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n');
+    await r.until(/^354 /m);
+    sock.end(`${MESSAGE}${'x'.repeat(5_000)}\r\n`); // no final ".": the client gave up
+    const t0 = Date.now();
+    await done;
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(packets()).toHaveLength(0);
+    const t1 = Date.now();
+    await h.stop(); // nothing in hand holds the listener's close
+    expect(Date.now() - t1).toBeLessThan(5_000);
+    expect(listFiles(h.w.spool)).toEqual([]);
+  });
+});
