@@ -2,9 +2,14 @@
  * Delivery status notifications (RFC 3464 in an RFC 3462 multipart/report): a human-readable part
  * (7-bit), the machine-readable message/delivery-status part and the original headers
  * (text/rfc822-headers). Pure: no I/O; CRLF line endings throughout.
+ * When the sender, a failed recipient or the original headers are UTF-8 (SMTPUTF8 mail), the report
+ * takes the RFC 6533 global form instead, so those addresses are not mangled: report-type
+ * global-delivery-status, message/global-delivery-status with "utf-8" addresses, message/global-headers,
+ * and UTF-8 in the To: field (RFC 6532). All-ASCII mail keeps the classic form, which any reader parses.
  * How it fails: buildDsn throws FerryError USAGE when asked to bounce to the null sender or with no
  * failed recipients (callers check shouldBounce first); shouldBounce never throws.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { FerryError } from '../errors/index.js';
 
@@ -36,16 +41,45 @@ function ascii(s: string): string {
   return s.replace(/[\r\n\t]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
 }
 
-/** "Name: value" folded at spaces to lines of at most ~78 chars (hard-cut at 900 if unbreakable). */
-function field(name: string, value: string): string {
-  const words = ascii(value)
+/** As ascii(), but non-ASCII kept when `utf8`; controls and line/paragraph separators still become '?'. */
+function text(s: string, utf8: boolean): string {
+  return utf8 ? s.replace(/[\r\n\t]+/g, ' ').replace(/[\p{Cc}\p{Cs}\u2028\u2029]/gu, '?') : ascii(s);
+}
+
+function isAscii(s: string): boolean {
+  return /^[\x00-\x7f]*$/.test(s);
+}
+
+/** UTF-8 length: the 998 limit counts octets, not UTF-16 units. */
+function octets(s: string): number {
+  return Buffer.byteLength(s, 'utf8');
+}
+
+/** `w` cut into pieces of at most `max` octets, never inside a character ('' → none). */
+function pieces(w: string, max: number): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (const ch of w) {
+    if (cur !== '' && octets(cur) + octets(ch) > max) {
+      out.push(cur);
+      cur = '';
+    }
+    cur += ch;
+  }
+  if (cur !== '') out.push(cur);
+  return out;
+}
+
+/** "Name: value" folded at spaces to lines of at most ~78 octets (hard-cut at 900 if unbreakable). */
+function field(name: string, value: string, utf8 = false): string {
+  const words = text(value, utf8)
     .split(' ')
-    .flatMap((w) => w.match(/.{1,900}/g) ?? []);
+    .flatMap((w) => pieces(w, 900));
   const lines: string[] = [];
   let cur = `${name}:`;
   let used = false;
   for (const w of words) {
-    if (used && cur.length + 1 + w.length > 78) {
+    if (used && octets(cur) + 1 + octets(w) > 78) {
       lines.push(cur);
       cur = ` ${w}`;
     } else cur += ` ${w}`;
@@ -60,10 +94,10 @@ const MAX_LINE = 998;
 const CUT_MARK = '[...]';
 
 /** CRLF line endings, and lines longer than 998 octets folded (or, where they cannot be, cut). */
-function toCrlf(b: Buffer): Buffer {
+function toCrlf(b: Buffer, utf8: boolean): Buffer {
   const lines = b.toString('latin1').split(/\r?\n/);
   if (lines.at(-1) === '') lines.pop();
-  return Buffer.from(lines.flatMap(limitLine).map((l) => l + CRLF).join(''), 'latin1');
+  return Buffer.from(lines.flatMap((l) => limitLine(l, utf8)).map((l) => l + CRLF).join(''), 'latin1');
 }
 
 /**
@@ -71,7 +105,7 @@ function toCrlf(b: Buffer): Buffer {
  * octets. A run without whitespace that does not fit is cut, marked, and dropped up to its next
  * whitespace: the part is a diagnostic copy, and an over-long line would make the whole DSN invalid.
  */
-function limitLine(line: string): string[] {
+function limitLine(line: string, utf8: boolean): string[] {
   const out: string[] = [];
   let rest = line;
   while (rest.length > MAX_LINE) {
@@ -89,7 +123,10 @@ function limitLine(line: string): string[] {
       rest = rest.slice(at);
       continue;
     }
-    out.push(rest.slice(0, MAX_LINE - CUT_MARK.length) + CUT_MARK);
+    // `line` holds octets (latin1): in UTF-8 headers, back off to a character start so the cut stays UTF-8.
+    let end = MAX_LINE - CUT_MARK.length;
+    while (utf8 && end > 0 && (rest.charCodeAt(end) & 0xc0) === 0x80) end--;
+    out.push(rest.slice(0, end) + CUT_MARK);
     const next = rest.slice(MAX_LINE).search(/[ \t]/);
     if (next < 0) return out;
     rest = rest.slice(MAX_LINE + next);
@@ -106,22 +143,26 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
   const now = input.now ?? new Date();
   const mta = ascii(input.reportingMta);
   const messageId = input.messageId ?? `<${randomBytes(12).toString('hex')}.dsn@${mta}>`;
-  const original = toCrlf(input.originalHeaders);
+  const utf8Headers = isUtf8(input.originalHeaders);
+  const original = toCrlf(input.originalHeaders, utf8Headers);
   const eightBit = original.some((b) => b > 0x7f);
+  // RFC 6533 global form only when something needs it. 8-bit headers that are not UTF-8 (legacy
+  // charsets) do not: message/global-headers would mislabel them, so they stay text/rfc822-headers.
+  const global = !isAscii(sender) || input.failed.some((f) => !isAscii(f.rcpt)) || (eightBit && utf8Headers);
   let boundary = `=_ferrypost_dsn_${randomBytes(9).toString('base64url')}`;
   while (original.includes(boundary)) boundary += randomBytes(3).toString('hex');
 
   const subject = action === 'failed' ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)';
   const head =
     field('From', `Mail Delivery System <MAILER-DAEMON@${mta}>`) +
-    field('To', `<${sender}>`) +
+    field('To', `<${sender}>`, global) +
     field('Subject', subject) +
     field('Date', rfc5322Date(now)) +
     field('Message-ID', messageId) +
     field('Auto-Submitted', 'auto-replied') +
     field('MIME-Version', '1.0') +
-    `Content-Type: multipart/report; report-type=delivery-status;${CRLF} boundary="${boundary}"${CRLF}` +
-    field('Content-Transfer-Encoding', eightBit ? '8bit' : '7bit');
+    `Content-Type: multipart/report; report-type=${global ? 'global-' : ''}delivery-status;${CRLF} boundary="${boundary}"${CRLF}` +
+    field('Content-Transfer-Encoding', eightBit || global ? '8bit' : '7bit');
 
   const human = [
     `This is the mail system at host ${mta}.`,
@@ -134,7 +175,7 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
     '',
   ]
     .flatMap((l) => wrap(l, ''))
-    .concat(input.failed.flatMap((f) => wrap(`<${ascii(f.rcpt)}>: ${ascii(f.diagnostic)}`, '    ')))
+    .concat(input.failed.flatMap((f) => wrap(`<${text(f.rcpt, global)}>: ${ascii(f.diagnostic)}`, '    ')))
     .join(CRLF);
 
   let status = field('Reporting-MTA', `dns; ${mta}`) + field('Arrival-Date', rfc5322Date(input.arrivalDate));
@@ -142,7 +183,9 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
     const diag = /^[A-Za-z0-9-]+;/.test(f.diagnostic.trim()) ? f.diagnostic.trim() : `smtp; ${f.diagnostic.trim()}`;
     status +=
       CRLF +
-      field('Final-Recipient', `rfc822; ${f.rcpt}`) +
+      // RFC 6533 §3: a non-ASCII address is of type utf-8, given as the plain mailbox (utf-8-address);
+      // ASCII ones stay rfc822, as in any report.
+      (global && !isAscii(f.rcpt) ? field('Final-Recipient', `utf-8; ${f.rcpt}`, true) : field('Final-Recipient', `rfc822; ${f.rcpt}`)) +
       field('Action', action) +
       field('Status', f.status) +
       (f.remoteMta ? field('Remote-MTA', `dns; ${f.remoteMta}`) : '') +
@@ -150,17 +193,19 @@ export function buildDsn(input: DsnInput): { envelope: { from: ''; to: [string] 
       field('Last-Attempt-Date', rfc5322Date(now));
   }
 
+  // Each part holding 8-bit text says so (RFC 6533 media type registrations: 8bit under SMTPUTF8).
+  const cte8 = (s: string): string => (isAscii(s) ? '' : `Content-Transfer-Encoding: 8bit${CRLF}`);
   const parts = [
     Buffer.from(
       `${head}${CRLF}This is a MIME-encapsulated message.${CRLF}${CRLF}` +
-        `--${boundary}${CRLF}Content-Description: Notification${CRLF}Content-Type: text/plain; charset=us-ascii${CRLF}${CRLF}` +
+        `--${boundary}${CRLF}Content-Description: Notification${CRLF}Content-Type: text/plain; charset=${global ? 'utf-8' : 'us-ascii'}${CRLF}${cte8(human)}${CRLF}` +
         `${human}${CRLF}${CRLF}` +
-        `--${boundary}${CRLF}Content-Description: Delivery report${CRLF}Content-Type: message/delivery-status${CRLF}${CRLF}` +
+        `--${boundary}${CRLF}Content-Description: Delivery report${CRLF}Content-Type: message/${global ? 'global-' : ''}delivery-status${CRLF}${cte8(status)}${CRLF}` +
         `${status}${CRLF}` +
-        `--${boundary}${CRLF}Content-Description: Undelivered Message Headers${CRLF}Content-Type: text/rfc822-headers${CRLF}` +
+        `--${boundary}${CRLF}Content-Description: Undelivered Message Headers${CRLF}Content-Type: ${global && utf8Headers ? 'message/global-headers' : 'text/rfc822-headers'}${CRLF}` +
         (eightBit ? `Content-Transfer-Encoding: 8bit${CRLF}` : '') +
         CRLF,
-      'latin1',
+      'utf8', // ASCII unless global, so a classic DSN is the same bytes as before
     ),
     original,
     Buffer.from(`${CRLF}--${boundary}--${CRLF}`, 'latin1'),
@@ -173,8 +218,8 @@ function wrap(line: string, indent: string): string[] {
   if (line === '') return [''];
   const out: string[] = [];
   let cur = '';
-  for (const w of line.split(' ').flatMap((x) => x.match(/.{1,900}/g) ?? [])) {
-    if (cur && cur.length + 1 + w.length > 76) {
+  for (const w of line.split(' ').flatMap((x) => pieces(x, 900))) {
+    if (cur && octets(cur) + 1 + octets(w) > 76) {
       out.push(cur);
       cur = `${indent}${w}`;
     } else cur = cur ? `${cur} ${w}` : w;

@@ -1,4 +1,6 @@
-// DSN builder (RFC 3464/3462) parsed back by a minimal MIME splitter; the bounce rule; header block reader.
+// DSN builder (RFC 3464/3462, and the RFC 6533 global form for UTF-8 mail) parsed back by a minimal MIME
+// splitter; the bounce rule; header block reader.
+import { isUtf8 } from 'node:buffer';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,8 +27,8 @@ function parseEntity(text: string): Part {
   return { headers, body: text.slice(i + 4) };
 }
 
-function parseDsn(msg: Buffer): { top: Part; parts: Part[] } {
-  const text = msg.toString('latin1');
+function parseDsn(msg: Buffer, encoding: 'latin1' | 'utf8' = 'latin1'): { top: Part; parts: Part[] } {
+  const text = msg.toString(encoding);
   const top = parseEntity(text);
   const boundary = /boundary="([^"]+)"/.exec(top.headers.get('content-type') ?? '')![1]!;
   const chunks = top.body.split(`\r\n--${boundary}`);
@@ -157,6 +159,106 @@ describe('buildDsn', () => {
     expect(lines[cut]).toMatch(/^(X-Token:)? y+\[\.\.\.\]$/);
     expect(lines[cut + 1]).toBe(' tail');
     expect(headers.body.endsWith('Subject: s\r\n')).toBe(true);
+  });
+});
+
+/** An all-ASCII DSN exactly as before RFC 6533 support (boundary replaced by BOUNDARY). */
+const ASCII_GOLDEN =
+  'From: Mail Delivery System <MAILER-DAEMON@node1.ferry.example>\r\nTo: <alice@a.example>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: Wed, 26 Nov 2025 12:00:00 +0000\r\nMessage-ID: <dsn1@node1.ferry.example>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n boundary="BOUNDARY"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n' +
+  'This is a MIME-encapsulated message.\r\n\r\n--BOUNDARY\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host node1.ferry.example.\r\n\r\nI am sorry to have to inform you that your message could not be delivered to\r\none or more recipients. The details are below.\r\n\r\nThe message arrived on Thu, 20 Nov 2025 10:00:00 +0000.\r\n\r\n<bob@b.example>: smtp; 550 5.1.1 user unknown\r\n\r\n' +
+  '--BOUNDARY\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; node1.ferry.example\r\nArrival-Date: Thu, 20 Nov 2025 10:00:00 +0000\r\n\r\nFinal-Recipient: rfc822; bob@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.b.example\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\nLast-Attempt-Date: Wed, 26 Nov 2025 12:00:00 +0000\r\n\r\n' +
+  '--BOUNDARY\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Alice <alice@a.example>\r\nSubject: hi\r\n\r\n--BOUNDARY--\r\n';
+
+describe('buildDsn with UTF-8 addresses or headers (RFC 6533)', () => {
+  const ascii: DsnInput = {
+    ...input,
+    originalEnvelope: { from: 'alice@a.example', to: ['bob@b.example'] },
+    originalHeaders: Buffer.from('From: Alice <alice@a.example>\nSubject: hi\n'),
+    failed: [{ rcpt: 'bob@b.example', status: '5.1.1', diagnostic: 'smtp; 550 5.1.1 user unknown', remoteMta: 'mx.b.example' }],
+  };
+
+  /** Well-formed either way: CRLF only, lines within 998 octets, valid UTF-8, the delimiters where MIME wants them. */
+  function wellFormed(message: Buffer): void {
+    const text = message.toString('utf8');
+    expect(isUtf8(message)).toBe(true);
+    expect(/(^|[^\r])\n/.test(text)).toBe(false);
+    expect(text.split('\r\n').every((l) => Buffer.byteLength(l) <= 998)).toBe(true);
+    const boundary = /boundary="([^"]+)"/.exec(text)![1]!;
+    const delimiters = text.split('\r\n').filter((l) => l.startsWith(`--${boundary}`));
+    expect(delimiters).toEqual([`--${boundary}`, `--${boundary}`, `--${boundary}`, `--${boundary}--`]);
+  }
+
+  it('an all-ASCII DSN is byte-for-byte the RFC 3464 form', () => {
+    const text = buildDsn(ascii).message.toString('latin1');
+    const boundary = /boundary="([^"]+)"/.exec(text)![1]!;
+    expect(text.split(boundary).join('BOUNDARY')).toBe(ASCII_GOLDEN);
+  });
+
+  it('a UTF-8 recipient: global types, Final-Recipient of type utf-8, the address unmangled', () => {
+    const { envelope, message } = buildDsn({
+      ...ascii,
+      failed: [
+        { rcpt: 'zoë@a.example', status: '5.1.1', diagnostic: 'smtp; 550 5.1.1 no such user' },
+        { rcpt: 'bob@b.example', status: '5.2.2', diagnostic: 'smtp; 552 mailbox full' },
+      ],
+    });
+    expect(envelope).toEqual({ from: '', to: ['alice@a.example'] });
+    wellFormed(message);
+    const { top, parts } = parseDsn(message, 'utf8');
+    expect(top.headers.get('content-type')).toMatch(/^multipart\/report; report-type=global-delivery-status; boundary="[^"]+"$/);
+    expect(top.headers.get('content-transfer-encoding')).toBe('8bit');
+    expect(top.headers.get('to')).toBe('<alice@a.example>');
+    expect(parts).toHaveLength(3);
+    const [human, status, headers] = parts as [Part, Part, Part];
+
+    expect(human.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(human.headers.get('content-transfer-encoding')).toBe('8bit');
+    expect(human.body).toContain('<zoë@a.example>: smtp; 550 5.1.1 no such user');
+
+    expect(status.headers.get('content-type')).toBe('message/global-delivery-status');
+    expect(status.headers.get('content-transfer-encoding')).toBe('8bit');
+    const [perMsg, r1, r2] = statusGroups(status.body) as [Map<string, string>, Map<string, string>, Map<string, string>];
+    expect(perMsg.get('reporting-mta')).toBe('dns; node1.ferry.example');
+    expect(r1.get('final-recipient')).toBe('utf-8; zoë@a.example');
+    expect(r1.get('status')).toBe('5.1.1');
+    expect(r2.get('final-recipient')).toBe('rfc822; bob@b.example'); // ASCII addresses keep their type
+
+    expect(headers.headers.get('content-type')).toBe('message/global-headers');
+    expect(headers.headers.has('content-transfer-encoding')).toBe(false);
+    expect(headers.body).toBe('From: Alice <alice@a.example>\r\nSubject: hi\r\n');
+  });
+
+  it('a UTF-8 sender: global types, and the To: field carries the address unmangled (RFC 6532)', () => {
+    const { envelope, message } = buildDsn({ ...ascii, originalEnvelope: { from: 'jörg@bücher.example', to: ['bob@b.example'] } });
+    expect(envelope).toEqual({ from: '', to: ['jörg@bücher.example'] });
+    wellFormed(message);
+    const { top, parts } = parseDsn(message, 'utf8');
+    expect(top.headers.get('to')).toBe('<jörg@bücher.example>');
+    expect(top.headers.get('content-type')).toMatch(/^multipart\/report; report-type=global-delivery-status;/);
+    expect(top.headers.get('content-transfer-encoding')).toBe('8bit');
+    const [human, status, headers] = parts as [Part, Part, Part];
+    expect(human.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(status.headers.get('content-type')).toBe('message/global-delivery-status');
+    expect(statusGroups(status.body)[1]!.get('final-recipient')).toBe('rfc822; bob@b.example');
+    expect(headers.headers.get('content-type')).toBe('message/global-headers');
+  });
+
+  it('UTF-8 original headers alone make it global; legacy 8-bit headers do not', () => {
+    // 1601 octets unbroken; folded onto its own line, the 998-octet limit falls inside an 'é'
+    const utf8 = Buffer.from(`Subject: café\nX-Tokens: x${'é'.repeat(800)} tail\n`, 'utf8');
+    const { message } = buildDsn({ ...ascii, originalHeaders: utf8 });
+    wellFormed(message); // the cut of the unbreakable run does not split a character
+    const { top, parts } = parseDsn(message, 'utf8');
+    expect(top.headers.get('content-type')).toMatch(/report-type=global-delivery-status;/);
+    expect(top.headers.get('to')).toBe('<alice@a.example>');
+    const headers = parts[2]!;
+    expect(headers.headers.get('content-type')).toBe('message/global-headers');
+    expect(headers.headers.get('content-transfer-encoding')).toBe('8bit');
+    expect(headers.body).toMatch(/^Subject: café\r\nX-Tokens:\r\n xé{495}\[\.\.\.\]\r\n tail\r\n$/);
+
+    // Latin-1 is not UTF-8: message/global-headers would mislabel it (see also the first buildDsn test).
+    const latin1 = buildDsn({ ...ascii, originalHeaders: Buffer.from('Subject: caf\xe9\n', 'latin1') }).message;
+    expect(parseDsn(latin1).top.headers.get('content-type')).toMatch(/report-type=delivery-status;/);
   });
 });
 
