@@ -46,6 +46,11 @@ function reply(code: number, text: string): Error {
   return Object.assign(new Error(text), { responseCode: code });
 }
 
+/** RFC 6531 §3.4: a UTF-8 address is refused in a transaction the client did not mark SMTPUTF8. */
+const NON_ASCII = /[^\x00-\x7f]/;
+const needsUtf8 = (address: string, session: SMTPServerSession): boolean =>
+  NON_ASCII.test(address) && !(session.envelope as { smtpUtf8?: boolean }).smtpUtf8;
+
 /** Client-facing text for a failed DATA: permanent errors say why; temporary ones stay generic. */
 function dataError(err: unknown): Error {
   const { responseCode, message } = smtpText(err);
@@ -124,6 +129,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
 
       onMailFrom(address, session, callback) {
         const from = address.address;
+        if (needsUtf8(from, session)) {
+          return callback(reply(553, `5.6.7 <${from}>: Sender address rejected: a UTF-8 address needs the SMTPUTF8 parameter (RFC 6531)`));
+        }
         if (from !== '') {
           try {
             validateAddress(from);
@@ -147,6 +155,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         };
         if (!session.user && !relayNets.contains(session.remoteAddress)) {
           return reject(554, `5.7.1 <${rcpt}>: Relay access denied`);
+        }
+        if (needsUtf8(rcpt, session)) {
+          return reject(553, `5.6.7 <${rcpt}>: Recipient address rejected: a UTF-8 address needs the SMTPUTF8 parameter (RFC 6531)`);
         }
         try {
           validateAddress(rcpt);

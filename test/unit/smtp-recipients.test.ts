@@ -49,3 +49,23 @@ describe('RCPT and the packet header limit', () => {
     expect(counts.sort((a, b) => a - b)).toEqual([all.length - fit, fit].sort((a, b) => a - b));
   });
 });
+
+describe('UTF-8 addresses (RFC 6531)', () => {
+  it('553 5.6.7 without the SMTPUTF8 parameter; accepted with it, and the packet carries them unchanged', async () => {
+    const c = await rawClient(await start());
+    expect(await c.cmd('EHLO c.test')).toMatch(/SMTPUTF8/);
+    expect(await c.cmd('MAIL FROM:<jörg@bücher.example>')).toMatch(/^553 5\.6\.7 /);
+    expect(await c.cmd('MAIL FROM:<a@example.org>')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<zoë@example.net>')).toMatch(/^553 5\.6\.7 /);
+    expect(await c.cmd('RSET')).toMatch(/^250/);
+    expect(await c.cmd('MAIL FROM:<jörg@bücher.example> SMTPUTF8')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<zoë@example.net>')).toMatch(/^250/);
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    expect(await c.cmd('Subject: utf8\r\n\r\nbody\r\n.')).toMatch(/^250 2\.0\.0 /);
+    c.close();
+    const files = listFiles(h.w.tree).filter((f) => f.endsWith('.pgp'));
+    expect(files).toHaveLength(1);
+    const { header } = await decodeFile(path.join(h.w.tree, files[0]!), h.w.bob, h.w.self);
+    expect(header.envelope).toEqual({ from: 'jörg@bücher.example', to: ['zoë@example.net'] });
+  });
+});
