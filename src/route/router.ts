@@ -7,11 +7,14 @@
  * Comparison is case-insensitive on the whole address — the domain as DNS requires, and the local
  * part too (RFC 5321 lets the receiver treat it case-sensitively; no real site does, and routing
  * `Bob@x` and `bob@x` to different nodes would only surprise). A trailing dot on the domain is
- * ignored. An address without '@', or with an address literal (`user@[192.0.2.1]`), can only take
- * the default route. When two peers claim the same pattern, the one listed first in the config wins.
+ * ignored, an internationalized domain matches its punycode form and a quoted local part that needs
+ * no quotes matches the unquoted one (route/canonical.ts). An address without '@', or with an
+ * address literal (`user@[192.0.2.1]`), can only take the default route; one whose domain is not a
+ * valid IDNA name has no route. When two peers claim the same pattern, the one listed first wins.
  * Fails by returning undefined (no route); validateAddress throws FerryError('BAD_ADDRESS').
  */
 import { FerryError } from '../errors/index.js';
+import { canonicalAddress, canonicalDomain } from './canonical.js';
 
 export interface RoutePeer {
   name: string;
@@ -47,26 +50,27 @@ export function createRouter(peers: ReadonlyArray<RoutePeer>): Router {
       if (pat === '*') {
         star ??= target;
       } else if (pat.startsWith('*.')) {
-        const suffix = stripDot(pat.slice(2));
-        if (!subdomain.has(suffix)) subdomain.set(suffix, target);
+        const suffix = canonicalDomain(pat.slice(2));
+        if (suffix !== undefined && !subdomain.has(suffix)) subdomain.set(suffix, target);
       } else if (pat.includes('@')) {
-        const at = pat.lastIndexOf('@');
-        const key = `${pat.slice(0, at)}@${stripDot(pat.slice(at + 1))}`;
-        if (!exactAddress.has(key)) exactAddress.set(key, target);
+        const a = canonicalAddress(pat);
+        const key = a && `${a.local}@${a.domain}`;
+        if (key !== undefined && !exactAddress.has(key)) exactAddress.set(key, target);
       } else if (pat !== '') {
-        const dom = stripDot(pat);
-        if (!exactDomain.has(dom)) exactDomain.set(dom, target);
+        const dom = canonicalDomain(pat);
+        if (dom !== undefined && !exactDomain.has(dom)) exactDomain.set(dom, target);
       }
     }
   }
 
   return Object.freeze({
     route(address: string): RouteTarget | undefined {
-      const addr = stripAngles(address.trim()).toLowerCase();
+      const addr = stripAngles(address.trim());
       const at = addr.lastIndexOf('@');
       if (at <= 0 || at === addr.length - 1) return fallback;
-      const local = addr.slice(0, at);
-      const domain = stripDot(addr.slice(at + 1));
+      const canonical = canonicalAddress(addr);
+      if (!canonical) return undefined; // not a valid domain name: no node can be meant
+      const { local, domain } = canonical;
       if (domain.startsWith('[')) return fallback;
       const byAddress = exactAddress.get(`${local}@${domain}`);
       if (byAddress) return byAddress;
@@ -84,9 +88,6 @@ export function createRouter(peers: ReadonlyArray<RoutePeer>): Router {
   });
 }
 
-function stripDot(domain: string): string {
-  return domain.endsWith('.') ? domain.slice(0, -1) : domain;
-}
 
 function stripAngles(s: string): string {
   return s.length >= 2 && s.startsWith('<') && s.endsWith('>') ? s.slice(1, -1) : s;

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createRouter, validateAddress } from '../../src/route/router.js';
 import { isFerryError } from '../../src/errors/index.js';
+import { matchesRecipientPattern } from '../../src/route/pattern.js';
+import { mailPattern } from '../../src/config/schema.js';
 
 const fpr = (c: string) => c.repeat(40);
 
@@ -119,5 +121,43 @@ describe('validateAddress', () => {
     }
     expect(isFerryError(err, 'BAD_ADDRESS')).toBe(true);
     expect((err as Error).message).toMatch(why);
+  });
+});
+
+describe('one spelling per mailbox (route/canonical.ts)', () => {
+  const r = createRouter([
+    { name: 'munich', fingerprint: fpr('m'), mail: ['xn--mnchen-3ya.example', 'boss@example.org'], default: false },
+    { name: 'bob', fingerprint: fpr('b'), mail: ['example.org', '*.xn--bcher-kva.example'], default: false },
+    { name: 'home', fingerprint: fpr('h'), mail: [], default: true },
+  ]);
+  const cases: Array<[string, string | undefined]> = [
+    ['u@xn--mnchen-3ya.example', 'munich'],
+    ['u@münchen.example', 'munich'], // the UTF-8 spelling of the same domain (was: the default peer)
+    ['u@MÜNCHEN.example.', 'munich'],
+    ['u@x.bücher.example', 'bob'],
+    ['"boss"@example.org', 'munich'], // a quoted local part that needs no quotes is the same mailbox
+    ['"bo\\ss"@example.org', 'munich'],
+    ['"b oss"@example.org', 'bob'], // really quoted: another mailbox, the domain rule
+    ['u@ｅxample.org', 'bob'], // full-width letters fold to ASCII (IDNA)
+    ['u@xn--ü.example', undefined], // not a valid IDNA name: no node is meant
+  ];
+  for (const [addr, want] of cases) {
+    it(`${addr} → ${want ?? 'no route'}`, () => expect(r.route(addr)?.name).toBe(want));
+  }
+
+  it('the Maildir recipients filter compares the same way', () => {
+    expect(matchesRecipientPattern('u@münchen.example', 'xn--mnchen-3ya.example')).toBe(true);
+    expect(matchesRecipientPattern('"boss"@example.org.', 'boss@example.org')).toBe(true);
+    expect(matchesRecipientPattern('u@example.org.', 'example.org')).toBe(true);
+    expect(matchesRecipientPattern('u@a.bücher.example', '*.xn--bcher-kva.example')).toBe(true);
+    expect(matchesRecipientPattern('foo.example.org', '*.example.org')).toBe(false); // no '@': not a mailbox
+    expect(matchesRecipientPattern('u@xexample.org', '*.example.org')).toBe(false);
+  });
+
+  it('the config stores an internationalized domain in punycode', () => {
+    expect(mailPattern.parse('MÜNCHEN.example')).toBe('xn--mnchen-3ya.example');
+    expect(mailPattern.parse('*.bücher.example')).toBe('*.xn--bcher-kva.example');
+    expect(mailPattern.parse('boss@münchen.example')).toBe('boss@xn--mnchen-3ya.example');
+    expect(mailPattern.parse('example.org')).toBe('example.org');
   });
 });
