@@ -79,6 +79,10 @@ function asciiDomainIn(pattern: string): string {
   return head + (canonicalDomain(domain) ?? domain);
 }
 
+/** A host name: labels of letters, digits and inner hyphens (punycode included), an optional final dot. */
+const HOST = String.raw`[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?`;
+const MAIL_PATTERN = new RegExp(`^(?:\\*|\\*\\.${HOST}|${HOST}|[^@\\s]+@${HOST})$`);
+
 /**
  * Mail pattern: "example.org" (that domain), "*.example.org" (subdomains), "user@example.org", "*".
  * An internationalized domain may be written either way; it is stored in its punycode form.
@@ -89,10 +93,9 @@ export const mailPattern = z
   .pipe(
     z
       .string()
-      .regex(
-        /^(\*|\*\.[a-z0-9.-]+|[a-z0-9.-]+|[^@\s]+@[a-z0-9.-]+)$/,
-        'must be a domain (example.org), *.domain (subdomains) or an address (user@example.org)',
-      ),
+      // Postfix writes "subdomains of" as ".example.org"; here that would match nothing, silently.
+      .refine((p) => !p.startsWith('.'), { message: 'a leading "." matches nothing here: write *.example.org for the subdomains of example.org' })
+      .refine((p) => MAIL_PATTERN.test(p), { message: 'must be a domain (example.org), *.domain (subdomains) or an address (user@example.org), each label letters, digits and inner hyphens' }),
   );
 
 const peer = z

@@ -160,4 +160,10 @@ describe('one spelling per mailbox (route/canonical.ts)', () => {
     expect(mailPattern.parse('boss@münchen.example')).toBe('boss@xn--mnchen-3ya.example');
     expect(mailPattern.parse('example.org')).toBe('example.org');
   });
+
+  it('the config refuses patterns that could never match', () => {
+    expect(mailPattern.safeParse('.lab.example.org').error?.issues[0]?.message).toMatch(/write \*\.example\.org/);
+    for (const bad of ['*..', '-', 'a..example.org', 'a-.example.org', 'u@-x.example', '*.']) expect(mailPattern.safeParse(bad).success).toBe(false);
+    for (const ok of ['*', 'example.org.', 'xn--mnchen-3ya.example', 'a-b.example.org', 'first.last@example.org', '*.x.example']) expect(mailPattern.safeParse(ok).success).toBe(true);
+  });
 });
