@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { createNetworkList } from '../smtp/policy.js';
 import { formatDuration, parseDuration, parseSize } from './duration.js';
-import { canonicalDomain } from '../route/canonical.js';
+import { canonicalPattern } from '../route/canonical.js';
 
 /** The longest delay setTimeout/setInterval honour (~24.8 days); a larger one fires after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -71,25 +71,18 @@ const listenAddress = z.union([z.number().int().min(0).max(65535), z.string()]).
   return { host: m[1] || m[2] || '127.0.0.1', port };
 });
 
-/** The domain part of a mail pattern in punycode (route/canonical.ts); unchanged if not a valid name. */
-function asciiDomainIn(pattern: string): string {
-  const at = pattern.lastIndexOf('@');
-  const [head, domain] = at >= 0 ? [pattern.slice(0, at + 1), pattern.slice(at + 1)] : pattern.startsWith('*.') ? ['*.', pattern.slice(2)] : ['', pattern];
-  if (!/[^\x00-\x7f]/.test(domain)) return pattern;
-  return head + (canonicalDomain(domain) ?? domain);
-}
-
 /** A host name: labels of letters, digits and inner hyphens (punycode included), an optional final dot. */
 const HOST = String.raw`[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?`;
 const MAIL_PATTERN = new RegExp(`^(?:\\*|\\*\\.${HOST}|${HOST}|[^@\\s]+@${HOST})$`);
 
 /**
  * Mail pattern: "example.org" (that domain), "*.example.org" (subdomains), "user@example.org", "*".
- * An internationalized domain may be written either way; it is stored in its punycode form.
+ * Stored canonical (route/canonical.ts): an internationalized domain may be written either way and is
+ * kept in punycode, a trailing dot is dropped.
  */
 export const mailPattern = z
   .string()
-  .transform((s) => asciiDomainIn(s.trim().toLowerCase()))
+  .transform((s) => canonicalPattern(s) ?? s.trim().toLowerCase())
   .pipe(
     z
       .string()

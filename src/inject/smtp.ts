@@ -140,12 +140,13 @@ export function createSmtpInjector(cfg: SmtpDeliveryConfig, opts: SmtpInjectorOp
           );
         }
         // A transaction-level failure (connection, MAIL FROM, DATA): applies to every other recipient.
-        const code = tooBigLocally(err) ? 552 : err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
+        const tooBig = tooBigLocally(err);
+        const code = tooBig ? 552 : err.code === 'EENVELOPE' && err.rejectedErrors?.length ? undefined : err.responseCode;
         const status = statusOf(code);
         fallback = {
           status,
           ...(code !== undefined ? { code } : {}),
-          enhanced: enhancedFromReply(err.response) ?? (tooBigLocally(err) ? '5.3.4' : status === 'perm' ? '5.0.0' : '4.4.1'),
+          enhanced: enhancedFromReply(err.response) ?? (tooBig ? '5.3.4' : status === 'perm' ? '5.0.0' : '4.4.1'),
           message: `${name}: ${err.message}`,
         };
         opts.log?.warn(

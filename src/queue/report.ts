@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import { FerryError } from '../errors/index.js';
 import type { Identities } from '../keys/identities.js';
 import type { Journal } from '../store/journal.js';
+import { treeMissingError } from '../tree/fs.js';
 import { scanInbox, scanOutgoing } from '../tree/scan.js';
 import type { Outbox } from './outbox.js';
 
@@ -48,14 +49,13 @@ export async function queueReport(tree: string, keyring: Identities, outbox: Out
 }
 
 async function requireTree(tree: string): Promise<void> {
-  const hint = '(node.tree in the config; is the Syncthing folder mounted?)';
   try {
     if ((await stat(tree)).isDirectory()) return;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    throw new FerryError('CONFIG', `tree ${tree} does not exist ${hint}`, { cause: err });
+    throw treeMissingError(tree, err);
   }
-  throw new FerryError('CONFIG', `tree ${tree} is not a directory ${hint}`);
+  throw new FerryError('CONFIG', `tree ${tree} is not a directory (node.tree in the config)`);
 }
 
 export function formatQueue(r: QueueReport): string {

@@ -9,13 +9,18 @@
 import { domainToASCII } from 'node:url';
 
 const NON_ASCII = /[^\x00-\x7f]/;
+
+/** Anything outside US-ASCII (an internationalized domain, an SMTPUTF8 address). */
+export function hasNonAscii(s: string): boolean {
+  return NON_ASCII.test(s);
+}
 const DOT_ATOM = /^[a-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+(?:\.[a-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+)*$/u;
 
 /** The domain's canonical form, or undefined if it is not a valid name (IDNA refused it). */
 export function canonicalDomain(domain: string): string | undefined {
   let d = domain.toLowerCase();
   if (d.endsWith('.')) d = d.slice(0, -1);
-  if (d.startsWith('[') || !NON_ASCII.test(d)) return d; // literals and ASCII names as they are
+  if (d.startsWith('[') || !hasNonAscii(d)) return d; // literals and ASCII names as they are
   const ascii = domainToASCII(d);
   return ascii === '' ? undefined : ascii;
 }
@@ -34,4 +39,22 @@ export function canonicalAddress(address: string): { local: string; domain: stri
   if (at <= 0 || at === address.length - 1) return undefined;
   const domain = canonicalDomain(address.slice(at + 1));
   return domain === undefined ? undefined : { local: canonicalLocal(address.slice(0, at)), domain };
+}
+
+/**
+ * A config mail pattern ("*", "*.dom", "local@dom", "dom") in canonical form, as the router and the
+ * recipients filter compare it; undefined if its domain is not a valid name.
+ */
+export function canonicalPattern(pattern: string): string | undefined {
+  const p = pattern.trim().toLowerCase();
+  if (p === '*') return p;
+  if (p.startsWith('*.')) {
+    const d = canonicalDomain(p.slice(2));
+    return d === undefined ? undefined : `*.${d}`;
+  }
+  if (p.includes('@')) {
+    const a = canonicalAddress(p);
+    return a && `${a.local}@${a.domain}`;
+  }
+  return canonicalDomain(p);
 }

@@ -1,5 +1,5 @@
 /** One mail pattern against one address, with the config's pattern syntax. Pure. */
-import { canonicalAddress, canonicalDomain } from './canonical.js';
+import { canonicalAddress, canonicalPattern } from './canonical.js';
 
 /**
  * "example.org", "*.example.org", "user@example.org" or "*", compared as the router compares them
@@ -7,17 +7,11 @@ import { canonicalAddress, canonicalDomain } from './canonical.js';
  * matches only "*".
  */
 export function matchesRecipientPattern(address: string, pattern: string): boolean {
-  const p = pattern.trim().toLowerCase();
+  const p = canonicalPattern(pattern);
   if (p === '*') return true;
   const a = canonicalAddress(address);
-  if (!a) return false;
-  if (p.includes('@')) {
-    const q = canonicalAddress(p);
-    return q !== undefined && q.local === a.local && q.domain === a.domain;
-  }
-  if (p.startsWith('*.')) {
-    const suffix = canonicalDomain(p.slice(2));
-    return suffix !== undefined && a.domain.endsWith(`.${suffix}`);
-  }
-  return a.domain === canonicalDomain(p);
+  if (!a || p === undefined) return false;
+  if (p.includes('@')) return p === `${a.local}@${a.domain}`;
+  if (p.startsWith('*.')) return a.domain.endsWith(p.slice(1));
+  return a.domain === p;
 }

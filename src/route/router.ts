@@ -14,7 +14,7 @@
  * Fails by returning undefined (no route); validateAddress throws FerryError('BAD_ADDRESS').
  */
 import { FerryError } from '../errors/index.js';
-import { canonicalAddress, canonicalDomain } from './canonical.js';
+import { canonicalAddress, canonicalPattern } from './canonical.js';
 
 export interface RoutePeer {
   name: string;
@@ -46,20 +46,12 @@ export function createRouter(peers: ReadonlyArray<RoutePeer>): Router {
     const target: RouteTarget = Object.freeze({ name: p.name, fingerprint: p.fingerprint });
     if (p.default && !fallback) fallback = target;
     for (const raw of p.mail) {
-      const pat = raw.trim().toLowerCase();
-      if (pat === '*') {
-        star ??= target;
-      } else if (pat.startsWith('*.')) {
-        const suffix = canonicalDomain(pat.slice(2));
-        if (suffix !== undefined && !subdomain.has(suffix)) subdomain.set(suffix, target);
-      } else if (pat.includes('@')) {
-        const a = canonicalAddress(pat);
-        const key = a && `${a.local}@${a.domain}`;
-        if (key !== undefined && !exactAddress.has(key)) exactAddress.set(key, target);
-      } else if (pat !== '') {
-        const dom = canonicalDomain(pat);
-        if (dom !== undefined && !exactDomain.has(dom)) exactDomain.set(dom, target);
-      }
+      const pat = canonicalPattern(raw);
+      if (pat === undefined || pat === '') continue;
+      if (pat === '*') star ??= target;
+      else if (pat.startsWith('*.')) claim(subdomain, pat.slice(2), target);
+      else if (pat.includes('@')) claim(exactAddress, pat, target);
+      else claim(exactDomain, pat, target);
     }
   }
 
@@ -88,6 +80,10 @@ export function createRouter(peers: ReadonlyArray<RoutePeer>): Router {
   });
 }
 
+/** The peer listed first wins a pattern two peers claim. */
+function claim(m: Map<string, RouteTarget>, key: string, target: RouteTarget): void {
+  if (!m.has(key)) m.set(key, target);
+}
 
 function stripAngles(s: string): string {
   return s.length >= 2 && s.startsWith('<') && s.endsWith('>') ? s.slice(1, -1) : s;

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { SmtpListenerConfig } from '../config/schema.js';
 import { errorCodeOf, FerryError, isFerryError, replyFor, smtpText } from '../errors/index.js';
+import { hasNonAscii } from '../route/canonical.js';
 import { validateAddress, type Router } from '../route/router.js';
 import { fixedHeaderBytes, HEADER_BUDGET, recipientHeaderBytes } from '../send/header-budget.js';
 import type { Enqueue } from '../send/types.js';
@@ -47,9 +48,8 @@ function reply(code: number, text: string): Error {
 }
 
 /** RFC 6531 §3.4: a UTF-8 address is refused in a transaction the client did not mark SMTPUTF8. */
-const NON_ASCII = /[^\x00-\x7f]/;
 const needsUtf8 = (address: string, session: SMTPServerSession): boolean =>
-  NON_ASCII.test(address) && !(session.envelope as { smtpUtf8?: boolean }).smtpUtf8;
+  hasNonAscii(address) && !(session.envelope as { smtpUtf8?: boolean }).smtpUtf8;
 
 /** Client-facing text for a failed DATA: permanent errors say why; temporary ones stay generic. */
 function dataError(err: unknown): Error {

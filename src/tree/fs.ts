@@ -10,6 +10,7 @@
  * 10–100 µs. Creating a file does not: under load it blocked the main thread ~0.7 ms per packet, so it
  * stays on the pool. Writes go to the page cache; only fsync waits for the disk.
  */
+import { FerryError } from '../errors/index.js';
 import { closeSync, fsync, linkSync, lstatSync, mkdirSync, open, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 
 export interface TreeFileHandle {
@@ -80,4 +81,9 @@ export function errnoError(code: string, message: string, path?: string): NodeJS
   err.code = code;
   if (path !== undefined) err.path = path;
   return err;
+}
+
+/** TREE itself is missing: a wrong node.tree or a folder not mounted, never something to create. */
+export function treeMissingError(tree: string, cause?: unknown): FerryError {
+  return new FerryError('CONFIG', `tree ${tree} does not exist (node.tree in the config; is the Syncthing folder mounted?)`, cause === undefined ? {} : { cause });
 }

@@ -8,6 +8,7 @@
 import { watch, mkdirSync, statSync, lstatSync, readdirSync, type FSWatcher } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FerryError } from '../errors/index.js';
+import { treeMissingError } from './fs.js';
 import { inboxDir, isNodeId } from './layout.js';
 
 export interface WatchOptions {
@@ -155,7 +156,7 @@ export function watchInbox(tree: string, self: string, onChange: () => void, opt
       mkdirSync(root);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return startFailed(new FerryError('CONFIG', `tree ${tree} does not exist (node.tree in the config; is the Syncthing folder mounted?)`, { cause: err }));
+      if (code === 'ENOENT') return startFailed(treeMissingError(tree, err));
       if (code !== 'EEXIST') return startFailed(err);
     }
     if (idOf(root) === undefined) return startFailed(new FerryError('CONFIG', `inbox ${root} is not a directory`));
