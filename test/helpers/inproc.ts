@@ -5,8 +5,10 @@
  */
 import type { GcPacer } from '../../src/memory/gc-pacer.js';
 import type { DecryptWorker } from '../../src/packet/decrypt-offload.js';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { afterEach, beforeAll } from 'vitest';
 import * as openpgp from 'openpgp';
 import { generateNodeKey } from '../../src/keys/generate.js';
 import type { Keyring, PeerKey } from '../../src/keys/keyring.js';
@@ -114,6 +116,47 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
       await receiver.stop();
       await injector.close();
       journal.close();
+    },
+  };
+}
+
+/**
+ * The hooks receiver tests share: nodes a and b made once per file; after each test the receiving
+ * node tracked with track() is closed and the test's directory (dir()) removed. A file's own
+ * afterEach, registered later, runs before these (e.g. to release a held injection first).
+ */
+export function receiverTests(prefix: string) {
+  let keys: [NodeKeys, NodeKeys] | undefined;
+  let base: string | undefined;
+  let rx: ReceivingNode | undefined;
+  beforeAll(async () => {
+    keys = await Promise.all([makeKeys('a'), makeKeys('b')]);
+  });
+  afterEach(async () => {
+    await rx?.close();
+    rx = undefined;
+    if (base) rmSync(base, { recursive: true, force: true });
+    base = undefined;
+  });
+  const key = (i: 0 | 1): NodeKeys => {
+    if (!keys) throw new Error('receiverTests: the keys are made in beforeAll');
+    return keys[i];
+  };
+  return {
+    get A(): NodeKeys {
+      return key(0);
+    },
+    get B(): NodeKeys {
+      return key(1);
+    },
+    /** This test's temp directory, made on first use. */
+    dir(): string {
+      return (base ??= mkdtempSync(path.join(tmpdir(), prefix)));
+    },
+    /** Closes `node` after the test. */
+    track(node: ReceivingNode): ReceivingNode {
+      rx = node;
+      return node;
     },
   };
 }

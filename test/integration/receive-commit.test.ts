@@ -4,31 +4,21 @@
  * The commit window is set to a minute, so a receiver that waited it out would time the test out.
  * Real codec, journal and receiver; the injector answers without writing anything.
  */
-import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { messageStream, type Injector, type RecipientResult } from '../../src/inject/types.js';
 import type { Journal, JournalBatch } from '../../src/store/journal.js';
-import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
-import { tmpdir } from '../helpers/node.js';
+import { enqueueFor, receiverTests, receivingNode, type ReceivingNode } from '../helpers/inproc.js';
 
-let A: NodeKeys, B: NodeKeys;
-beforeAll(async () => {
-  [A, B] = await Promise.all([makeKeys('a'), makeKeys('b')]);
-});
+const t = receiverTests('fp-rx-commit-');
 
 let base: string;
 let rx: ReceivingNode | undefined;
-afterEach(async () => {
-  await rx?.close();
-  rx = undefined;
-  rmSync(base, { recursive: true, force: true });
-});
 
 const WINDOW_MS = 60_000;
 
 async function sendAll(tree: string, subjects: string[]): Promise<void> {
-  const enqueue = enqueueFor(A, B, tree, path.join(base, 'a'));
+  const enqueue = enqueueFor(t.A, t.B, tree, path.join(base, 'a'));
   for (const s of subjects) await enqueue.submit({ from: 'a@offline.test', to: ['b@home.test'] }, Buffer.from(`Subject: ${s}\r\n\r\nhello\r\n`));
 }
 
@@ -62,11 +52,11 @@ function recording(batches: JournalBatch[]): (j: Journal) => Journal {
 
 describe('receiver: journal group commit', () => {
   it('two packets in hand, both delivered: one commit for both, without waiting out the window', async () => {
-    base = tmpdir('fp-rx-commit-');
+    base = t.dir();
     const tree = path.join(base, 'tree');
     await sendAll(tree, ['one', 'two']);
     const batches: JournalBatch[] = [];
-    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector: answering(0), concurrency: 2, commitWindowMs: WINDOW_MS, wrapJournal: recording(batches) });
+    rx = t.track(receivingNode(t.B, [t.A], tree, path.join(base, 'b'), { injector: answering(0), concurrency: 2, commitWindowMs: WINDOW_MS, wrapJournal: recording(batches) }));
     const t0 = Date.now();
     await rx.receiver.scanOnce();
     expect(Date.now() - t0).toBeLessThan(WINDOW_MS / 4);
@@ -76,11 +66,11 @@ describe('receiver: journal group commit', () => {
   }, WINDOW_MS / 2);
 
   it('the third packet in hand is deferred after the other two wait: they commit when it ends', async () => {
-    base = tmpdir('fp-rx-commit-');
+    base = t.dir();
     const tree = path.join(base, 'tree');
     await sendAll(tree, ['one', 'defer', 'two']);
     const batches: JournalBatch[] = [];
-    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector: answering(300), concurrency: 3, commitWindowMs: WINDOW_MS, wrapJournal: recording(batches) });
+    rx = t.track(receivingNode(t.B, [t.A], tree, path.join(base, 'b'), { injector: answering(300), concurrency: 3, commitWindowMs: WINDOW_MS, wrapJournal: recording(batches) }));
     const t0 = Date.now();
     await rx.receiver.scanOnce();
     expect(Date.now() - t0).toBeLessThan(WINDOW_MS / 4);

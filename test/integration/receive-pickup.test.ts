@@ -3,27 +3,17 @@
  * slot while another one's injection hangs, instead of waiting for the slowest packet of the previous
  * scan. Real codec, journal, tree watcher and receiver; the injector is held by the test.
  */
-import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { messageStream, type Injector, type RecipientResult } from '../../src/inject/types.js';
-import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
-import { tmpdir } from '../helpers/node.js';
+import { enqueueFor, receiverTests, receivingNode, type ReceivingNode } from '../helpers/inproc.js';
 
-let A: NodeKeys, B: NodeKeys;
-beforeAll(async () => {
-  [A, B] = await Promise.all([makeKeys('a'), makeKeys('b')]);
-});
+const t = receiverTests('fp-rx-pickup-');
 
 let base: string;
 let rx: ReceivingNode | undefined;
 let release: () => void = () => undefined;
-afterEach(async () => {
-  release();
-  await rx?.close();
-  rx = undefined;
-  rmSync(base, { recursive: true, force: true });
-});
+afterEach(() => release()); // before the receiver closes: it waits for the held packet
 
 async function until(what: string, probe: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -35,9 +25,9 @@ async function until(what: string, probe: () => boolean, ms = 10_000): Promise<v
 
 describe('receiver pickup', () => {
   it('a packet written while another one\'s injection hangs is delivered in a free slot', async () => {
-    base = tmpdir('fp-rx-pickup-');
+    base = t.dir();
     const tree = path.join(base, 'tree');
-    const enqueue = enqueueFor(A, B, tree, path.join(base, 'a'));
+    const enqueue = enqueueFor(t.A, t.B, tree, path.join(base, 'a'));
     const send = (subject: string) => enqueue.submit({ from: 'a@offline.test', to: ['b@home.test'] }, Buffer.from(`Subject: ${subject}\r\n\r\nhello\r\n`));
     const held = new Promise<void>((r) => (release = r));
     const injected: string[] = [];
@@ -53,7 +43,7 @@ describe('receiver pickup', () => {
       },
       async close() {},
     };
-    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector, concurrency: 4 });
+    rx = t.track(receivingNode(t.B, [t.A], tree, path.join(base, 'b'), { injector, concurrency: 4 }));
     await send('slow');
     await rx.receiver.start();
     await until('the slow packet in injection', () => injected.includes('slow'));

@@ -1,33 +1,24 @@
 // Bounces through the real receiver (codec, journal, process.ts) with a fake next hop and a fake
 // enqueue: a DSN that can be stored nowhere keeps the packet, and an expired recipient's DSN keeps
 // the actual problem's status.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
 import type { InjectRequest, Injector, RecipientResult } from '../../src/inject/types.js';
 import type { Enqueue } from '../../src/send/types.js';
-import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
-import { tmpdir } from '../helpers/node.js';
+import { enqueueFor, receiverTests, receivingNode, type ReceivingNode } from '../helpers/inproc.js';
 
-let A: NodeKeys, B: NodeKeys;
-beforeAll(async () => {
-  [A, B] = await Promise.all([makeKeys('a'), makeKeys('b')]);
-});
+const t = receiverTests('fp-bounce-');
 
 let base: string;
 let tree: string;
 let rx: ReceivingNode | undefined;
-afterEach(async () => {
-  await rx?.close();
-  rx = undefined;
-  rmSync(base, { recursive: true, force: true });
-});
 
 async function send(to: string[]): Promise<string> {
-  base = tmpdir('fp-bounce-');
+  base = t.dir();
   tree = path.join(base, 'tree');
-  const q = await enqueueFor(A, B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to }, Buffer.from('Subject: hi\r\n\r\nhello\r\n'));
+  const q = await enqueueFor(t.A, t.B, tree, path.join(base, 'a')).submit({ from: 'a@offline.test', to }, Buffer.from('Subject: hi\r\n\r\nhello\r\n'));
   return q[0]!.path;
 }
 
@@ -60,7 +51,7 @@ describe('receiver: a DSN that routes to no node', () => {
     const packet = await send(['ok@home.test', 'gone@home.test']);
     let dsnStatus: RecipientResult['status'] = 'temp';
     const hop = nextHop((r) => result(r, r.startsWith('ok@') ? 'ok' : 'perm'), () => dsnStatus);
-    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector: hop.injector, enqueue: noRoute });
+    rx = t.track(receivingNode(t.B, [t.A], tree, path.join(base, 'b'), { injector: hop.injector, enqueue: noRoute }));
 
     await rx.receiver.scanOnce();
     expect(rx.outcomes.map((o) => o.outcome)).toEqual(['error']);
@@ -92,14 +83,14 @@ describe('receiver: queue lifetime expired', () => {
     const enqueue: Enqueue = {
       async submit(env, message) {
         dsns.push(Buffer.from(message as Uint8Array).toString('latin1'));
-        return [{ id: 'q1', peer: 'a', toNode: A.fingerprint, name: 'n', path: '/n', recipients: env.to }];
+        return [{ id: 'q1', peer: 'a', toNode: t.A.fingerprint, name: 'n', path: '/n', recipients: env.to }];
       },
     };
     const hop = nextHop(
       (r) => (r.startsWith('full@') ? result(r, 'temp', { code: 452, enhanced: '4.2.2', message: '4.2.2 mailbox full' }) : result(r, 'temp', { code: undefined, message: 'connection refused' })),
       () => 'ok',
     );
-    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector: hop.injector, enqueue, now: () => now });
+    rx = t.track(receivingNode(t.B, [t.A], tree, path.join(base, 'b'), { injector: hop.injector, enqueue, now: () => now }));
     await rx.receiver.scanOnce();
     expect(rx.outcomes.map((o) => o.outcome)).toEqual(['deferred']);
     now += 6 * 86_400_000; // past the 5-day queue lifetime
