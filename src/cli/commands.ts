@@ -182,6 +182,11 @@ export function registerCommands(program: Command, configFile: () => string): vo
       if (!existsSync(cfg.node.tree)) throw new FerryError('CONFIG', `node.tree ${cfg.node.tree} does not exist (create it, or share it with Syncthing first)`);
       const st = await readFile(path.join(cfg.node.tree, '.stignore'), 'utf8').catch(() => '');
       if (!st.includes('.ferrypost')) process.stderr.write(`warning: ${cfg.node.tree}/.stignore lacks ferrypost's lines; "ferrypost init" writes them\n`);
+      const { unusablePeerAdvice } = await import('../keys/usability.js');
+      for (const p of cfg.peers) {
+        const problem = ring.peers.get(p.fingerprint.toLowerCase())?.problemAtLoad;
+        if (problem) process.stderr.write(`warning: ${unusablePeerAdvice(p.name, problem, p.key)}\n`);
+      }
       process.stdout.write(`config ok: node ${cfg.node.name} ${ring.self.fingerprint}, ${ring.peers.size} peer(s), delivery ${cfg.delivery?.method ?? 'none'}\n`);
     });
 }

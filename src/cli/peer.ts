@@ -14,7 +14,8 @@ import { parseDocument } from 'yaml';
 import { parseConfig } from '../config/load.js';
 import { mailPattern, nodeName } from '../config/schema.js';
 import { FerryError, isFerryError } from '../errors/index.js';
-import { fingerprintOf, readKeyFile, requireUsable } from '../keys/load.js';
+import { fingerprintOf, readKeyFile } from '../keys/load.js';
+import { keyProblem } from '../keys/usability.js';
 import { removeDurable, replaceDurable, writeDurable } from '../tree/durable.js';
 
 export interface PeerAddOptions { name: string; mail: string[]; default: boolean }
@@ -102,13 +103,10 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
 
 /** A peer key must verify the peer's packets and be encrypted to: not revoked, not expired, both subkeys usable. */
 async function requirePeerKeyUsable(key: openpgp.PublicKey, file: string): Promise<void> {
-  const fpr = fingerprintOf(key);
-  if (await key.isRevoked()) {
-    throw new FerryError('CONFIG', `key file ${file} (${fpr}) is revoked; ask the other node for its current key ("ferrypost key export")`);
-  }
-  const expires = await key.getExpirationTime();
-  if (expires instanceof Date && expires.getTime() <= Date.now()) {
-    throw new FerryError('CONFIG', `key file ${file} (${fpr}) expired on ${expires.toISOString()}; ask the other node to extend it or for a new key`);
-  }
-  await requireUsable(key, file, 'key file', true);
+  const problem = await keyProblem(key);
+  if (problem === undefined) return;
+  const hint = problem === 'is revoked'
+    ? 'ask the other node for its current key ("ferrypost key export")'
+    : problem.startsWith('expired') ? 'ask the other node to extend it or for a new key' : 'ask the other node for a usable key';
+  throw new FerryError('CONFIG', `key file ${file} (${fingerprintOf(key)}) ${problem}; ${hint}`);
 }

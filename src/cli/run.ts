@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
+import { unusablePeerAdvice } from '../keys/usability.js';
 import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
 import type { CrashPoint, Outcome } from '../receive/process.js';
@@ -33,6 +34,10 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   // after the lock is given up, next to the daemon that takes it then.
   const stops: Array<() => unknown> = [];
   let failed = false;
+  for (const p of cfg.peers) {
+    const problem = node.keyring.peers.get(p.fingerprint.toLowerCase())?.problemAtLoad;
+    if (problem) log.warn({ evt: 'keys.peer-unusable', peer: p.name, fingerprint: p.fingerprint, problem, file: p.key }, unusablePeerAdvice(p.name, problem, p.key));
+  }
   try {
     const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
     stops.push(() => journal.close());
@@ -70,7 +75,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
       : undefined;
     if (!injector) log.warn({ evt: 'rx.disabled' }, 'no delivery configured: packets for this node wait in the tree');
     // Loaded only when configured: each of these modules costs start-up time and memory.
-    const smtp = cfg.smtp ? (await import('../smtp/server.js')).createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, log, hostname: node.hostname }) : undefined;
+    const smtp = cfg.smtp ? (await import('../smtp/server.js')).createSmtpListener({ config: cfg.smtp, enqueue, router: node.router, peerProblem: node.keyring.peerProblem, log, hostname: node.hostname }) : undefined;
 
     if (receiver) stops.push(() => receiver.stop()); // before start(): it may fail after its watcher started
     await receiver?.start();

@@ -43,6 +43,9 @@ const TABLE = {
   INTERNAL: { smtp: 451, enhanced: '4.3.0', nntp: 403, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
   // `ferrypost run` while another daemon holds the node's state directory (store/daemon-lock.ts).
   ALREADY_RUNNING: { smtp: 421, enhanced: '4.3.2', nntp: 400, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
+  // The peer a recipient routes to has a key that cannot be encrypted to now (expired, revoked): the
+  // admin installs its renewed key and the MTA's retry goes through (RFC 3463 X.7.5: key not available).
+  PEER_KEY_UNUSABLE: { smtp: 450, enhanced: '4.7.5', nntp: 436, sysexit: SYSEXIT.TEMPFAIL, temporary: true },
   // Permanent: the client must not retry the same thing.
   NO_ROUTE: { smtp: 550, enhanced: '5.1.2', nntp: 437, sysexit: SYSEXIT.NOUSER, temporary: false },
   BAD_ADDRESS: { smtp: 553, enhanced: '5.1.3', nntp: 441, sysexit: SYSEXIT.DATAERR, temporary: false },

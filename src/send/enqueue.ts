@@ -6,9 +6,10 @@
  * Fails with FerryError: NO_ROUTE / BAD_ADDRESS / NO_RECIPIENTS (nothing written), ENVELOPE_TOO_BIG
  * (the recipients for one node do not fit in a packet header: permanent, nothing read), DISK_FULL
  * (ENOSPC, EDQUOT, in either phase), STORE_FAILED (other write failures, with cause), CONFIG (a routed
- * peer has no key); a FerryError from the message source (e.g. TOO_BIG from the SMTP size limit) is
- * passed through. A packet that was committed and could not be taken back is logged (enqueue.orphaned)
- * and named in the error's detail.orphaned.
+ * peer has no key), PEER_KEY_UNUSABLE (its key expired or was revoked: temporary); a FerryError from
+ * the message source (e.g. TOO_BIG from the SMTP size limit) is passed through. A packet that was
+ * committed and could not be taken back is logged (enqueue.orphaned) and named in the error's
+ * detail.orphaned.
  */
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -79,6 +80,13 @@ function planDestinations(router: Router, from: string, rcpts: readonly string[]
   return [...byNode.values()];
 }
 
+/** Mail for a peer whose key cannot be encrypted to is deferred, with what the admin has to do. */
+export function peerKeyError(peer: string, problem: string, recipients: readonly string[]): FerryError {
+  return new FerryError('PEER_KEY_UNUSABLE', `node ${peer}'s key ${problem}: mail for it waits until its renewed key is installed`, {
+    detail: { peer, problem, recipients: recipients.length },
+  });
+}
+
 function storeError(err: unknown, what: string): FerryError {
   if (isFerryError(err)) return err;
   const errno = errnoOf(err);
@@ -102,6 +110,8 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
       keys = destinations.map((d) => {
         const peer = deps.keyring.peers.get(d.fingerprint) ?? deps.keyring.peerByName(d.name);
         if (!peer) throw new FerryError('CONFIG', `peer ${d.name} (${d.fingerprint}): no public key loaded`);
+        const problem = deps.keyring.peerProblem(peer.fingerprint);
+        if (problem) throw peerKeyError(peer.name, problem, d.recipients);
         return peer.key;
       });
     } catch (err) {

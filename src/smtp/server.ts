@@ -32,6 +32,8 @@ export interface SmtpListenerDeps {
   config: SmtpListenerConfig;
   enqueue: Enqueue;
   router: Router;
+  /** Why the key of the peer with this fingerprint cannot be encrypted to now (Keyring.peerProblem). */
+  peerProblem: (fingerprint: string) => string | undefined;
   log?: Logger;
   hostname: string;
 }
@@ -55,7 +57,7 @@ const needsUtf8 = (address: string, session: SMTPServerSession): boolean =>
 function dataError(err: unknown): Error {
   const { responseCode, message } = smtpText(err);
   const r = replyFor(err);
-  if (!r.temporary || isFerryError(err, 'TOO_MANY_RECIPIENTS')) return reply(responseCode, message);
+  if (!r.temporary || isFerryError(err, 'TOO_MANY_RECIPIENTS') || isFerryError(err, 'PEER_KEY_UNUSABLE')) return reply(responseCode, message);
   const generic = errorCodeOf(err) === 'DISK_FULL' ? 'Error: insufficient system storage' : 'Error: queue file write error';
   return reply(responseCode, `${r.enhanced} ${generic}`);
 }
@@ -167,6 +169,11 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         const target = router.route(rcpt);
         if (!target) {
           return reject(550, `5.1.2 <${rcpt}>: Recipient address rejected: no route to a ferrypost node`);
+        }
+        // Deferred, not refused: the admin installs the peer's renewed key and the MTA's retry goes through.
+        const keyProblem = deps.peerProblem(target.fingerprint);
+        if (keyProblem) {
+          return reject(450, `4.7.5 <${rcpt}>: Recipient address rejected: the key of node ${target.name} ${keyProblem}; mail for it waits until its renewed key is installed`);
         }
         if (session.envelope.rcptTo.length >= config.max_recipients) {
           return reject(452, '4.5.3 Error: too many recipients');

@@ -12,6 +12,7 @@ import { afterEach, beforeAll } from 'vitest';
 import * as openpgp from 'openpgp';
 import { generateNodeKey } from '../../src/keys/generate.js';
 import type { Keyring, PeerKey } from '../../src/keys/keyring.js';
+import { createUsabilityView } from '../../src/keys/usability.js';
 import { createMaildirInjector } from '../../src/inject/maildir.js';
 import type { Injector } from '../../src/inject/types.js';
 import type { Logger } from 'pino';
@@ -38,6 +39,7 @@ export function keyringOf(self: NodeKeys, peers: NodeKeys[]): Keyring {
     self: { fingerprint: self.fingerprint, privateKey: self.privateKey, publicKey: self.publicKey },
     peers: map,
     peerByName: (n) => [...map.values()].find((p) => p.name === n),
+    peerProblem: createUsabilityView(new Map(peers.map((p) => [p.fingerprint, p.publicKey])), new Map()),
   };
 }
 

@@ -147,6 +147,28 @@ describe('loadKeyring', () => {
     expect(ring.peerByName('nobody')).toBeUndefined();
   });
 
+  it('loads an expired and a revoked peer key with their problem (one aged peer does not stop the node)', async () => {
+    const day = 86_400_000;
+    const old = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'old' }], keyExpirationTime: 3600, date: new Date(Date.now() - 10 * day), format: 'object' });
+    const gone = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'gone' }], format: 'object' });
+    const { publicKey: revoked } = await openpgp.revokeKey({ key: gone.privateKey, format: 'armored' });
+    await writeFile(path.join(dir, 'old.pub'), old.publicKey.armor());
+    await writeFile(path.join(dir, 'gone.pub'), revoked);
+    const fpr = (k: openpgp.Key) => k.getFingerprint().toLowerCase();
+    const ring = await loadKeyring(config({
+      peers: [
+        { name: 'old', fingerprint: fpr(old.publicKey), key: path.join(dir, 'old.pub') },
+        { name: 'gone', fingerprint: fpr(gone.publicKey), key: path.join(dir, 'gone.pub') },
+        { name: 'office', fingerprint: office.fingerprint, key: path.join(dir, 'office.pub') },
+      ],
+    }));
+    expect(ring.peers.get(fpr(old.publicKey))?.problemAtLoad).toMatch(/^expired on \d{4}-/);
+    expect(ring.peerProblem(fpr(old.publicKey))).toMatch(/^expired on /);
+    expect(ring.peerProblem(fpr(gone.publicKey))).toBe('is revoked');
+    expect(ring.peerProblem(office.fingerprint)).toBeUndefined();
+    expect(ring.peers.get(office.fingerprint)?.problemAtLoad).toBeUndefined();
+  });
+
   it('refuses a peer key that cannot sign (its packets could never be verified), as peer add does', async () => {
     // GnuPG makes one: a certify-only primary with an encryption subkey.
     const gnupg = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));

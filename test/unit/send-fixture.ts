@@ -6,6 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { generateNodeKey } from '../../src/keys/generate.js';
 import type { Keyring, PeerKey } from '../../src/keys/keyring.js';
+import { createUsabilityView } from '../../src/keys/usability.js';
 import { decodePacket } from '../../src/packet/codec.js';
 import type { PacketHeader } from '../../src/packet/header.js';
 import { createRouter, type Router } from '../../src/route/router.js';
@@ -44,6 +45,7 @@ export async function makeWorld(): Promise<World> {
     self: { fingerprint: self.fpr, privateKey: self.priv, publicKey: self.pub },
     peers,
     peerByName: (name) => [...peers.values()].find((p) => p.name === name),
+    peerProblem: createUsabilityView(new Map([...peers].map(([fpr, p]) => [fpr, p.key])), new Map()),
   };
   const router = createRouter([
     { name: 'bob', fingerprint: bob.fpr, mail: ['example.net'], default: false },

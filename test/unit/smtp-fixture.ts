@@ -94,7 +94,7 @@ export function listenerHarness(): ListenerHarness {
         compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, ...(fs ? { fs } : {}), ...(log ? { log } : {}),
       }),
     async start(cfg, { enqueue = h.enqueue(), log } = {}) {
-      listener = createSmtpListener({ config: cfg, enqueue, router: h.w.router, hostname: 'mx.test', ...(log ? { log } : {}) });
+      listener = createSmtpListener({ config: cfg, enqueue, router: h.w.router, peerProblem: h.w.keyring.peerProblem, hostname: 'mx.test', ...(log ? { log } : {}) });
       const [addr] = await listener.listen();
       return addr!;
     },

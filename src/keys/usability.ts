@@ -1,0 +1,78 @@
+/**
+ * Whether a peer's key can be used now: encrypted to (our packets for it) and its signatures checked
+ * (its packets). One answer for `peer add` (which refuses such a key), start-up and each recipient.
+ * A peer whose key stopped being usable does not stop the node (it did: one expired peer key made
+ * `run` fail with CONFIG): mail for that peer is deferred (PEER_KEY_UNUSABLE, 4.7.5), mail for the
+ * others flows, and its packets are still judged one by one at their own signature time
+ * (packet/native/signature-verify.ts): a packet signed before the key expired is delivered, any
+ * packet of a revoked key is quarantined (README "Guarantees", docs/delivery.md).
+ */
+import type * as openpgp from 'openpgp';
+
+/** A changed answer (a key expiring while the daemon runs) is seen within this time. */
+export const RECHECK_MS = 60_000;
+
+/** Why `key` cannot be used at `now`, or undefined if it can: "is revoked", "expired on <ISO date>", … */
+export async function keyProblem(key: openpgp.PublicKey, now: Date = new Date()): Promise<string | undefined> {
+  if (await key.isRevoked(undefined, undefined, now)) return 'is revoked';
+  const expires = await key.getExpirationTime();
+  if (expires instanceof Date && expires.getTime() <= now.getTime()) return `expired on ${expires.toISOString()}`;
+  try {
+    await key.getSigningKey(undefined, now);
+    await key.getEncryptionKey(undefined, now);
+  } catch (e) {
+    return `has no usable signing or encryption key (expired or revoked subkey?): ${(e as Error).message}`;
+  }
+  return undefined;
+}
+
+/**
+ * Why `key` can never serve as a peer key whatever the time (no signing-capable or no encryption-capable
+ * key at all, e.g. GnuPG's certify-only primary without a signing subkey), or undefined. That is a
+ * wrong key in the config, not one that aged: the keyring refuses it (CONFIG) as `peer add` does.
+ * A revoked key is not asked here (keyProblem says so first).
+ */
+export async function neverUsable(key: openpgp.PublicKey): Promise<string | undefined> {
+  try {
+    // date null: openpgp checks no time (creation, expiry), only what the key can do.
+    await key.getSigningKey(undefined, null);
+    await key.getEncryptionKey(undefined, null);
+  } catch (e) {
+    return `has no usable signing or encryption key: ${(e as Error).message}`;
+  }
+  return undefined;
+}
+
+/**
+ * A synchronous view of keyProblem for the hot path (each RCPT, each packet written): the answer of
+ * the last check, which is redone in the background when older than RECHECK_MS. `initial` holds the
+ * answers found at load time (exact at start-up).
+ */
+export function createUsabilityView(
+  keys: ReadonlyMap<string, openpgp.PublicKey>,
+  initial: ReadonlyMap<string, string | undefined>,
+  clock: () => number = Date.now,
+): (fingerprint: string) => string | undefined {
+  const state = new Map<string, { problem: string | undefined; at: number; checking: boolean }>();
+  const start = clock();
+  for (const fpr of keys.keys()) state.set(fpr, { problem: initial.get(fpr), at: start, checking: false });
+  return (fingerprint) => {
+    const s = state.get(fingerprint);
+    if (!s) return undefined; // not a peer: routing refuses it on its own terms
+    const now = clock();
+    if (!s.checking && now - s.at > RECHECK_MS) {
+      s.checking = true;
+      keyProblem(keys.get(fingerprint)!, new Date(now)).then(
+        (problem) => Object.assign(s, { problem, at: now, checking: false }),
+        () => Object.assign(s, { checking: false, at: now }), // keyProblem catches openpgp's errors; keep the last answer
+      );
+    }
+    return s.problem;
+  };
+}
+
+/** What an admin reads at start-up (`run`'s log, `check`) about a peer whose key cannot be used. */
+export function unusablePeerAdvice(peer: string, problem: string, keyFile: string): string {
+  return `peer ${peer}: its key ${problem}; mail for it is deferred (450 4.7.5) until its renewed key is in ${keyFile} ` +
+    `and ferrypost is restarted (ask that node for "ferrypost key export"); its packets signed while the key was valid are still delivered`;
+}
