@@ -22,18 +22,26 @@ export interface BounceDeps {
   log: Logger;
 }
 
-export async function bounce(deps: BounceDeps, header: PacketHeader, message: MessageSource, failed: RecipientResult[]): Promise<void> {
+/** What became of the failure notice: a DSN in the tree, a DSN handed to the local next hop, none (null sender). */
+export type BounceOutcome = 'sent' | 'local' | 'suppressed';
+
+export interface BounceOptions {
+  /** The failures came from the next hop (default): the DSN names it as Remote-MTA. False: ferrypost's own verdict (expiry). */
+  fromNextHop?: boolean;
+}
+
+export async function bounce(deps: BounceDeps, header: PacketHeader, message: MessageSource, failed: RecipientResult[], opts: BounceOptions = {}): Promise<BounceOutcome> {
   if (!shouldBounce(header.envelope.from)) {
     deps.log.warn({ evt: 'rx.bounce-suppressed', packet: header.id, from: header.envelope.from, rcpts: failed.map((f) => f.rcpt) },
       'permanent failure not bounced (null sender)');
-    return;
+    return 'suppressed';
   }
   const headers = message.bytes
     ? headerBlockOf(message.bytes)
     : message.staged
       ? message.staged.headerBlock()
       : await readHeaderBlock(message.file!);
-  const remoteMta = remoteMtaOf(deps.injector.name);
+  const remoteMta = opts.fromNextHop === false ? undefined : remoteMtaOf(deps.injector.name);
   const dsn = buildDsn({
     reportingMta: deps.hostname,
     originalEnvelope: header.envelope,
@@ -49,9 +57,11 @@ export async function bounce(deps: BounceDeps, header: PacketHeader, message: Me
   try {
     const queued = await deps.enqueue.submit(dsn.envelope, dsn.message);
     deps.log.info({ evt: 'rx.bounced', packet: header.id, to: header.envelope.from, dsn: queued.map((q) => q.id) }, 'DSN sent');
+    return 'sent';
   } catch (err) {
     if (!isFerryError(err, 'NO_ROUTE')) throw err;
     await bounceLocally(deps, header, dsn, err);
+    return 'local';
   }
 }
 

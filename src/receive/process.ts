@@ -23,7 +23,7 @@ import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
 import type { Unrecorded } from './unrecorded.js';
-import { checkExpiry, checkOuter, decryptAndVerify, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
+import { checkOuter, decryptAndVerify, expiryError, type MessageSource, type Stager, type VerifiedPacket } from './verify.js';
 import type { PacketHeader } from '../packet/header.js';
 import type { DecryptWorker } from '../packet/decrypt-offload.js';
 
@@ -72,7 +72,8 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
   // A removal not yet written (it rides on the next group commit) counts as written.
   if (known?.state === 'delivered' && deps.commit.removedPending(hash)) known.state = 'removed';
   if (known?.state === 'removed') {
-    return refuse(deps, entry, new FerryError('PACKET_REPLAY', `packet ${known.id} was already delivered and removed at ${new Date(known.updated).toISOString()}`), known.id);
+    const what = known.lastError?.startsWith(BOUNCED) ? `refused and ${known.lastError}` : 'delivered and removed';
+    return refuse(deps, entry, new FerryError('PACKET_REPLAY', `packet ${known.id} was already ${what} at ${new Date(known.updated).toISOString()}`), known.id);
   }
   if (known?.state === 'delivered') {
     // A crash between "delivered" and the unlink: finish the job, do not inject again.
@@ -91,7 +92,6 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
     try {
       const packetBytes = await checkOuter(entry, deps.keyring);
       verified = await decryptAndVerify(entry, deps.keyring, { workFile, packetBytes, stage: stagerFor(deps.injector, known), onBytes: deps.gcPacer?.account, decryptWorker: deps.decryptWorker });
-      if (!known) checkExpiry(verified.header, deps.now());
       // An id already recorded under another file name is refused by journal.begin() (in deliver):
       // the check and the record are one transaction, so no other packet can take the id in between.
     } catch (err) {
@@ -99,6 +99,8 @@ export async function processPacket(deps: PacketDeps, entry: TreeEntry): Promise
       if (isFerryError(err) && err.code.startsWith('PACKET_')) return await refuse(deps, entry, err);
       throw err;
     }
+    const expired = known ? undefined : expiryError(verified.header, deps.now());
+    if (expired) return await refuseExpired(deps, entry, hash, verified, expired);
     return await deliver(deps, entry, hash, known, verified.header, verified.message);
   } finally {
     if (verified?.message.file) await unlink(verified.message.file).catch(() => undefined);
@@ -218,6 +220,37 @@ async function deliver(deps: PacketDeps, entry: TreeEntry, hash: string, known: 
   deps.commit.removed(hash);
   log.info({ evt: 'rx.delivered', from: entry.from, rcpts: header.envelope.to.length, size: header.size }, 'packet delivered and removed');
   return 'delivered';
+}
+
+/** The journal's last_error of a packet recorded by refuseExpired starts so. */
+const BOUNCED = 'bounced: ';
+
+/**
+ * An authentic packet that expired in transit is never injected (its sender's packets.expiry said
+ * so): it is quarantined with its reason, and the sender is told by a DSN (5.4.7), as Postfix bounces
+ * mail that outlived maximal_queue_lifetime. The journal records it before the quarantine, so a
+ * restart or a release never bounces it twice; a crash between the DSN and that record sends a second
+ * DSN (the window every bounce has). A DSN that cannot be stored throws: the packet stays for a retry.
+ */
+async function refuseExpired(deps: ProcessDeps, entry: TreeEntry, hash: string, v: VerifiedPacket, err: FerryError): Promise<Outcome> {
+  const h = v.header;
+  const seen = deps.journal.byId(h.id);
+  if (seen) {
+    return refuse(deps, entry, new FerryError('PACKET_REPLAY', `${err.message}, and packet ${h.id} is already recorded (state ${seen.state}) under another file name`), h.id);
+  }
+  const now = deps.now();
+  const why = `packet expired at ${h.expires} in transit, before ${deps.hostname} received it; not delivered`;
+  const failed = h.envelope.to.map((rcpt): RecipientResult => ({ rcpt, status: 'perm', enhanced: '5.4.7', message: why }));
+  const outcome = await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injector: deps.injector, log: deps.log }, h, v.message, failed, { fromNextHop: false });
+  const told = outcome === 'sent' ? `DSN sent to <${h.envelope.from}>`
+    : outcome === 'local' ? `DSN for <${h.envelope.from}> handed to ${deps.injector.name} (no route to its node)`
+      : 'sender not told (null sender)';
+  deps.journal.recordBounced(
+    { hash, id: h.id, fromNode: entry.from, recipients: h.envelope.to, expires: Date.parse(h.expires), size: h.size },
+    `${BOUNCED}${err.message}; ${told}`,
+    now,
+  );
+  return refuse(deps, entry, new FerryError('PACKET_EXPIRED', `${err.message}; ${told}`, err.detail ? { detail: err.detail } : undefined), h.id);
 }
 
 async function refuse(deps: ProcessDeps, entry: TreeEntry, err: FerryError, packetId?: string): Promise<Outcome> {

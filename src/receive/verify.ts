@@ -181,10 +181,12 @@ async function decryptOnce(entry: TreeEntry, keyring: Keyring, opts: DecryptOpti
   return { header, message };
 }
 
-/** A packet past its expiry is refused unless the journal already accepted it (then it retries). */
-export function checkExpiry(header: PacketHeader, now: number): void {
+/**
+ * A packet past its expiry is refused unless the journal already accepted it (then it retries): the
+ * refusal, or undefined. Not thrown: the packet is authentic, so its sender is told (process.ts).
+ */
+export function expiryError(header: PacketHeader, now: number): FerryError | undefined {
   const expires = Date.parse(header.expires);
-  if (!(expires > now)) {
-    throw new FerryError('PACKET_EXPIRED', `packet ${header.id} expired at ${header.expires}`);
-  }
+  if (expires > now) return undefined;
+  return new FerryError('PACKET_EXPIRED', `packet ${header.id} expired at ${header.expires}`, { detail: { expires: header.expires, created: header.created } });
 }

@@ -57,6 +57,12 @@ export interface Journal {
   /** Insert as 'injecting', or move an existing injecting/deferred entry back to 'injecting'; attempts+1. */
   begin(e: BeginArgs, now?: number): JournalEntry;
   recipientsDone(hash: string, rcpts: string[]): void;
+  /**
+   * A packet refused after its sender was told (expired in transit: DSN sent), never injected: one
+   * durable insert as 'removed' with every recipient done, so neither a restart nor a quarantine
+   * release bounces it again or delivers it. PACKET_REPLAY if its id is recorded under another hash.
+   */
+  recordBounced(e: BeginArgs, reason: string, now?: number): void;
   defer(hash: string, error: string, nextAttempt: number, now?: number): void;
   delivered(hash: string, now?: number): void;
   /**
@@ -237,6 +243,19 @@ export function openJournal(file: string): Journal {
     return toEntry(get(e.hash) as Row);
   });
 
+  const insertBounced = db.prepare(
+    `INSERT INTO packets (hash, id, from_node, state, first_seen, updated, attempts, next_attempt, last_error, done_recipients, recipients, expires, size)
+     VALUES (@hash, @id, @fromNode, 'removed', @now, @now, 1, NULL, @reason, @recipients, @recipients, @expires, @size)`,
+  );
+  const recordBounced = db.transaction((e: BeginArgs, reason: string, now: number): void => {
+    const other = (get(e.hash) ?? selId.get(e.id)) as Row | undefined;
+    if (other !== undefined) {
+      throw new FerryError('PACKET_REPLAY', `packet ${e.id} is already recorded (state ${other.state}, file hash ${other.hash})`, {
+        detail: { id: e.id, hash: e.hash, seenHash: other.hash, seenState: other.state },
+      });
+    }
+    insertBounced.run({ ...e, recipients: JSON.stringify(e.recipients), reason, now });
+  });
   const recipientsDone = db.transaction((hash: string, rcpts: string[]): void => {
     const row = must(hash, ['injecting', 'deferred', 'delivered'], 'recipients done');
     const done = JSON.parse(row.done_recipients) as string[];
@@ -276,6 +295,7 @@ export function openJournal(file: string): Journal {
     },
     begin: (e, now = Date.now()) => begin.immediate(e, now),
     recipientsDone: (hash, rcpts) => recipientsDone.immediate(hash, rcpts),
+    recordBounced: (e, reason, now = Date.now()) => durably(() => recordBounced.immediate(e, reason, now)),
     defer: (hash, error, nextAttempt, now = Date.now()) => durably(() => defer.immediate(hash, error, nextAttempt, now)),
     delivered: (hash, now = Date.now()) => durably(() => delivered.immediate(hash, now)),
     // Only "delivered" needs the fsync; a batch of removed records alone rides on the next one.

@@ -14,6 +14,9 @@ import { releaseQuarantined } from '../../src/quarantine/release.js';
 import { packetDir, packetNameForHash } from '../../src/tree/layout.js';
 import { DecryptWorker } from '../../src/packet/decrypt-offload.js';
 import { enqueueFor, makeKeys, receivingNode, type NodeKeys, type ReceivingNode } from '../helpers/inproc.js';
+import { FerryError } from '../../src/errors/index.js';
+import type { MailEnvelope } from '../../src/packet/header.js';
+import type { Enqueue } from '../../src/send/types.js';
 import { tmpdir } from '../helpers/node.js';
 
 const MSG = Buffer.from('From: a@offline.test\r\nTo: b@home.test\r\nSubject: t\r\n\r\nhello\r\n');
@@ -290,10 +293,62 @@ describe('receiver refusals', () => {
     expect(delivered(r)).toHaveLength(1);
   });
 
-  it('expired packet', async () => {
-    const r = setup();
+  it('expired packet: quarantined, and its sender told once (DSN 5.4.7), also after a release', async () => {
+    const dsns: Array<{ envelope: MailEnvelope; text: string }> = [];
+    const recording: Enqueue = {
+      async submit(envelope, message) {
+        dsns.push({ envelope, text: Buffer.from(message as Uint8Array).toString('utf8') });
+        return [];
+      },
+    };
+    base = tmpdir('fp-refuse-');
+    tree = path.join(base, 'tree');
+    const r = (rx = receivingNode(B, [A, C], tree, path.join(base, 'b'), { enqueue: recording }));
     await send(A, { now: () => new Date(Date.now() - 2 * 86_400_000), expiryMs: 86_400_000 });
     await expectQuarantined(r, 'PACKET_EXPIRED');
+    const [q] = await listQuarantine(r.stateDir);
+    expect(q!.reason.message).toMatch(/expired at .*; DSN sent to <a@offline\.test>/);
+    expect(dsns).toHaveLength(1);
+    expect(dsns[0]!.envelope).toEqual({ from: '', to: ['a@offline.test'] });
+    expect(dsns[0]!.text).toMatch(/^Action: failed\r?$/m);
+    expect(dsns[0]!.text).toMatch(/^Status: 5\.4\.7\r?$/m);
+    const unfolded = dsns[0]!.text.replace(/\r?\n[ \t]+/g, ' ');
+    expect(unfolded).toMatch(/^Diagnostic-Code: x-ferrypost; packet expired at \S+ in transit, before test\.invalid received it/m);
+    expect(dsns[0]!.text).not.toMatch(/^Remote-MTA:/m); // no next hop was involved
+    expect(dsns[0]!.text).toContain('Subject: t'); // the original headers
+    // The admin releases it: refused again (it is still expired), without a second DSN.
+    await releaseQuarantined(r.stateDir, tree, B.fingerprint, q!.name);
+    await r.receiver.scanOnce();
+    const again = await listQuarantine(r.stateDir);
+    expect(again.map((e) => e.reason.code)).toEqual(['PACKET_REPLAY']);
+    expect(again[0]!.reason.message).toMatch(/already refused and bounced: packet \S+ expired at/);
+    expect(dsns).toHaveLength(1);
+    expect(delivered(r)).toHaveLength(0);
+  });
+
+  it('expired packet from the null sender: quarantined, no DSN', async () => {
+    const dsns: unknown[] = [];
+    base = tmpdir('fp-refuse-');
+    tree = path.join(base, 'tree');
+    const r = (rx = receivingNode(B, [A, C], tree, path.join(base, 'b'), { enqueue: { submit: async (e) => (dsns.push(e), []) } }));
+    await enqueueFor(A, B, tree, path.join(base, 'a'), { now: () => new Date(Date.now() - 2 * 86_400_000), expiryMs: 86_400_000 })
+      .submit({ from: '', to: ['b@home.test'] }, MSG);
+    await expectQuarantined(r, 'PACKET_EXPIRED');
+    expect((await listQuarantine(r.stateDir))[0]!.reason.message).toMatch(/sender not told \(null sender\)/);
+    expect(dsns).toEqual([]);
+  });
+
+  it('expired packet whose DSN cannot be stored stays in the inbox (retried), not quarantined', async () => {
+    base = tmpdir('fp-refuse-');
+    tree = path.join(base, 'tree');
+    const full: Enqueue = { submit: async () => { throw new FerryError('DISK_FULL', 'disk full'); } };
+    const r = (rx = receivingNode(B, [A, C], tree, path.join(base, 'b'), { enqueue: full }));
+    const p = await send(A, { now: () => new Date(Date.now() - 2 * 86_400_000), expiryMs: 86_400_000 });
+    await r.receiver.scanOnce();
+    expect(existsSync(p)).toBe(true);
+    expect(await listQuarantine(r.stateDir)).toEqual([]);
+    expect(r.outcomes.map((o) => o.outcome)).toEqual(['error']);
+    expect(r.journal.inState('removed')).toEqual([]); // nothing recorded: the next scan tries again
   });
 
   it('ignores Syncthing temp files and conflict copies without touching them', async () => {
