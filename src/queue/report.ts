@@ -61,6 +61,8 @@ async function requireTree(tree: string): Promise<void> {
 export function formatQueue(r: QueueReport): string {
   const lines: string[] = [];
   if (!r.outgoing.length && !r.incoming.length && !r.waiting) return 'ferrypost queue is empty\n';
+  // mailq's column line; the ids are packet ids (26 characters), not Postfix queue ids.
+  if (r.outgoing.length || r.incoming.length) lines.push(`${'-Packet ID-'.padEnd(27)} ${'--Size--'.padStart(10)} ${'--Age--'.padStart(8)}  Sender/Recipient`);
   if (r.outgoing.length) {
     lines.push(`Outgoing: ${r.outgoing.length} packet(s) in the tree, not yet taken by their node`);
     let peer = '';
@@ -80,6 +82,8 @@ export function formatQueue(r: QueueReport): string {
     }
   }
   if (r.waiting > 0) lines.push(`Incoming: ${r.waiting} packet(s) not yet processed`);
+  const listed = [...r.outgoing, ...r.incoming];
+  if (listed.length) lines.push(`-- ${Math.ceil(listed.reduce((n, p) => n + p.size, 0) / 1024)} Kbytes in ${listed.length} packet(s).`);
   return lines.join('\n') + '\n';
 }
 

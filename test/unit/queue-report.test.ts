@@ -57,6 +57,16 @@ describe('queueReport', () => {
     expect(formatQueue(again)).not.toContain('<?>');
   });
 
+  it('prints mailq\'s column line first and its total line last (150 bytes in two packets: 1 Kbytes)', async () => {
+    writeFileSync(join(tree, PEER, SELF, N1), 'x'.repeat(100));
+    writeFileSync(join(tree, PEER, SELF, N2), 'y'.repeat(50));
+    outbox.record([row(N1, Date.now() - 3_600_000), row(N2, Date.now())]);
+    const lines = formatQueue(await queueReport(tree, ids, outbox, journal)).trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^-Packet ID- +--Size-- +--Age-- +Sender\/Recipient$/);
+    expect(lines[1]).toMatch(/^Outgoing: 2 packet\(s\)/);
+    expect(lines.at(-1)).toBe('-- 1 Kbytes in 2 packet(s).');
+  });
+
   it('a missing tree (or a file in its place) is a CONFIG error and the index is kept', async () => {
     outbox.record([row(N1, Date.now() - 3_600_000)]);
     rmSync(tree, { recursive: true });
