@@ -18,7 +18,7 @@ import type { Keyring } from '../keys/keyring.js';
 import type { GcPacer } from '../memory/gc-pacer.js';
 import { quarantinePacket } from '../quarantine/quarantine.js';
 import type { Enqueue } from '../send/types.js';
-import type { Journal, JournalEntry } from '../store/journal.js';
+import { PRUNE_GRACE_MS, type Journal, type JournalEntry } from '../store/journal.js';
 import type { TreeEntry } from '../tree/scan.js';
 import { bounce } from './bounce.js';
 import type { GroupCommit } from './group-commit.js';
@@ -231,6 +231,7 @@ const BOUNCED = 'bounced: ';
  * mail that outlived maximal_queue_lifetime. The journal records it before the quarantine, so a
  * restart or a release never bounces it twice; a crash between the DSN and that record sends a second
  * DSN (the window every bounce has). A DSN that cannot be stored throws: the packet stays for a retry.
+ * A packet that expired longer ago than the journal keeps delivery records gets no DSN (see below).
  */
 async function refuseExpired(deps: ProcessDeps, entry: TreeEntry, hash: string, v: VerifiedPacket, err: FerryError): Promise<Outcome> {
   const h = v.header;
@@ -239,6 +240,11 @@ async function refuseExpired(deps: ProcessDeps, entry: TreeEntry, hash: string, 
     return refuse(deps, entry, new FerryError('PACKET_REPLAY', `${err.message}, and packet ${h.id} is already recorded (state ${seen.state}) under another file name`), h.id);
   }
   const now = deps.now();
+  if (now - Date.parse(h.expires) >= PRUNE_GRACE_MS) {
+    // The journal forgets delivered packets PRUNE_GRACE_MS after their expiry: this may be an old copy
+    // of a delivered packet (a Syncthing device re-adding a folder it kept), so its sender is not told.
+    return refuse(deps, entry, new FerryError('PACKET_EXPIRED', `${err.message}; sender not told: it expired more than ${PRUNE_GRACE_MS / 86_400_000} days ago, beyond this node's delivery records, so it may be an old copy of a delivered packet`, err.detail ? { detail: err.detail } : undefined), h.id);
+  }
   const why = `packet expired at ${h.expires} in transit, before ${deps.hostname} received it; not delivered`;
   const failed = h.envelope.to.map((rcpt): RecipientResult => ({ rcpt, status: 'perm', enhanced: '5.4.7', message: why }));
   const outcome = await bounce({ enqueue: deps.enqueue, hostname: deps.hostname, injector: deps.injector, log: deps.log }, h, v.message, failed, { fromNextHop: false });

@@ -326,6 +326,17 @@ describe('receiver refusals', () => {
     expect(delivered(r)).toHaveLength(0);
   });
 
+  it('packet expired longer ago than the journal keeps delivery records: quarantined, no DSN (it may be an old copy)', async () => {
+    const dsns: unknown[] = [];
+    base = tmpdir('fp-refuse-');
+    tree = path.join(base, 'tree');
+    const r = (rx = receivingNode(B, [A, C], tree, path.join(base, 'b'), { enqueue: { submit: async (e) => (dsns.push(e), []) } }));
+    await send(A, { now: () => new Date(Date.now() - 100 * 86_400_000), expiryMs: 30 * 86_400_000 }); // expired 70 days ago
+    await expectQuarantined(r, 'PACKET_EXPIRED');
+    expect((await listQuarantine(r.stateDir))[0]!.reason.message).toMatch(/sender not told: it expired more than 7 days ago/);
+    expect(dsns).toEqual([]);
+  });
+
   it('expired packet from the null sender: quarantined, no DSN', async () => {
     const dsns: unknown[] = [];
     base = tmpdir('fp-refuse-');
