@@ -28,7 +28,12 @@ export interface ReceiverDeps extends ProcessDeps {
   commitWindowMs?: number;
   /** Called after each packet, for tests and metrics. */
   onOutcome?: (entry: TreeEntry, outcome: Outcome) => void;
+  /** How often old journal records are pruned while running (default PRUNE_INTERVAL_MS; also at start). */
+  pruneIntervalMs?: number;
 }
+
+/** A daemon that runs for months must not keep every record it ever wrote (one row per packet). */
+export const PRUNE_INTERVAL_MS = 86_400_000;
 
 export interface Receiver {
   /** Recovery, then watch + rescan until stop(). */
@@ -51,6 +56,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   const self = deps.keyring.self.fingerprint;
   let watcher: { close(): void } | undefined;
   let rescanTimer: NodeJS.Timeout | undefined;
+  let pruneTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let scanning: Promise<void> | undefined;
   let rescanRequested = false;
@@ -101,6 +107,15 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
    * one) holds its slot only, not the pickup of new packets: a trigger meanwhile runs as soon as the
    * queue's waiting list is empty (its 'empty' event).
    */
+  function prune(): void {
+    try {
+      const n = deps.journal.prune(deps.now());
+      if (n > 0) deps.log.info({ evt: 'rx.pruned', records: n }, 'old journal records pruned');
+    } catch (err) {
+      deps.log.error({ evt: 'rx.prune-error', err }, 'pruning the journal failed; trying again at the next interval');
+    }
+  }
+
   function trigger(): void {
     if (stopped) return;
     if (scanning || queue.size > 0) {
@@ -182,6 +197,8 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     async start() {
       await recover();
       deps.journal.prune(deps.now());
+      pruneTimer = setInterval(prune, deps.pruneIntervalMs ?? PRUNE_INTERVAL_MS);
+      pruneTimer.unref?.();
       watcher = watchInbox(deps.tree, self, trigger, {
         // e.g. the tree is missing (not mounted?): the watcher retries; the periodic rescan goes on
         onError: (err) => deps.log.warn({ evt: 'rx.watch-error', err: (err as Error).message }, 'watching the inbox failed; retrying'),
@@ -201,6 +218,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
       stopped = true;
       watcher?.close();
       if (rescanTimer) clearInterval(rescanTimer);
+      if (pruneTimer) clearInterval(pruneTimer);
       if (retryTimer) clearTimeout(retryTimer);
       await scanning;
       await queue.onIdle();

@@ -78,6 +78,7 @@ export interface ReceivingNodeOptions {
   concurrency?: number;
   /** The receiver's journal commit window (ReceiverDeps.commitWindowMs). */
   commitWindowMs?: number;
+  pruneIntervalMs?: number;
   now?: () => number;
   /** Wraps the real journal, e.g. to make one of its writes fail. */
   wrapJournal?: (journal: Journal) => Journal;
@@ -104,6 +105,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     rescanIntervalMs: 60_000,
     concurrency: opts.concurrency ?? 2,
     ...(opts.commitWindowMs !== undefined ? { commitWindowMs: opts.commitWindowMs } : {}),
+    ...(opts.pruneIntervalMs !== undefined ? { pruneIntervalMs: opts.pruneIntervalMs } : {}),
     retryInitialMs: opts.retryInitialMs ?? 60_000,
     retryMaxMs: 3_600_000,
     queueLifetimeMs: 5 * 86_400_000,
