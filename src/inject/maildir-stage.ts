@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { headerBlockOf } from '../dsn/headers.js';
+import { errnoError } from '../tree/fs.js';
 import { EarlyWriteback } from '../tree/writeback.js';
 import type { RecipientResult, StagedDelivery } from './types.js';
 
@@ -168,13 +169,18 @@ class TmpFileSink extends Writable {
   }
 }
 
-/** writev until every byte is written (a file write may be short). */
-async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
+/**
+ * writev until every byte is written: a file write may be short (a filling disk or quota writes what
+ * fits, and only the next write fails). One that writes nothing throws EIO (a temporary failure) rather
+ * than looping.
+ */
+export async function writeAll(fh: Pick<FileHandle, 'writev'>, bufs: Buffer[]): Promise<void> {
   let rest = bufs.filter((b) => b.length > 0);
   while (rest.length) {
     const total = rest.reduce((n, b) => n + b.length, 0);
     const { bytesWritten } = await fh.writev(rest);
     if (bytesWritten === total) return;
+    if (!(bytesWritten > 0)) throw errnoError('EIO', 'write returned no progress');
     let skip = bytesWritten;
     const next: Buffer[] = [];
     for (const b of rest) {

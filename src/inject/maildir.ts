@@ -1,7 +1,9 @@
 /**
  * Maildir injector: delivers each recipient's copy into a Maildir chosen by a path template
- * (%u local part, %d domain, %a address). Per message and maildir: write tmp/<unique> (optional
- * Return-Path/Delivered-To + the exact message bytes) → fsync → close → rename into new/ → fsync new/.
+ * (%u local part, %d domain, %a address, in the canonical form routing uses). Per message and maildir:
+ * create the Maildir if missing (fsyncing the parent of every directory made) → write tmp/<unique>
+ * (optional Return-Path/Delivered-To + the exact message bytes, every byte: writes may be short) →
+ * fsync → close → rename into new/ → fsync new/.
  * Large messages with one maildir can instead be staged (maildir-stage.ts): written once into tmp/ by
  * the receiver and renamed into new/ after verification, the same sequence without the copy.
  * How it fails: never throws for delivery problems. A recipient outside `recipients` is perm 5.1.1, an
@@ -11,11 +13,14 @@
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { canonicalDomain, canonicalLocal, hasNonAscii } from '../route/canonical.js';
 import { matchesRecipientPattern } from '../route/pattern.js';
+import { ensureDir } from '../tree/durable.js';
+import { errnoError, type TreeFs } from '../tree/fs.js';
 
 export { matchesRecipientPattern };
 import type { DeliveryConfig } from '../config/schema.js';
-import { stageInMaildir } from './maildir-stage.js';
+import { stageInMaildir, writeAll } from './maildir-stage.js';
 import { messageStream, type InjectRequest, type Injector, type RecipientResult, type StageRequest, type StagedDelivery } from './types.js';
 
 export type MaildirDeliveryConfig = Extract<DeliveryConfig, { method: 'maildir' }>;
@@ -38,25 +43,80 @@ export interface MaildirInjectorOptions {
 
 const SAFE = /^[a-z0-9._+-]+$/;
 const SAFE_ADDRESS = /^[a-z0-9._+@-]+$/;
+const SUBDIRS = ['tmp', 'new', 'cur'] as const;
+
+/** A template value, or why this recipient has none. */
+type Part = { value: string } | { refused: string };
+
+/**
+ * %u/%d/%a for one recipient, from the canonical address (route/canonical.ts) that routing and the
+ * recipients filter compare: `bob@example.org.`, `"bob"@example.org` and `BOB@Example.org` are one
+ * mailbox, and `bob@münchen.example` is under its punycode domain, as the config spells it.
+ * A non-ASCII local part is refused, checked before lowercasing: Unicode case mapping folds some
+ * characters into ASCII (U+212A KELVIN SIGN → "k"), so `\u212Aate` would land in kate's Maildir, and
+ * visually equal names differ by normalization. Such a local part only arrives as SMTPUTF8 mail, which
+ * the Maildir path rules never mapped (it failed the safe-name check before): the refusal stays the
+ * permanent 5.1.3, with a reason saying why, instead of guessing a mailbox. IDN domains are not
+ * refused: IDNA defines which spellings are one domain, and routing already uses it.
+ */
+function mailboxParts(rcpt: string): Record<'u' | 'd' | 'a', Part> {
+  const at = rcpt.lastIndexOf('@');
+  const rawLocal = at < 0 ? rcpt : rcpt.slice(0, at);
+  const rawDomain = at < 0 ? '' : rcpt.slice(at + 1);
+  const domain = at < 0 ? '' : canonicalDomain(rawDomain);
+  const d: Part = domain === undefined ? { refused: `domain "${rawDomain}" is not a valid name` } : { value: domain };
+  if (hasNonAscii(rawLocal)) {
+    const u: Part = { refused: `local part "${rawLocal}" has non-ASCII characters (SMTPUTF8 mailboxes have no Maildir path)` };
+    return { u, d, a: u };
+  }
+  const local = canonicalLocal(rawLocal);
+  // No '@' (e.g. RCPT TO:<postmaster>): %a is the local part, as before.
+  const a: Part = 'refused' in d ? d : { value: at < 0 ? local : `${local}@${d.value}` };
+  return { u: { value: local }, d, a };
+}
+
+/** A path component that cannot leave the template's directory or hide (no '/', NUL, '.', '..', leading dot). */
+function isSafe(k: 'u' | 'd' | 'a', v: string): boolean {
+  return v !== '' && !v.startsWith('.') && !v.includes('/') && !v.includes('\0') && (k === 'a' ? SAFE_ADDRESS : SAFE).test(v);
+}
 
 /** Expand %u/%d/%a for one recipient, or return why the address cannot be used as a path. */
 export function maildirPathFor(template: string, rcpt: string): { path: string } | { error: string } {
-  const address = rcpt.toLowerCase();
-  const at = address.lastIndexOf('@');
-  const parts: Record<string, string> = {
-    u: at < 0 ? address : address.slice(0, at),
-    d: at < 0 ? '' : address.slice(at + 1),
-    a: address,
-  };
+  const parts = mailboxParts(rcpt);
   let bad: string | undefined;
-  const path = template.replace(/%([uda%])/g, (_m, k: string) => {
+  const path = template.replace(/%([uda%])/g, (_m, k: 'u' | 'd' | 'a' | '%') => {
     if (k === '%') return '%';
-    const v = parts[k] ?? '';
-    const ok = v !== '' && !v.startsWith('.') && !v.includes('/') && (k === 'a' ? SAFE_ADDRESS : SAFE).test(v);
-    if (!ok) bad ??= `%${k} = "${v}" is not a safe mailbox name (letters, digits, . _ + - only, no leading dot)`;
-    return v;
+    const p = parts[k];
+    if ('refused' in p) {
+      bad ??= p.refused;
+      return '';
+    }
+    if (!isSafe(k, p.value)) bad ??= `%${k} = "${p.value}" is not a safe mailbox name (letters, digits, . _ + - only, no leading dot)`;
+    return p.value;
   });
   return bad ? { error: bad } : { path };
+}
+
+/**
+ * The MaildirFs as the tree's TreeFs, so that tree/durable.ts's ensureDir creates Maildirs the way it
+ * creates tree directories (mkdir -p, then fsync the parent of each directory made, top down).
+ */
+function treeFsOf(fs: MaildirFs): TreeFs {
+  return {
+    open: (p, flags, mode) => fs.open(p, flags, mode),
+    rename: (from, to) => fs.rename(from, to),
+    link: () => Promise.reject(errnoError('ENOSYS', 'link is not used for Maildir directories')),
+    unlink: (p) => fs.unlink(p),
+    // ensureDir only asks whether a path exists; stat (not lstat) also accepts a Maildir behind a symlink.
+    lstat: async (p) => {
+      const st = await fs.stat(p);
+      return { size: 0, ino: 0, mtimeMs: st.mtimeMs, isFile: () => !st.isDirectory(), isDirectory: () => st.isDirectory() };
+    },
+    mkdirp: async (p) => {
+      const first = await fs.mkdir(p, { recursive: true, mode: 0o700 });
+      return typeof first === 'string' ? first : undefined;
+    },
+  };
 }
 
 /** True if new/ or cur/ of this Maildir already holds a file delivered from this packet. */
@@ -112,6 +172,9 @@ function safeHostname(h: string): string {
 
 export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirInjectorOptions): Injector {
   const fs: MaildirFs = opts.fs ?? nodeFs;
+  const treeFs = treeFsOf(fs);
+  /** Maildir → its ensureMaildir under way: deliveries into it wait until its new directories are durable. */
+  const creating = new Map<string, Promise<void>>();
   const host = safeHostname(opts.hostname);
   let counter = 0;
   /** Wall-clock time this process started: tmp/ files older than it are nobody's work in progress. */
@@ -126,12 +189,25 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
     return `${sec}.M${usec}P${process.pid}Q${counter}_${packetId}.${host},S=${size}`;
   }
 
-  async function ensureMaildir(dir: string): Promise<void> {
-    for (const sub of ['tmp', 'new', 'cur']) await fs.mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+  /**
+   * tmp/, new/ and cur/ exist, and any of them (or the Maildir and its parents) made here are durable:
+   * the parent of each is fsync'd, top down, the Maildir itself after its subdirectories, so a power cut
+   * after the packet is deleted cannot lose the first message's new directory entries. When the Maildir
+   * exists this is one stat per subdirectory (fewer syscalls than the mkdir -p it replaces). A call for a
+   * Maildir whose creation is under way joins it: "exists" must not mean "durable" too early.
+   */
+  function ensureMaildir(dir: string): Promise<void> {
+    const under = creating.get(dir);
+    if (under) return under;
+    const run = (async () => {
+      for (const sub of SUBDIRS) await ensureDir(join(dir, sub), treeFs);
+    })().finally(() => creating.delete(dir));
+    creating.set(dir, run);
+    return run;
   }
 
   async function isMaildir(dir: string): Promise<boolean> {
-    for (const sub of ['tmp', 'new', 'cur']) {
+    for (const sub of SUBDIRS) {
       const st = await fs.stat(join(dir, sub)).catch(() => undefined);
       if (!st?.isDirectory()) return false;
     }
@@ -158,6 +234,8 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
   async function publish(dir: string, name: string): Promise<void> {
     const tmp = join(dir, 'tmp', name);
     try {
+      // A staged file may find the Maildir made by another delivery whose fsyncs have not ended yet.
+      await creating.get(dir);
       await fs.rename(tmp, join(dir, 'new', name));
     } catch (e) {
       await fs.unlink(tmp).catch(() => undefined);
@@ -177,8 +255,9 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
     const fh = await fs.open(tmp, 'wx', 0o600);
     try {
       try {
-        if (prefix.length) await fh.write(prefix);
-        for await (const chunk of messageStream(req)) await fh.write(chunk as Buffer);
+        // writeAll: a short write (disk or quota filling up) must not leave a truncated message to publish.
+        if (prefix.length) await writeAll(fh, [prefix]);
+        for await (const chunk of messageStream(req)) await writeAll(fh, [chunk as Buffer]);
         await fh.sync();
       } finally {
         await fh.close();
@@ -233,16 +312,18 @@ export function createMaildirInjector(cfg: MaildirDeliveryConfig, opts: MaildirI
   return {
     name: 'maildir',
     async alreadyDelivered(req: InjectRequest): Promise<string[]> {
-      const done: string[] = [];
-      for (const rcpt of req.envelope.to) {
-        const p = maildirPathFor(cfg.path, rcpt);
-        if ('error' in p || !(await maildirHasPacket(p.path, req.packetId))) continue;
+      // Only recipients route() delivers: one it refuses (recipients filter, unsafe name) may share a
+      // fixed or per-domain Maildir holding this packet, yet it was never delivered and must be bounced.
+      const { groups } = route(req.envelope.to);
+      const done = new Set<number>();
+      for (const [dir, idxs] of groups) {
+        if (!(await maildirHasPacket(dir, req.packetId))) continue;
         // Found, but perhaps renamed by an attempt whose fsync of new/ failed: made durable before the
         // receiver records it as delivered (an error here leaves the packet to be retried).
-        for (const sub of ['new', 'cur']) await syncDir(join(p.path, sub));
-        done.push(rcpt);
+        for (const sub of ['new', 'cur']) await syncDir(join(dir, sub));
+        for (const i of idxs) done.add(i);
       }
-      return done;
+      return req.envelope.to.filter((_, i) => done.has(i));
     },
     async stage(req: StageRequest): Promise<StagedDelivery | undefined> {
       const { results, groups } = route(req.envelope.to);
