@@ -25,9 +25,14 @@ export function canonicalDomain(domain: string): string | undefined {
   return ascii === '' ? undefined : ascii;
 }
 
-/** The local part's canonical form: lower case; `"..."` unquoted when its content is a dot-atom. */
+/**
+ * The local part's canonical form: ASCII letters in lower case; `"..."` unquoted when its content is a
+ * dot-atom. Only ASCII is folded: Unicode case mapping turns some characters into ASCII ones (U+212A
+ * KELVIN SIGN → "k"), which would let `\u212Aate@x.org` pass a `kate@x.org` rule; an SMTPUTF8 local part
+ * is compared as written.
+ */
 export function canonicalLocal(local: string): string {
-  const l = local.toLowerCase();
+  const l = local.replace(/[A-Z]+/g, (m) => m.toLowerCase());
   if (l.length < 2 || !l.startsWith('"') || !l.endsWith('"')) return l;
   const inner = l.slice(1, -1).replace(/\\(.)/gu, '$1');
   return DOT_ATOM.test(inner) ? inner : l;
@@ -46,7 +51,7 @@ export function canonicalAddress(address: string): { local: string; domain: stri
  * recipients filter compare it; undefined if its domain is not a valid name.
  */
 export function canonicalPattern(pattern: string): string | undefined {
-  const p = pattern.trim().toLowerCase();
+  const p = pattern.trim(); // domains and local parts fold case in their own functions
   if (p === '*') return p;
   if (p.startsWith('*.')) {
     const d = canonicalDomain(p.slice(2));

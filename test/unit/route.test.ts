@@ -126,7 +126,7 @@ describe('validateAddress', () => {
 
 describe('one spelling per mailbox (route/canonical.ts)', () => {
   const r = createRouter([
-    { name: 'munich', fingerprint: fpr('m'), mail: ['xn--mnchen-3ya.example', 'boss@example.org'], default: false },
+    { name: 'munich', fingerprint: fpr('m'), mail: ['xn--mnchen-3ya.example', 'boss@example.org', 'kate@example.org'], default: false },
     { name: 'bob', fingerprint: fpr('b'), mail: ['example.org', '*.xn--bcher-kva.example'], default: false },
     { name: 'home', fingerprint: fpr('h'), mail: [], default: true },
   ]);
@@ -140,6 +140,9 @@ describe('one spelling per mailbox (route/canonical.ts)', () => {
     ['"b oss"@example.org', 'bob'], // really quoted: another mailbox, the domain rule
     ['u@ｅxample.org', 'bob'], // full-width letters fold to ASCII (IDNA)
     ['u@xn--ü.example', undefined], // not a valid IDNA name: no node is meant
+    ['BOSS@Example.ORG', 'munich'], // ASCII case folds
+    ['KATE@example.org', 'munich'],
+    ['\u212Aate@example.org', 'bob'], // KELVIN SIGN is not "k": not kate's rule (Unicode lowercasing made it "kate")
   ];
   for (const [addr, want] of cases) {
     it(`${addr} → ${want ?? 'no route'}`, () => expect(r.route(addr)?.name).toBe(want));
@@ -152,6 +155,8 @@ describe('one spelling per mailbox (route/canonical.ts)', () => {
     expect(matchesRecipientPattern('u@a.bücher.example', '*.xn--bcher-kva.example')).toBe(true);
     expect(matchesRecipientPattern('foo.example.org', '*.example.org')).toBe(false); // no '@': not a mailbox
     expect(matchesRecipientPattern('u@xexample.org', '*.example.org')).toBe(false);
+    expect(matchesRecipientPattern('\u212Aate@x.org', 'kate@x.org')).toBe(false);
+    expect(matchesRecipientPattern('KATE@X.org', 'kate@x.org')).toBe(true);
   });
 
   it('the config stores an internationalized domain in punycode', () => {
@@ -159,6 +164,7 @@ describe('one spelling per mailbox (route/canonical.ts)', () => {
     expect(mailPattern.parse('*.bücher.example')).toBe('*.xn--bcher-kva.example');
     expect(mailPattern.parse('boss@münchen.example')).toBe('boss@xn--mnchen-3ya.example');
     expect(mailPattern.parse('example.org')).toBe('example.org');
+    expect(mailPattern.parse('Boss@Example.ORG')).toBe('boss@example.org');
   });
 
   it('the config refuses patterns that could never match', () => {
