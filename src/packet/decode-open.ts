@@ -7,6 +7,7 @@ import * as openpgp from 'openpgp';
 import type { DecodeOptions } from './decode.js';
 import { openNative, type NativeOpen } from './decrypt-native.js';
 import { MAX_RATIO } from './inner-message.js';
+import { guardedForOpenpgp, InnerPacketGuard } from './openpgp-guard.js';
 import { openSignedStream, verifyBuffer, type KeyID, type SignatureCheck } from './native/signature-verify.js';
 
 export interface Opened {
@@ -54,13 +55,14 @@ async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kin
   if (head.complete) {
     const mine = verifyBuffer(head.bytes, keys);
     if (mine) return { data: [mine.data], signatures: () => mine.signatures, integrityChecked };
+    new InnerPacketGuard().push(head.bytes); // what openpgp.js would buffer: bounded (openpgp-guard.ts)
     const message = await openpgp.readMessage({ binaryMessage: head.bytes });
     const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
     return { data: [verified.data as Uint8Array], signatures: settled(verified.signatures), integrityChecked };
   }
   const signed = await openSignedStream(head.rest, keys);
   if (signed.kind === 'native') return { data: signed.data, signatures: signed.signatures, integrityChecked, drain: native.drain, issuerKeyID: signed.issuerKeyID };
-  const message = await openpgp.readMessage({ binaryMessage: pullStream(signed.input) });
+  const message = await openpgp.readMessage({ binaryMessage: pullStream(guardedForOpenpgp(signed.input)) });
   const verified = await openpgp.verify({ message, verificationKeys: keys, format: 'binary', expectSigned: false, config: openpgpLimits(opts) });
   return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
 }

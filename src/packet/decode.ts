@@ -81,7 +81,7 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     opened = await open(opts);
   } catch (e) {
     opts.input.destroy();
-    if (e instanceof DecryptWorkerFailure) throw e; // a local problem, not a bad packet
+    if (e instanceof DecryptWorkerFailure || isInputError(e)) throw e; // a local problem, not a bad packet
     throw decryptError(e);
   }
   const framer = new PayloadFramer(opts.maxHeaderBytes ?? MAX_HEADER_BYTES);
@@ -114,14 +114,14 @@ async function decodeInto(opts: DecodeOptions, sink: SinkSlot): Promise<DecodedP
     await Promise.resolve(reader.return?.(undefined)).catch(() => undefined);
     opts.input.destroy();
     await opened.close?.();
-    if (e instanceof SinkFailure || e instanceof DecryptWorkerFailure) throw e; // local problems, not bad packets
+    if (e instanceof SinkFailure || e instanceof DecryptWorkerFailure || isInputError(e)) throw e; // local problems, not bad packets
     throw decryptError(e);
   }
   if (contentError && opened.drain) {
     try {
       await opened.drain();
     } catch (e) {
-      if (e instanceof DecryptWorkerFailure) throw e;
+      if (e instanceof DecryptWorkerFailure || isInputError(e)) throw e;
       throw decryptError(e);
     } finally {
       opts.input.destroy(); // read to its end on success; closed either way
@@ -185,6 +185,24 @@ function unknownSigner(keyID: KeyID): FerryError {
   return new FerryError('PACKET_UNKNOWN_SIGNER', `packet is signed by key id ${keyId}, which is not a configured peer key`, { detail: { keyId } });
 }
 
+/**
+ * A read error of the packet file (EIO, ESTALE, …: a system errno code, as node:fs gives it, also
+ * through the decrypt worker's input pump): local and maybe temporary, so the receiver retries the
+ * packet instead of quarantining it. zlib's errors (Z_DATA_ERROR) and Node's own (ERR_*) have no such
+ * code: they are the packet's.
+ */
+function isInputError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return !isFerryError(e) && typeof code === 'string' && /^E[A-Z0-9]+$/.test(code);
+}
+
+/**
+ * Anything else is the packet's fault. That includes RangeError, on purpose: with the length caps
+ * (signature, PKESK, inflation ratio) a packet cannot ask for a large buffer, so an allocation failure
+ * is either a packet-driven one we missed (deterministic: retrying would fail, and cost, at every
+ * scan, forever) or a process so short of memory that V8 is about to abort it anyway; and RangeError
+ * is also what parsers throw for out-of-range offsets in hostile bytes.
+ */
 function decryptError(e: unknown): FerryError {
   if (isFerryError(e)) return e;
   return new FerryError('PACKET_DECRYPT', `cannot decrypt packet: ${messageOf(e)}`, { cause: e });

@@ -17,10 +17,11 @@ import { openSessionKeyNative } from './native/pkesk.js';
 import { isSlotReadable } from './decrypt-input.js';
 import type { DecryptWorker } from './decrypt-offload.js';
 import { innerMessage, mainThreadInflater, MAX_RATIO } from './inner-message.js';
-import { ByteReader, packetBody, PgpFormatError, readPacketHead } from './pgpstream.js';
+import { ByteReader, packetBody, PgpFormatError, readPacketHead, type PacketHead } from './pgpstream.js';
 import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
 
 const TAG_PKESK = 1;
+const TAG_SKESK = 3;
 const TAG_SEIPD = 18;
 const TAG_MARKER = 10;
 /**
@@ -28,6 +29,17 @@ const TAG_MARKER = 10;
  * hand-over costs more than it saves: a 4 KiB mail decrypts in microseconds.
  */
 const WORKER_MIN_BYTES = 256 * 1024;
+/**
+ * Most session key packets (PKESK + SKESK) a packet may have. Ferrypost writes one (one recipient
+ * node); GnuPG adds one per --recipient / --encrypt-to. Each costs an X25519 (and an openpgp.js try
+ * when the native one fails): unbounded, 10,000 of them in a 1 MB packet took 4.6 s and 400 MB.
+ */
+export const MAX_PKESKS = 16;
+/**
+ * Longest session key packet read: a v3 Curve25519 PKESK is ~90 bytes, RSA-4096 ~530, RSA-16384
+ * ~2,060, post-quantum (ML-KEM-1024 + X448) ~1,700. Checked before the body is allocated.
+ */
+export const MAX_PKESK_BYTES = 8 * 1024;
 
 export type NativeOpen =
   | {
@@ -68,11 +80,16 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
     return h;
   };
   let head = noMarker(await readPacketHead(reader));
-  while (head && head.tag === TAG_PKESK && head.length.kind === 'fixed') {
-    pkesks.push(await reader.exact(head.length.n));
+  // Every session key packet is read (bounded) here, also those openpgp.js gets: it would try them all.
+  let count = 0;
+  let skesk = false;
+  while (head && (head.tag === TAG_PKESK || head.tag === TAG_SKESK)) {
+    const body = await sessionKeyPacket(reader, head, ++count);
+    if (head.tag === TAG_PKESK) pkesks.push(body);
+    else skesk = true;
     head = noMarker(await readPacketHead(reader));
   }
-  if (!head || head.tag !== TAG_SEIPD || pkesks.length === 0) return other();
+  if (!head || head.tag !== TAG_SEIPD || pkesks.length === 0 || skesk) return other();
   const body = packetBody(reader, head)[Symbol.asyncIterator]();
   const first = await body.next();
   if (first.done || first.value[0] !== 1) return other();
@@ -108,13 +125,28 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
   return { kind: 'native', signed, integrityChecked: () => verified, drain, close };
 }
 
-/** What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs. */
+/** The `nth` session key packet's body, refused (PgpFormatError) past MAX_PKESKS or MAX_PKESK_BYTES. */
+async function sessionKeyPacket(reader: ByteReader, head: PacketHead, nth: number): Promise<Uint8Array> {
+  const what = head.tag === TAG_PKESK ? 'PKESK' : 'SKESK';
+  if (nth > MAX_PKESKS) throw new PgpFormatError(`more than ${MAX_PKESKS} PKESK/SKESK packets`);
+  // Partial lengths are for data packets only (RFC 4880 §4.2.2.4); an indeterminate one leaves no data.
+  if (head.length.kind !== 'fixed') throw new PgpFormatError(`${what} with a ${head.length.kind} length`);
+  if (head.length.n > MAX_PKESK_BYTES) throw new PgpFormatError(`${what} of ${head.length.n} bytes (at most ${MAX_PKESK_BYTES})`);
+  return reader.exact(head.length.n);
+}
+
+/**
+ * What openNative did before the native PKESK code: openpgp parses and decrypts the PKESKs, those for
+ * one of our key ids or the wildcard id only (the others cannot be ours; openpgp.js would still look).
+ */
 async function openpgpSessionKey(bodies: Uint8Array[], decryptionKey: openpgp.PrivateKey): Promise<{ data: Uint8Array; algorithm: string | null } | undefined> {
+  const ours = decryptionKey.getKeyIDs();
   const pkesks = new openpgp.PacketList<openpgp.AnyPacket>();
   for (const b of bodies) {
     const pkesk = new openpgp.PublicKeyEncryptedSessionKeyPacket();
     pkesk.read(b);
-    pkesks.push(pkesk);
+    const id = (pkesk as unknown as { publicKeyID: openpgp.KeyID }).publicKeyID; // parsed, not in openpgp's d.ts
+    if (ours.some((k) => k.equals(id, true))) pkesks.push(pkesk); // true: the wildcard id matches too
   }
   const [sessionKey] = await openpgp.decryptSessionKeys({ message: new openpgp.Message(pkesks), decryptionKeys: decryptionKey });
   return sessionKey;

@@ -21,6 +21,13 @@ const TAG_SIGNATURE = 2;
 const TAG_ONE_PASS = 4;
 const TAG_LITERAL = 11;
 const SIG_BINARY = 0x00;
+/**
+ * Longest Signature packet read. A v4 Ed25519 signature is ~120 bytes, RSA-4096 ~600, v6 ones a few
+ * hundred, and notations or embedded signatures keep real ones under 2 KiB; the length is the
+ * packet's claim (up to 4 GiB), read from data inflated up to 1100:1, so it is checked before the
+ * body is allocated. 64 KiB leaves 30x room and bounds the allocation at a fixed, small size.
+ */
+export const MAX_SIGNATURE_PACKET_BYTES = 64 * 1024;
 
 export type KeyID = openpgp.SignaturePacket['issuerKeyID'];
 
@@ -185,6 +192,7 @@ export async function openSignedStream(input: AsyncIterable<Uint8Array>, keys: o
     // As openpgp: a missing Signature packet is a broken message (PACKET_DECRYPT), not a bad signature.
     if (!h3) throw new PgpFormatError('Missing trailing signature packets');
     if (h3.tag !== TAG_SIGNATURE || h3.length.kind !== 'fixed') throw new PgpFormatError(`unexpected packet (tag ${h3.tag}) after the literal data`);
+    if (h3.length.n > MAX_SIGNATURE_PACKET_BYTES) throw new PgpFormatError(`signature packet of ${h3.length.n} bytes (at most ${MAX_SIGNATURE_PACKET_BYTES})`);
     const b = await reader.exact(h3.length.n);
     signature = { packet: readSignature(b), body: b };
     if (!(await reader.atEnd())) throw new PgpFormatError('data after the signature packet');
