@@ -74,7 +74,8 @@ describe('templates', () => {
     const svc = sections.get('Service')!;
     expect(svc.get('ExecStart')).toEqual(['/usr/bin/ferrypost run --config /etc/ferrypost/ferrypost.yaml']);
     for (const [k, v] of [['Type', 'simple'], ['KillSignal', 'SIGTERM'], ['TimeoutStopSec', '60'], ['Restart', 'on-failure'],
-      ['NoNewPrivileges', 'yes'], ['PrivateTmp', 'yes'], ['ProtectSystem', 'strict'], ['User', 'ferrypost']] as const) {
+      ['NoNewPrivileges', 'yes'], ['PrivateTmp', 'yes'], ['ProtectSystem', 'strict'], ['User', 'ferrypost'],
+      ['KillMode', 'mixed'], ['RestartPreventExitStatus', '78']] as const) {
       expect(svc.get(k), k).toEqual([v]);
     }
     expect(svc.get('ReadWritePaths')?.[0]).toMatch(/\/var\/lib\/ferrypost/);
