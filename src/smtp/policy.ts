@@ -80,7 +80,8 @@ export function parseUsersFile(text: string, fileName: string): UserTable {
 /**
  * Copies `src` into the returned stream while counting bytes; past `max` the output errors with
  * TOO_BIG and the rest of `src` is read and dropped (smtp-server needs the stream consumed to reply).
- * If `src` closes without ending (client gone), the output errors too.
+ * If `src` closes without ending (client gone), the output errors too; if the output is destroyed
+ * first (its consumer failed), the rest of `src` is dropped the same way.
  */
 export function limitSize(src: Readable, max: number): Readable {
   let count = 0;
@@ -114,6 +115,13 @@ export function limitSize(src: Readable, max: number): Readable {
   src.on('error', (err) => fail(new FerryError('STORE_FAILED', `connection lost during DATA: ${err.message}`, { cause: err })));
   src.on('close', () => {
     if (!ended) fail(new FerryError('STORE_FAILED', 'connection lost during DATA'));
+  });
+  // The consumer gave up before the end (the spool write failed: disk full): read and drop the rest,
+  // or `src`, paused for backpressure, never ends and smtp-server never sends the 4xx reply.
+  out.on('close', () => {
+    if (ended || failed) return;
+    failed = true;
+    src.resume();
   });
   return out;
 }
