@@ -100,7 +100,8 @@ export function createEnqueue(deps: EnqueueDeps): Enqueue {
   const onBytes = deps.gcPacer?.account;
   const self = deps.keyring.self.fingerprint;
   // Concurrent messages to the same node land in the same directory: they share its fsyncs.
-  const durable: DurableOptions = { fs: deps.fs ?? nodeTreeFs, dirSync: createDirSync(deps.fs ?? nodeTreeFs) };
+  // The tree itself is never created: missing, it is a wrong node.tree or an unmounted folder (CONFIG).
+  const durable: DurableOptions = { fs: deps.fs ?? nodeTreeFs, dirSync: createDirSync(deps.fs ?? nodeTreeFs), within: deps.tree };
 
   async function submit(envelope: MailEnvelope, message: Readable | Uint8Array): Promise<QueuedPacket[]> {
     let destinations: Destination[];

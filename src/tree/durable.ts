@@ -11,9 +11,9 @@
  * stays ENOSPC, for the caller to map (452 4.3.1).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { errnoError, errnoOf, nodeTreeFs, type TreeFileHandle, type TreeFs } from './fs.js';
+import { errnoError, errnoOf, nodeTreeFs, treeMissingError, type TreeFileHandle, type TreeFs } from './fs.js';
 import { EarlyWriteback } from './writeback.js';
 
 export interface PreparedFile {
@@ -32,6 +32,12 @@ export interface DurableOptions {
   mode?: number;
   /** Shares directory fsyncs between concurrent commits (over the same fs); default: one fsync per commit. */
   dirSync?: DirSync;
+  /**
+   * A directory that is never created (the tree): missing directories below it are made, but if it is
+   * missing itself the write fails with treeMissingError (CONFIG, temporary): a wrong node.tree or a
+   * Syncthing folder not mounted, where a packet would be "accepted" into a folder nobody syncs.
+   */
+  within?: string;
 }
 
 /** fsyncDir with group commit, and directory creations that commits wait for: see createDirSync. */
@@ -115,17 +121,20 @@ export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
 /**
  * mkdir -p, then fsync the parent of every directory that was missing, top down, so the new entries
  * survive a crash: also when a concurrent writer created some of them (its fsyncs may not have ended).
+ * `within`: never created (see DurableOptions.within); missing, it is treeMissingError.
  * `sawMissing`: the caller saw `dir` missing (an open failed with ENOENT), so its parent is fsync'd
  * even if another writer created `dir` in the meantime.
  */
-export async function ensureDir(dir: string, fs: TreeFs = nodeTreeFs, sawMissing = false): Promise<void> {
+export async function ensureDir(dir: string, fs: TreeFs = nodeTreeFs, sawMissing = false, within?: string): Promise<void> {
   const missing: string[] = [];
+  const stop = within === undefined ? undefined : resolve(within);
   for (let d = dir; dirname(d) !== d; d = dirname(d)) {
     const exists = await fs.lstat(d).then(() => true, (e: unknown) => {
       if (errnoOf(e) === 'ENOENT') return false;
       throw e;
     });
     if (exists) break;
+    if (stop !== undefined && resolve(d) === stop) throw treeMissingError(within!);
     missing.push(d);
   }
   if (missing.length === 0 && !sawMissing) return;
@@ -164,7 +173,7 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
   // The directory almost always exists: try first, mkdir only on ENOENT (saves a syscall per packet).
   const h = await fs.open(tmpPath, 'wx', mode).catch(async (err: unknown) => {
     if (errnoOf(err) !== 'ENOENT') throw err;
-    const create = () => ensureDir(dir, fs, true);
+    const create = () => ensureDir(dir, fs, true, opts.within);
     await (opts.dirSync ? opts.dirSync.create(create) : create());
     return fs.open(tmpPath, 'wx', mode);
   });

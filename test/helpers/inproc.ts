@@ -45,6 +45,7 @@ export function keyringOf(self: NodeKeys, peers: NodeKeys[]): Keyring {
 
 export function enqueueFor(self: NodeKeys, to: NodeKeys, tree: string, stateDir: string, opts: { now?: () => Date; expiryMs?: number } = {}): Enqueue {
   const peers = [{ name: to.name, fingerprint: to.fingerprint, mail: [] as string[], default: true }];
+  mkdirSync(tree, { recursive: true }); // as `init` makes it: enqueue never creates the tree itself
   return createEnqueue({
     keyring: keyringOf(self, [to]),
     router: createRouter(peers),

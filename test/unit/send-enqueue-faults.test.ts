@@ -1,7 +1,7 @@
 // Enqueue failure paths: a recipient list too big for one packet header (permanent, nothing read), a
 // failed encode that must not leak the spooled message's descriptor, ENOSPC while committing (452
 // 4.3.1), and a rollback that cannot remove an already committed packet (logged, named in the error).
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import pino from 'pino';
@@ -18,7 +18,7 @@ beforeAll(async () => {
   w = await makeWorld();
 });
 afterAll(() => w.cleanup());
-beforeEach(() => w.cleanup());
+beforeEach(() => w.reset());
 
 function deps(over: Partial<EnqueueDeps> = {}): EnqueueDeps {
   return {
@@ -93,6 +93,22 @@ describe('a failed encode of a spooled message', () => {
     for (let i = 0; i < 50 && fdsInto(w.dir).length > before.length; i++) await new Promise((r) => setTimeout(r, 20));
     expect(fdsInto(w.dir)).toEqual(before);
     expect(listFiles(w.dir)).toEqual([]);
+  });
+});
+
+describe('a missing tree', () => {
+  it('is never created: CONFIG (temporary: 451 4.3.5, sendmail 75) naming node.tree, nothing written; sender directories below it are', async () => {
+    const tree = path.join(w.tree, 'not-mounted', 'tree');
+    const enqueue = createEnqueue(deps({ tree }));
+    const err = (await enqueue.submit({ from: 'a@x.org', to: ['b@example.net'] }, Buffer.from('Subject: s\r\n\r\nx\r\n')).catch((e: unknown) => e)) as FerryError;
+    expect(isFerryError(err, 'CONFIG')).toBe(true);
+    expect(err.message).toBe(`tree ${tree} does not exist (node.tree in the config; is the Syncthing folder mounted?)`);
+    expect(replyFor(err)).toMatchObject({ smtp: 451, enhanced: '4.3.5', sysexit: 75 });
+    expect(existsSync(path.join(w.tree, 'not-mounted'))).toBe(false);
+    // With the tree there, TREE/<to>/<from> is made as before (trailing slash in node.tree too).
+    mkdirSync(tree, { recursive: true });
+    const [q] = await createEnqueue(deps({ tree: `${tree}/` })).submit({ from: 'a@x.org', to: ['b@example.net'] }, Buffer.from('Subject: s\r\n\r\nx\r\n'));
+    expect(existsSync(q!.path)).toBe(true);
   });
 });
 

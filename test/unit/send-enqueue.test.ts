@@ -34,7 +34,7 @@ function deps(over: Partial<EnqueueDeps> = {}): EnqueueDeps {
 }
 
 async function fresh(): Promise<void> {
-  w.cleanup();
+  w.reset();
   w.tree = path.join(w.dir, 'tree');
   w.spool = path.join(w.dir, 'state', 'spool');
 }

@@ -1,5 +1,5 @@
 /** Shared by the send/smtp/sendmail tests: real node keys, a Keyring, a router, a temp tree, packet decoding. */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -33,6 +33,9 @@ export interface World {
   dir: string;
   tree: string;
   spool: string;
+  /** An empty tree again (everything else under dir removed). */
+  reset(): void;
+  /** Removes dir. */
   cleanup(): void;
 }
 
@@ -52,10 +55,15 @@ export async function makeWorld(): Promise<World> {
     { name: 'carol', fingerprint: carol.fpr, mail: ['example.com', '*.example.com'], default: false },
   ]);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fp-send-'));
+  const tree = path.join(dir, 'tree');
+  mkdirSync(tree); // as `init` makes it: enqueue never creates the tree itself
   return {
-    self, bob, carol, keyring, router, dir,
-    tree: path.join(dir, 'tree'),
+    self, bob, carol, keyring, router, dir, tree,
     spool: path.join(dir, 'state', 'spool'),
+    reset: () => {
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(tree, { recursive: true });
+    },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

@@ -81,7 +81,7 @@ export function listenerHarness(): ListenerHarness {
   afterAll(() => world?.cleanup());
   afterEach(async () => {
     await stop();
-    world?.cleanup();
+    world?.reset();
   });
   const h: ListenerHarness = {
     get w() {
