@@ -12,7 +12,7 @@ import { FerryError } from '../errors/index.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger } from '../log/logger.js';
 import { createGcPacer, type GcPacer } from '../memory/gc-pacer.js';
-import { openOutbox, recordingEnqueue, type Outbox } from '../queue/outbox.js';
+import { nullOutbox, openOutbox, recordingEnqueue, type Outbox } from '../queue/outbox.js';
 import { createRouter } from '../route/router.js';
 import { createEnqueue } from '../send/enqueue.js';
 import type { Enqueue } from '../send/types.js';
@@ -36,8 +36,8 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
   const log = createLogger({ level: opts.logLevel ?? cfg.log.level, file: cfg.log.file, name: cfg.node.name });
   const keyring = await loadKeyring(cfg);
   const router = createRouter(cfg.peers);
-  requireWritableState(cfg.node.state_dir);
-  const outbox = openOutbox(cfg.node.state_dir);
+  requireWritableState(cfg.node.state_dir, ['']);
+  const outbox = openOutboxOrNothing(cfg.node.state_dir, log);
   const gcPacer = createGcPacer();
   const inner = createEnqueue({
     keyring,
@@ -70,8 +70,8 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
  * readonly database", naming no file): typically files left by a command run as root. Say which file
  * and how to fix it before opening anything.
  */
-export function requireWritableState(stateDir: string): void {
-  const files = ['', 'outbox.sqlite', 'journal.sqlite'].flatMap((f) => (f ? [f, `${f}-wal`, `${f}-shm`] : [f]));
+export function requireWritableState(stateDir: string, which: readonly string[] = ['', 'outbox.sqlite', 'journal.sqlite']): void {
+  const files = which.flatMap((f) => (f ? [f, `${f}-wal`, `${f}-shm`] : [f]));
   for (const f of files) {
     const p = path.join(stateDir, f);
     if (!existsSync(p)) continue;
@@ -86,5 +86,22 @@ export function requireWritableState(stateDir: string): void {
           `(give the state directory back to the daemon's user: chown -R ${me.username}: ${stateDir})`,
       );
     }
+  }
+}
+
+/**
+ * The outbox index, or one that keeps nothing if it cannot be opened (corrupt, left unwritable by a
+ * command run as root): it only feeds `ferrypost queue`, and must never stop mail. Said at error level,
+ * with the fix.
+ */
+function openOutboxOrNothing(stateDir: string, log: Logger): Outbox {
+  try {
+    requireWritableState(stateDir, ['outbox.sqlite']);
+    return openOutbox(stateDir);
+  } catch (err) {
+    const file = path.join(stateDir, 'outbox.sqlite');
+    log.error({ evt: 'outbox.error', file, err: (err as Error).message },
+      `the outbox index ${file} cannot be opened: mail goes on, but "ferrypost queue" shows no sender or recipients for what is sent now (fix the file's owner, or remove it: it is only an index)`);
+    return nullOutbox();
   }
 }

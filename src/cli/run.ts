@@ -10,7 +10,7 @@ import { createReceiver } from '../receive/receiver.js';
 import type { CrashPoint, Outcome } from '../receive/process.js';
 import { acquireDaemonLock, type DaemonLock } from '../store/daemon-lock.js';
 import { openJournal } from '../store/journal.js';
-import { openNode } from './context.js';
+import { openNode, requireWritableState } from './context.js';
 
 export interface RunOptions {
   logLevel?: string;
@@ -39,6 +39,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     if (problem) log.warn({ evt: 'keys.peer-unusable', peer: p.name, fingerprint: p.fingerprint, problem, file: p.key }, unusablePeerAdvice(p.name, problem, p.key));
   }
   try {
+    requireWritableState(cfg.node.state_dir, ['journal.sqlite']); // the journal, unlike the outbox index, is needed
     const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
     stops.push(() => journal.close());
     const metricsModule = cfg.metrics ? await import('../metrics/metrics.js') : undefined;

@@ -125,3 +125,12 @@ export function recordingEnqueue(inner: Enqueue, outbox: Outbox, onError: (err: 
     },
   };
 }
+
+/**
+ * An outbox that keeps nothing: what the daemon and `sendmail` use when the real one cannot be opened
+ * (corrupt, or left unwritable by root), since the index must never stop mail. `ferrypost queue` then
+ * lists packets without their envelope.
+ */
+export function nullOutbox(): Outbox {
+  return { record: () => undefined, recordLater: () => undefined, byNames: () => new Map(), count: () => 0, forgetExcept: () => 0, close: () => undefined };
+}

@@ -4,7 +4,7 @@
  * that write nothing. Real processes (node dist/cli/main.js), real files.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -249,15 +249,30 @@ describe('checks and listings', () => {
   });
 
   // Needs root to hand the node to another user (uid 65534) and leave a root-owned file behind.
-  it.skipIf(process.getuid?.() !== 0)('a state file another user owns is named with the fix, not "attempt to write a readonly database"', () => {
+  it.skipIf(process.getuid?.() !== 0)('a state file another user owns is named with the fix, not "attempt to write a readonly database"; an outbox index alone does not stop mail', () => {
     const n = initNode(path.join(base, 'own'), 'own');
     chmodSync(base, 0o755);
     spawnSync('chown', ['-R', '65534:65534', n.dir]);
     writeFileSync(path.join(n.dir, 'state', 'outbox.sqlite'), '');
     chownSync(path.join(n.dir, 'state', 'outbox.sqlite'), 0, 0);
-    const r = spawnSync(process.execPath, [CLI, '--config', n.config, 'sendmail', '-f', 'x@cabin.test', 'y@example.org'], { input: msg, uid: 65534, gid: 65534, encoding: 'utf8' });
+    const send = () => spawnSync(process.execPath, [CLI, '--config', n.config, 'sendmail', '-f', 'x@cabin.test', 'y@example.org'], { input: msg, uid: 65534, gid: 65534, encoding: 'utf8' });
+    let r = send();
     expect(r.stderr).toMatch(/outbox\.sqlite is not writable by user .* \(uid 65534; the file's owner is uid 0\).*chown -R/);
-    expect(r.status).toBe(75);
+    expect(r.stderr).toMatch(/mail goes on/);
+    expect(r.status).toBe(0); // queued: the index is not the queue
+    // A corrupt index: the same.
+    rmSync(path.join(n.dir, 'state', 'outbox.sqlite'));
+    writeFileSync(path.join(n.dir, 'state', 'outbox.sqlite'), 'not a database, just bytes'.repeat(200));
+    chownSync(path.join(n.dir, 'state', 'outbox.sqlite'), 65534, 65534);
+    r = send();
+    expect(r.stderr).toMatch(/outbox index .*outbox\.sqlite cannot be opened/);
+    expect(r.status).toBe(0);
+    // The journal is not an index: run refuses, naming the file and the fix.
+    writeFileSync(path.join(n.dir, 'state', 'journal.sqlite'), '');
+    chownSync(path.join(n.dir, 'state', 'journal.sqlite'), 0, 0);
+    const run = spawnSync(process.execPath, [CLI, '--config', n.config, 'run'], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 20_000 });
+    expect(run.stderr).toMatch(/journal\.sqlite is not writable by user .*chown -R/);
+    expect(run.status).toBe(78);
   });
 
   it('run --log-level bogus says which levels exist (64)', () => {
