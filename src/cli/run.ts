@@ -7,6 +7,7 @@ import { createInjector } from '../inject/index.js';
 import { unusablePeerAdvice } from '../keys/usability.js';
 import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
+import { removeLeftovers } from '../send/leftovers.js';
 import type { CrashPoint, Outcome } from '../receive/process.js';
 import { acquireDaemonLock, type DaemonLock } from '../store/daemon-lock.js';
 import { openJournal } from '../store/journal.js';
@@ -80,6 +81,11 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
 
     if (receiver) stops.push(() => receiver.stop()); // before start(): it may fail after its watcher started
     await receiver?.start();
+    // A send-only node crashes too: its temp and spool leftovers (the receiver's start removes them otherwise).
+    if (!receiver) {
+      await removeLeftovers(cfg.node.tree, cfg.node.state_dir, log, (where, err) =>
+        log.warn({ evt: 'rx.scan-skipped', path: where, err: (err as Error).message }, 'cannot read this part of the tree; skipped (check its owner and permissions)'));
+    }
     if (smtp) stops.push(() => smtp.close());
     const bound = (await smtp?.listen()) ?? [];
     const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;

@@ -4,11 +4,12 @@
  * concurrency. A packet (by content) is never handled twice at once. Errors that are not the packet's fault
  * (I/O, a bug) are logged and the packet is retried at the next scan; they never stop the loop.
  */
-import { readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
 import { inboxDir } from '../tree/layout.js';
-import { removeStaleTemps, scanInbox, type TreeEntry } from '../tree/scan.js';
+import { scanInbox, type TreeEntry } from '../tree/scan.js';
+import { removeLeftovers } from '../send/leftovers.js';
 import { watchInbox } from '../tree/watch.js';
 import { processPacket, type Outcome, type PacketDeps, type ProcessDeps } from './process.js';
 import { createUnrecorded } from './unrecorded.js';
@@ -17,8 +18,6 @@ import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
 import { createGroupCommit } from './group-commit.js';
 
-/** Temp files older than this are crash leftovers; younger ones may belong to a sender writing now. */
-const STALE_TEMP_AGE_MS = 3_600_000;
 
 export interface ReceiverDeps extends ProcessDeps {
   tree: string;
@@ -174,11 +173,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   }
 
   async function recover(): Promise<void> {
-    const removed = await removeStaleTemps(deps.tree, STALE_TEMP_AGE_MS, Date.now(), skipped);
-    for (const p of removed) deps.log.info({ evt: 'rx.recover-temp', file: p }, 'removed a temp file left by a crash');
-    for (const dir of ['work', 'spool']) {
-      await rm(path.join(deps.stateDir, dir), { recursive: true, force: true });
-    }
+    await removeLeftovers(deps.tree, deps.stateDir, deps.log, skipped);
     // Delivered but not yet unlinked when we stopped: unlink now (never inject again).
     for (const e of deps.journal.inState('delivered')) {
       const file = path.join(packetDir(deps.tree, self, e.fromNode), packetNameForHash(Buffer.from(e.hash, 'hex')));

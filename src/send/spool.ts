@@ -45,7 +45,8 @@ export async function spoolMessage(message: Readable | Uint8Array, memoryLimit: 
       onBytes?.(buf.length);
       if (!file && size > memoryLimit) {
         await fsp.mkdir(spoolDir, { recursive: true, mode: 0o700 });
-        const path = join(spoolDir, `${randomBytes(12).toString('hex')}.msg`);
+        // The pid names the writer: a daemon starting removes only files of processes that are gone (send/leftovers.ts).
+        const path = join(spoolDir, `${process.pid}-${randomBytes(12).toString('hex')}.msg`);
         const ws = createWriteStream(path, { flags: 'wx', mode: 0o600 });
         ws.on('error', () => undefined); // surfaced through ws.errored / once() below
         file = { path, ws };
