@@ -166,6 +166,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
       const cfg = loadConfig(configFile());
       const [{ loadIdentities }, { releaseQuarantined }] = await Promise.all([import('../keys/identities.js'), import('../quarantine/release.js')]);
       const ids = await loadIdentities(cfg);
+      (await import('./context.js')).requireNodeUser(cfg.node.state_dir, cfg.node.tree);
       for (const name of names) {
         const to = await releaseQuarantined(cfg.node.state_dir, cfg.node.tree, ids.self.fingerprint, name);
         process.stdout.write(`released ${name} -> ${to}\n`);

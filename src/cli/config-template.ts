@@ -27,12 +27,12 @@ export function nodeConfigText(t: TemplateInput): string {
         ? `delivery:\n  method: sendmail\n  # "-i -f SENDER -- RCPT..." is appended\n  command: ${JSON.stringify(t.delivery.command)}\n`
         : `delivery:\n  method: ${t.delivery.method}\n  host: ${t.delivery.host}\n  port: ${t.delivery.port}\n`;
   const peers = t.selfPeer
-    ? `peers:\n  # This node delivers to itself: the embedded single-node setup. Add real peers with\n  # "ferrypost peer add KEYFILE --name NAME --mail DOMAIN" and remove or narrow this entry\n  # (remove it before "peer add ... --default": only one peer can be the default).\n  - name: ${t.name}\n    fingerprint: ${JSON.stringify(t.selfFingerprint)}\n    key: ${JSON.stringify(t.publicKeyFile ?? 'keys/node.asc')}\n    default: true\n`
+    ? `peers:\n  # This node delivers to itself: the embedded single-node setup. Add real peers with\n  # "ferrypost peer add KEYFILE --name NAME --mail DOMAIN" and remove or narrow this entry\n  # (remove it before "peer add ... --default": only one peer can be the default).\n  - name: ${JSON.stringify(t.name)}\n    fingerprint: ${JSON.stringify(t.selfFingerprint)}\n    key: ${JSON.stringify(t.publicKeyFile ?? 'keys/node.asc')}\n    default: true\n`
     : `peers: []   # add with: ferrypost peer add KEYFILE --name NAME --mail DOMAIN [--default]\n`;
   return `# ferrypost node "${t.name}" — see config/ferrypost.example.yaml for every option.
 # Paths are relative to this file.
 node:
-  name: ${t.name}
+  name: ${JSON.stringify(t.name)}
   # The Syncthing-shared folder. Packets are TREE/<recipient-node>/<sender-node>/<hash>.pgp
   tree: ${JSON.stringify(t.tree)}
   # Journal, quarantine, work files: local to this machine, never inside the tree.

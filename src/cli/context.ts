@@ -36,6 +36,7 @@ export async function openNode(configFile: string, opts: { logLevel?: string } =
   const log = createLogger({ level: opts.logLevel ?? cfg.log.level, file: cfg.log.file, name: cfg.node.name });
   const keyring = await loadKeyring(cfg);
   const router = createRouter(cfg.peers);
+  requireNodeUser(cfg.node.state_dir, cfg.node.tree);
   requireWritableState(cfg.node.state_dir, ['']);
   const outbox = openOutboxOrNothing(cfg.node.state_dir, log);
   const gcPacer = createGcPacer();
@@ -103,5 +104,26 @@ function openOutboxOrNothing(stateDir: string, log: Logger): Outbox {
     log.error({ evt: 'outbox.error', file, err: (err as Error).message },
       `the outbox index ${file} cannot be opened: mail goes on, but "ferrypost queue" shows no sender or recipients for what is sent now (fix the file's owner, or remove it: it is only an index)`);
     return nullOutbox();
+  }
+}
+
+/**
+ * Root must not write into a node another user owns: the files it creates (the outbox index, packets,
+ * tree directories) are root's, and then the daemon cannot use them and a Syncthing running as the
+ * node's user cannot read or delete them. Commands that write (run, sendmail, quarantine release)
+ * refuse, naming the fix; root's own nodes (tests, single-user setups) are fine.
+ */
+export function requireNodeUser(stateDir: string, tree: string): void {
+  if (process.getuid?.() !== 0) return;
+  for (const dir of [stateDir, tree]) {
+    let owner: number;
+    try {
+      owner = statSync(dir).uid;
+    } catch {
+      continue; // missing: reported by whatever needs it, with its own message
+    }
+    if (owner !== 0) {
+      throw new FerryError('CONFIG', `${dir} belongs to uid ${owner}, and this command runs as root: files it wrote would be root's, which the daemon and Syncthing cannot use. Run it as the node's user, e.g. sudo -u '#${owner}' ferrypost ...`);
+    }
   }
 }

@@ -84,6 +84,7 @@ export async function initNode(o: InitOptions): Promise<InitResult> {
     if (first) created.push(first);
   };
   try {
+    await mkdirp(dir); // the default mode: DIR holds the tree and the Maildir, which Syncthing and Dovecot must reach
     await mkdirp(path.join(dir, 'keys', 'peers'), 0o700);
     await writeSecretKeyFile(keyFile, key.privateArmored);
     created.push(keyFile);
@@ -107,7 +108,10 @@ export async function initNode(o: InitOptions): Promise<InitResult> {
     }
   } catch (e) {
     for (const p of created.reverse()) await rm(p, { recursive: true, force: true }).catch(() => undefined);
-    throw e;
+    if (isFerryError(e)) throw e;
+    // A path that cannot be made (a file where a directory should be, no permission): say which, and that nothing is left.
+    const err = e as NodeJS.ErrnoException;
+    throw new FerryError('CONFIG', `cannot init: ${err.path ?? dir}: ${err.code ?? err.message} (check --dir, --tree, --maildir and --config; nothing was created)`, { cause: e });
   }
   return { configFile, fingerprint: key.fingerprint, publicKeyFile, tree };
 }

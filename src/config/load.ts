@@ -12,7 +12,7 @@ import { configSchema, type Config } from './schema.js';
 export const DEFAULT_CONFIG_FILE = 'ferrypost.yaml';
 
 export function configPathFrom(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(option ?? env.FERRYPOST_CONFIG ?? DEFAULT_CONFIG_FILE);
+  return path.resolve(option ?? (env.FERRYPOST_CONFIG || undefined) ?? DEFAULT_CONFIG_FILE); // set but empty = unset, as for init
 }
 
 export function loadConfig(file: string): Readonly<Config> {
