@@ -60,11 +60,12 @@ const fingerprint = z
   .pipe(z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-hex-digit OpenPGP v4 fingerprint'));
 
 /** host:port, [v6]:port or a bare port (then 127.0.0.1). */
-const listenAddress = z.union([z.number().int().min(0).max(65535), z.string()]).transform((v, ctx) => {
+const listenAddress = z.union([z.number().int().min(1).max(65535), z.string()]).transform((v, ctx) => {
   if (typeof v === 'number') return { host: '127.0.0.1', port: v };
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v) ?? /^()()(\d{1,5})$/.exec(v);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) {
+  // Port 0 would listen on a random port: no MTA could find it.
+  if (!m || port > 65535 || port < 1) {
     ctx.addIssue({ code: 'custom', message: `"${v}" is not host:port (e.g. 127.0.0.1:2525)` });
     return z.NEVER;
   }
@@ -153,14 +154,16 @@ const smtpListener = z
      * message_size_limit = 0; set a size (the packets of one message are built and fsync'd before the 250).
      */
     max_size: size
-      .pipe(z.number().min(1024, 'must be at least 1k; 0 does not mean "no limit" here (as it does in Postfix): give a size such as 50M'))
+      .pipe(z.number().min(1024, 'must be at least 1k; 0 does not mean "no limit" here (as it does in Postfix): give a size such as 50M')
+        .max(2 ** 40, 'at most 1T: a packet is built and fsync\'d before the 250'))
       .prefault(52_428_800),
     max_recipients: z.number().int().min(1).max(100_000).default(1000),
     max_clients: z.number().int().min(1).max(10_000).default(100),
     /** Clients allowed to relay without AUTH (CIDR). Others must AUTH, over TLS. */
     allowed_networks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
     /** Messages up to this size are kept in memory while packets are built; larger ones are spooled. */
-    memory_spool_limit: size.prefault(1_048_576),
+    // At most 256 MiB: each connection may hold this much (a Buffer above 4 GiB cannot even be made).
+    memory_spool_limit: size.pipe(z.number().max(268_435_456, 'at most 256M: every connection may hold this much in memory; larger messages are spooled to disk')).prefault(1_048_576),
     socket_timeout: timerDuration(1000, 'clients need time to send a message').prefault(300),
     tls: z.object({ key: z.string(), cert: z.string() }).strict().optional(),
     /** htpasswd-like file "user:{PLAIN}password" or "user:{SHA256}hex"; enables AUTH PLAIN/LOGIN after STARTTLS. */

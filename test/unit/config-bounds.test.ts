@@ -21,6 +21,10 @@ describe('config bounds', () => {
     ['packets: { expiry: 10m }', /packets\.expiry: must be at least 1h/],
     ['smtp: { max_size: 0 }', /smtp\.max_size: must be at least 1k; 0 does not mean "no limit"/],
     ['smtp: { socket_timeout: 0 }', /smtp\.socket_timeout: must be at least 1s/],
+    ['smtp: { memory_spool_limit: 5G }', /smtp\.memory_spool_limit: at most 256M/],
+    ['smtp: { max_size: 99999999999999999999G }', /smtp\.max_size: at most 1T/],
+    ["smtp: { listen: ['127.0.0.1:0'] }", /is not host:port/],
+    ['metrics: { listen: 0 }', /metrics\.listen/],
     ['delivery: { method: smtp, port: 25, timeout: 0 }', /delivery\.timeout: must be at least 1s/],
     ['delivery: { method: sendmail, command: [x], timeout: 90d }', /delivery\.timeout: must be at most/],
   ])('%s is refused', (extra, msg) => {
