@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
 import { createGroupCommit } from './group-commit.js';
+import { createConflictAdopter } from './conflicts.js';
 
 
 export interface ReceiverDeps extends ProcessDeps {
@@ -56,6 +57,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   let watcher: { close(): void } | undefined;
   let rescanTimer: NodeJS.Timeout | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
+  const conflicts = createConflictAdopter({ stateDir: deps.stateDir, log: deps.log, adopted: () => trigger() });
   let retryTimer: NodeJS.Timeout | undefined;
   let scanning: Promise<void> | undefined;
   let rescanRequested = false;
@@ -87,7 +89,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
 
   /** One scan: every packet found is queued (or skipped if in hand); resolves with their handlings. */
   async function scan(): Promise<Array<Promise<void>>> {
-    const entries = await scanInbox(deps.tree, self, { onError: skipped });
+    const entries = await scanInbox(deps.tree, self, { onError: skipped, onConflict: conflicts.found });
     // Oldest first: mail should leave roughly in the order it came.
     entries.sort((a, b) => a.mtimeMs - b.mtimeMs);
     const handlings = entries.map(handle).filter((h): h is Promise<void> => h !== undefined);
@@ -208,6 +210,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     async scanOnce() {
       await scanAndWait();
       await queue.onIdle();
+      await conflicts.idle();
     },
     async stop() {
       stopped = true;
@@ -217,6 +220,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
       if (retryTimer) clearTimeout(retryTimer);
       await scanning;
       await queue.onIdle();
+      await conflicts.idle();
       groupCommit.flush();
     },
   };

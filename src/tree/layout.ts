@@ -48,6 +48,18 @@ export function isIgnoredName(name: string): boolean {
   return name.startsWith('.') || name.startsWith('~syncthing~') || name.includes('.sync-conflict-');
 }
 
+const CONFLICT_RE = /^([a-z2-7]{52})\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]{7}\.pgp$/;
+
+/**
+ * The packet name a Syncthing conflict copy was made from (`<name>.sync-conflict-<date>-<time>-<device>.pgp`),
+ * or undefined. Names are content hashes, so a conflict means different bytes under one name: one of
+ * the two files is damaged, and it may be the one that kept the name.
+ */
+export function conflictOriginal(name: string): string | undefined {
+  const m = CONFLICT_RE.exec(name);
+  return m ? `${m[1]}${PACKET_SUFFIX}` : undefined;
+}
+
 /** Lines ferrypost needs in TREE/.stignore: our temp files stay local ((?d): deletable if they block a dir removal). */
 export const STIGNORE_LINES: readonly string[] = Object.freeze([
   '// ferrypost: temp files being written are local, never synced',

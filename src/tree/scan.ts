@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { TEMP_PREFIX, TEMP_SUFFIX } from './durable.js';
 import { errnoError, errnoOf } from './fs.js';
-import { hashFromPacketName, inboxDir, isIgnoredName, isNodeId } from './layout.js';
+import { conflictOriginal, hashFromPacketName, inboxDir, isIgnoredName, isNodeId } from './layout.js';
 
 export interface TreeEntry {
   to: string;
@@ -59,7 +59,7 @@ interface Candidate {
   hash: Buffer;
 }
 
-async function packetsIn(tree: string, to: string, from: string, onError?: ScanErrorHandler): Promise<Candidate[]> {
+async function packetsIn(tree: string, to: string, from: string, onError?: ScanErrorHandler, onConflict?: ConflictHandler): Promise<Candidate[]> {
   const dir = join(tree, to, from);
   const out: Candidate[] = [];
   let entries: Dirent[];
@@ -71,6 +71,7 @@ async function packetsIn(tree: string, to: string, from: string, onError?: ScanE
     return out;
   }
   for (const d of entries) {
+    if (onConflict && d.name.includes('.sync-conflict-') && d.isFile() && conflictOriginal(d.name)) onConflict(dir, d.name);
     if (!d.isFile() || isIgnoredName(d.name)) continue;
     const hash = hashFromPacketName(d.name);
     if (hash !== undefined) out.push({ to, from, name: d.name, hash });
@@ -80,10 +81,14 @@ async function packetsIn(tree: string, to: string, from: string, onError?: ScanE
 
 /** Where a part of the tree could not be read, and why. */
 export type ScanErrorHandler = (path: string, err: unknown) => void;
+/** A Syncthing conflict copy of a packet, found in directory `dir`. */
+export type ConflictHandler = (dir: string, name: string) => void;
 
 export interface ScanOptions {
   /** Skip a sender directory or file that cannot be read, reporting it here, instead of failing the scan. */
   onError?: ScanErrorHandler;
+  /** Called for each Syncthing conflict copy of a packet met on the way (scanInbox only). */
+  onConflict?: ConflictHandler;
   /**
    * stat(2) synchronously: several times faster on large trees, but blocks the event loop for the
    * whole scan. For one-shot commands (ferrypost queue), never for the daemon.
@@ -135,7 +140,7 @@ export async function scanInbox(tree: string, self: string, opts: ScanOptions = 
   });
   if (st?.isSymbolicLink()) throw errnoError('ELOOP', `the inbox ${inbox} is a symbolic link, not a directory: not scanned (replace it with a directory)`, inbox);
   const senders = (await readdirOrEmpty(inbox)).filter((d) => d.isDirectory() && isNodeId(d.name));
-  const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name, opts.onError)));
+  const lists = await Promise.all(senders.map((d) => packetsIn(tree, self, d.name, opts.onError, opts.onConflict)));
   return statAll(tree, lists.flat(), opts);
 }
 
