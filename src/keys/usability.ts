@@ -4,8 +4,9 @@
  * A peer whose key stopped being usable does not stop the node (it did: one expired peer key made
  * `run` fail with CONFIG): mail for that peer is deferred (PEER_KEY_UNUSABLE, 4.7.5), mail for the
  * others flows, and its packets are still judged one by one at their own signature time
- * (packet/native/signature-verify.ts): a packet signed before the key expired is delivered, any
- * packet of a revoked key is quarantined (README "Guarantees", docs/delivery.md).
+ * (packet/native/signature-verify.ts, openpgp's rules): a packet signed before the key expired is
+ * delivered; after a hard revocation none is, after a soft one ("superseded", "retired") those signed
+ * before it are (README "Guarantees", docs/delivery.md).
  */
 import type * as openpgp from 'openpgp';
 
@@ -27,19 +28,23 @@ export async function keyProblem(key: openpgp.PublicKey, now: Date = new Date())
 }
 
 /**
- * Why `key` can never serve as a peer key whatever the time (no signing-capable or no encryption-capable
- * key at all, e.g. GnuPG's certify-only primary without a signing subkey), or undefined. That is a
- * wrong key in the config, not one that aged: the keyring refuses it (CONFIG) as `peer add` does.
- * A revoked key is not asked here (keyProblem says so first).
+ * Why `key` can never serve as a peer key whatever the time or revocations (no key in it may sign, or
+ * none may encrypt, by the key flags of its self-signatures: e.g. GnuPG's certify-only primary with
+ * only an encryption subkey), or undefined. That is a wrong key in the config, not one that aged or was
+ * revoked (those load with their problem): the keyring refuses it (CONFIG) as `peer add` does.
  */
-export async function neverUsable(key: openpgp.PublicKey): Promise<string | undefined> {
-  try {
-    // date null: openpgp checks no time (creation, expiry), only what the key can do.
-    await key.getSigningKey(undefined, null);
-    await key.getEncryptionKey(undefined, null);
-  } catch (e) {
-    return `has no usable signing or encryption key: ${(e as Error).message}`;
-  }
+export function neverUsable(key: openpgp.PublicKey): string | undefined {
+  type Sig = { keyFlags?: Uint8Array | number[] | null };
+  const flagsOf = (sigs: Sig[]): number | undefined => {
+    const given = sigs.filter((s) => s.keyFlags && s.keyFlags.length > 0);
+    return given.length ? given.reduce((f, s) => f | s.keyFlags![0]!, 0) : undefined;
+  };
+  const k = key as unknown as { users: Array<{ selfCertifications: Sig[] }>; subkeys: Array<{ bindingSignatures: Sig[] }> };
+  const all = [flagsOf(k.users.flatMap((u) => u.selfCertifications)), ...k.subkeys.map((s) => flagsOf(s.bindingSignatures))];
+  if (all.some((f) => f === undefined)) return undefined; // a key without flags: openpgp decides by algorithm; not refused here
+  const can = (bits: number) => all.some((f) => (f! & bits) !== 0);
+  if (!can(0x02)) return 'has no usable signing or encryption key: no key in it may sign (its packets could never be verified)';
+  if (!can(0x0c)) return 'has no usable signing or encryption key: no key in it may encrypt';
   return undefined;
 }
 

@@ -18,6 +18,7 @@ import type { Keyring, PeerKey } from '../keys/keyring.js';
 import type { GcPacer } from '../memory/gc-pacer.js';
 import { encodePacket } from '../packet/codec.js';
 import { newPacketId, type MailEnvelope, type PacketHeader } from '../packet/header.js';
+import { canonicalAddress } from '../route/canonical.js';
 import type { Router } from '../route/router.js';
 import { createDirSync, prepareDurable, removeDurable, type DurableOptions, type PreparedFile } from '../tree/durable.js';
 import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
@@ -57,7 +58,10 @@ function planDestinations(router: Router, from: string, rcpts: readonly string[]
   const seen = new Set<string>();
   const byNode = new Map<string, Destination>();
   for (const rcpt of rcpts) {
-    const key = rcpt.toLowerCase();
+    // The spelling routing compares (ASCII case, IDNA, quotes): Unicode lowercasing would merge
+    // "\u212Aate@x" (KELVIN SIGN) into kate@x, and kate would get nothing.
+    const c = canonicalAddress(rcpt);
+    const key = c ? `${c.local}@${c.domain}` : rcpt;
     if (seen.has(key)) continue;
     seen.add(key);
     const target = router.route(rcpt);

@@ -2,8 +2,8 @@
  * What a crash leaves behind on the sending side, removed when the daemon starts (with or without a
  * receiver: a send-only node crashes too): `.ferrypost.*.tmp` files in the tree older than an hour
  * (younger ones may be another node's or a `ferrypost sendmail`'s write under way), and spooled
- * messages (STATE/spool/<pid>-<random>.msg) of processes that are gone, or older than an hour: a
- * `ferrypost sendmail` running next to the daemon spools into the same directory. STATE/work holds
+ * messages (STATE/spool/<pid>-<random>.msg) of processes that are gone: a `ferrypost sendmail`
+ * running next to the daemon spools into the same directory (a reused pid keeps a file until a later start). STATE/work holds
  * only the daemon's own receiver work files (one daemon per state directory) and is emptied whole.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
@@ -27,7 +27,9 @@ export async function removeLeftovers(tree: string, stateDir: string, log: Logge
     const file = path.join(spool, name);
     const st = await stat(file).catch(() => undefined);
     if (!st) continue;
-    if (now - st.mtimeMs < STALE_AGE_MS && writerAlive(name)) continue;
+    // A live writer's file stays whatever its age (a sendmail whose input pipe stalls writes nothing
+    // for a while): removing it would fail that sendmail after it consumed its input.
+    if (writerAlive(name)) continue;
     await rm(file, { recursive: true, force: true });
     log.info({ evt: 'send.recover-spool', file }, 'removed a spooled message left by a crash');
   }

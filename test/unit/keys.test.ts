@@ -169,6 +169,15 @@ describe('loadKeyring', () => {
     expect(ring.peers.get(office.fingerprint)?.problemAtLoad).toBeUndefined();
   });
 
+  it('loads a peer key whose encryption subkey is revoked with its problem (was: CONFIG, the whole node stopped)', async () => {
+    const g = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'sub' }], format: 'object' });
+    g.privateKey.subkeys[0] = await g.privateKey.subkeys[0]!.revoke(g.privateKey.keyPacket as openpgp.SecretKeyPacket);
+    await writeFile(path.join(dir, 'subrev.pub'), g.privateKey.toPublic().armor());
+    const fpr = g.publicKey.getFingerprint().toLowerCase();
+    const ring = await loadKeyring(config({ peers: [{ name: 'subrev', fingerprint: fpr, key: path.join(dir, 'subrev.pub') }] }));
+    expect(ring.peerProblem(fpr)).toMatch(/Subkey is revoked/);
+  });
+
   it('refuses a peer key that cannot sign (its packets could never be verified), as peer add does', async () => {
     // GnuPG makes one: a certify-only primary with an encryption subkey.
     const gnupg = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));

@@ -117,6 +117,14 @@ describe('createEnqueue', () => {
     expect(counted).toBe(3 * message.length);
   });
 
+  it('drops duplicates as routing spells them: ASCII case and quotes merge, a KELVIN SIGN is not "k"', async () => {
+    await fresh();
+    const q = createEnqueue(deps());
+    const env = { from: 'a@x.org', to: ['\u212Aate@example.net', 'kate@example.net', 'KATE@example.net', '"kate"@example.net'] };
+    const [p] = await q.submit(env, Buffer.from('Subject: s\r\n\r\nx\r\n'));
+    expect(p!.recipients).toEqual(['\u212Aate@example.net', 'kate@example.net']); // kate is not lost behind \u212Aate
+  });
+
   it('NO_ROUTE: names the recipient and writes nothing', async () => {
     await fresh();
     const q = createEnqueue(deps());
