@@ -18,9 +18,7 @@ it('spool directory unusable: 451 within seconds, not at socket_timeout', async 
   });
   const { port } = await h.start(listenerConfig({ max_size: 50_000_000, socket_timeout: 60_000 }), { enqueue: broken });
   const big = Buffer.from(`Subject: big\r\n\r\n${'0123456789abcdef'.repeat(8 * 1024 * 1024 / 16).replace(/(.{64})/g, '$1\r\n')}\r\n`);
-  const t0 = Date.now();
   const err = (await sendSmtp(port, { from: 'a@example.org', to: ['b@example.net'], raw: big }).catch((e: unknown) => e)) as SmtpError;
   expect(err.responseCode).toBe(451);
   expect(err.response).toMatch(/^451 4\.3\.0 /);
-  expect(Date.now() - t0).toBeLessThan(10_000); // not socket_timeout
-}, 90_000);
+}, 30_000); // a reply only at socket_timeout (60 s) fails by this test's timeout; no timing is asserted
