@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
 import { unusablePeerAdvice } from '../keys/usability.js';
+import { reopenLogFile } from '../log/logger.js';
 import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
 import { removeLeftovers } from '../send/leftovers.js';
@@ -99,6 +100,18 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     }
     log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
 
+    // SIGHUP (logrotate's postrotate, `systemctl reload`): reopen the log file. Unhandled, it killed the
+    // daemon (exit 129, which systemd's Restart=on-failure does not restart).
+    const onHup = () => {
+      try {
+        const reopened = reopenLogFile(log);
+        log.info({ evt: 'node.hup', reopened }, reopened ? 'SIGHUP: log file reopened' : 'SIGHUP: nothing to reopen (logging to stderr)');
+      } catch (err) {
+        log.error({ evt: 'node.hup', err: (err as Error).message }, 'SIGHUP: could not reopen the log file; still writing to the old one');
+      }
+    };
+    process.on('SIGHUP', onHup);
+    stops.push(() => process.off('SIGHUP', onHup));
     const stopSignal =
       opts.until ??
       new Promise<void>((resolve) => {

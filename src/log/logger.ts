@@ -18,6 +18,17 @@ export function createLogger(opts: LogOptions): Logger {
   return pino({ level: opts.level, name: opts.name ?? 'ferrypost', base: { pid: process.pid } }, dest);
 }
 
+/**
+ * Reopens the log file under its configured name (after logrotate renamed it: the daemon's SIGHUP,
+ * as for syslogd and Postfix's postlog). No-op when logging to stderr. Throws the reopen's error.
+ */
+export function reopenLogFile(log: Logger): boolean {
+  const stream = (log as unknown as Record<symbol, { reopen?: () => void; file?: string | null } | undefined>)[pino.symbols.streamSym];
+  if (!stream?.reopen || !stream.file) return false;
+  stream.reopen();
+  return true;
+}
+
 /** A logger that drops everything: for tests and library use without a logger. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
