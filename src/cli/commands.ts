@@ -188,6 +188,8 @@ export function registerCommands(program: Command, configFile: () => string): vo
         const problem = ring.peers.get(p.fingerprint.toLowerCase())?.problemAtLoad;
         if (problem) process.stderr.write(`warning: ${unusablePeerAdvice(p.name, problem, p.key)}\n`);
       }
+      // What `run` reads at start besides the config and keys: the listener's TLS pair and users file.
+      if (cfg.smtp) await (await import('../smtp/server.js')).loadTlsAndUsers(cfg.smtp);
       process.stdout.write(`config ok: node ${cfg.node.name} ${ring.self.fingerprint}, ${ring.peers.size} peer(s), delivery ${cfg.delivery?.method ?? 'none'}\n`);
     });
 }

@@ -10,6 +10,8 @@
  * (half-close.ts). listen() rejects if a port cannot be bound.
  */
 import { readFile } from 'node:fs/promises';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
@@ -62,6 +64,36 @@ function dataError(err: unknown): Error {
   return reply(responseCode, `${r.enhanced} ${generic}`);
 }
 
+/**
+ * smtp.tls's key and certificate and smtp.auth_users_file, read and checked as `run` will use them
+ * (also by `check`): a file that cannot be read, a PEM that is not one, or a key that does not match
+ * the certificate is CONFIG naming the setting and the file, not a bare OpenSSL error at start.
+ * The users file is used only with TLS (AUTH is offered only after STARTTLS).
+ */
+export async function loadTlsAndUsers(config: SmtpListenerConfig): Promise<{ tls?: { key: Buffer; cert: Buffer }; users?: UserTable }> {
+  if (!config.tls) return {};
+  const read = (key: string, file: string) =>
+    readFile(file).catch((err: unknown) => {
+      throw new FerryError('CONFIG', `smtp.${key}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    });
+  const tls = { key: await read('tls.key', config.tls.key), cert: await read('tls.cert', config.tls.cert) };
+  try {
+    createSecureContext({ ...tls, minVersion: TLS_MIN_VERSION });
+    // OpenSSL keeps a key and a certificate of different types side by side without complaint; the
+    // handshakes would fail then. The certificate (the first one in the file) must be the key's.
+    if (!new X509Certificate(tls.cert).checkPrivateKey(createPrivateKey(tls.key))) throw new Error('the key does not match the certificate');
+  } catch (err) {
+    throw new FerryError('CONFIG', `smtp.tls: key ${config.tls.key} and certificate ${config.tls.cert} are not a usable pair: ${(err as Error).message} (PEM files, the key matching the certificate)`, { cause: err });
+  }
+  const users = config.auth_users_file
+    ? parseUsersFile((await read('auth_users_file', config.auth_users_file)).toString('utf8'), config.auth_users_file)
+    : undefined;
+  return { tls, ...(users ? { users } : {}) };
+}
+
+/** TLS 1.0 and 1.1 are refused (smtp-server's own default allows TLS 1.0). */
+const TLS_MIN_VERSION = 'TLSv1.2';
+
 export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const { config, enqueue, router, log } = deps;
   const relayNets = createNetworkList(config.allowed_networks);
@@ -74,15 +106,8 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
 
   async function buildOptions(): Promise<SMTPServerOptions> {
-    const read = (key: string, file: string) =>
-      readFile(file).catch((err: unknown) => {
-        throw new FerryError('CONFIG', `smtp.${key}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
-      });
-    const tls = config.tls ? { key: await read('tls.key', config.tls.key), cert: await read('tls.cert', config.tls.cert) } : undefined;
-    let users: UserTable | undefined;
-    if (tls && config.auth_users_file) {
-      users = parseUsersFile((await read('auth_users_file', config.auth_users_file)).toString('utf8'), config.auth_users_file);
-    } else if (config.auth_users_file) {
+    const { tls, users } = await loadTlsAndUsers(config);
+    if (!tls && config.auth_users_file) {
       log?.warn({ evt: 'smtp.config', file: config.auth_users_file }, 'smtp.auth_users_file is ignored without smtp.tls: AUTH is only offered over TLS');
     }
     const disabled = [...(tls ? [] : ['STARTTLS']), ...(users ? [] : ['AUTH'])];
@@ -104,7 +129,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       lmtp: false,
       disableReverseLookup: true,
       logger: false,
-      ...(tls ?? {}),
+      ...(tls ? { ...tls, minVersion: TLS_MIN_VERSION } : {}),
 
       // AUTH is offered only once the connection is secure (not even advertised before STARTTLS).
       onConnect(session, callback) {
@@ -234,7 +259,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         // comes only after the fsync, so the write side must stay open until then (half-close.ts).
         const server = new SMTPServer({ ...options, allowHalfOpen: true } as typeof options);
         greetTrustedAtOnce(server, (address) => relayNets.contains(address), (socket, session) => watchSocket(socket as Socket, session, inHand));
-        server.on('error', (err) => log?.error({ evt: 'smtp.error', err: err.message }, 'smtp server error'));
+        // Mostly a client's doing (a failed TLS handshake, a reset): warn, with the client, for fail2ban-style tools.
+        server.on('error', (err: Error & { remoteAddress?: string }) =>
+          log?.warn({ evt: 'smtp.error', client: err.remoteAddress, err: err.message }, 'smtp connection error'));
         await new Promise<void>((resolve, reject) => {
           const onError = (err: Error) => reject(new FerryError('CONFIG', `smtp: cannot listen on ${addr.host}:${addr.port}: ${err.message}`, { cause: err }));
           server.server.once('error', onError);

@@ -63,3 +63,13 @@ it.skipIf(process.getuid?.() !== 0)('root does not write into a node another use
   expect(run.stderr).toMatch(fix);
   expect(existsSync(path.join(n.dir, 'state', 'outbox.sqlite'))).toBe(false); // nothing root-owned left behind
 });
+
+it('check reads smtp.tls as run will: a certificate that is not one is 78 naming smtp.tls (was "config ok")', () => {
+  const n = initNode(path.join(base, 'tls'), 'tls');
+  writeFileSync(path.join(n.dir, 'cert.pem'), 'not a certificate\n');
+  writeFileSync(path.join(n.dir, 'key.pem'), 'not a key\n');
+  n.edit((d) => d.setIn(['smtp', 'tls'], { key: path.join(n.dir, 'key.pem'), cert: path.join(n.dir, 'cert.pem') }));
+  const r = cli(['check'], { config: n.config });
+  expect(r.status).toBe(78);
+  expect(r.stderr).toMatch(/^ferrypost: smtp\.tls: key .*key\.pem and certificate .*cert\.pem are not a usable pair: /);
+});

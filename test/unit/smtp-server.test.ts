@@ -8,6 +8,7 @@ import pino from 'pino';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpListenerConfig } from '../../src/config/schema.js';
+import type { FerryError } from '../../src/errors/index.js';
 import type { Enqueue } from '../../src/send/types.js';
 import { errnoError, nodeTreeFs, type TreeFs } from '../../src/tree/fs.js';
 import { decodeFile, listFiles } from './send-fixture.js';
@@ -252,6 +253,19 @@ describe('SMTP listener with STARTTLS + AUTH', () => {
     expect(listFiles(h.w.tree)).toHaveLength(2);
     const f = listFiles(h.w.tree)[0]!;
     expect((await decodeFile(path.join(h.w.tree, f), h.w.bob, h.w.self)).payload.equals(CRLF_MESSAGE)).toBe(true);
+  });
+
+  it('a garbage PEM or a key that does not match the certificate is CONFIG naming smtp.tls and the files (was a bare OpenSSL error, exit 70)', async () => {
+    writeFileSync(path.join(tlsDir, 'garbage.pem'), 'not a certificate\n');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path.join(tlsDir, 'other-key.pem')], { stdio: 'ignore' });
+    for (const tls of [
+      { key: path.join(tlsDir, 'key.pem'), cert: path.join(tlsDir, 'garbage.pem') },
+      { key: path.join(tlsDir, 'other-key.pem'), cert: path.join(tlsDir, 'cert.pem') },
+    ]) {
+      const err = (await start(config({ tls })).catch((e: unknown) => e)) as FerryError;
+      expect(err.code).toBe('CONFIG');
+      expect(err.message).toMatch(new RegExp(`^smtp\\.tls: key ${tls.key} and certificate ${tls.cert} are not a usable pair: `));
+    }
   });
 
   it('does not offer AUTH before STARTTLS, and refuses relay without it', async () => {
