@@ -21,6 +21,7 @@ import { hasNonAscii } from '../route/canonical.js';
 import { validateAddress, type Router } from '../route/router.js';
 import { fixedHeaderBytes, HEADER_BUDGET, recipientHeaderBytes } from '../send/header-budget.js';
 import type { Enqueue } from '../send/types.js';
+import { createErrorLimits } from './error-limit.js';
 import { greetTrustedAtOnce } from './greet-pause.js';
 import { createInHand, watchSocket } from './half-close.js';
 import { createNetworkList, limitSize, parseUsersFile, type UserTable } from './policy.js';
@@ -38,6 +39,8 @@ export interface SmtpListenerDeps {
   peerProblem: (fingerprint: string) => string | undefined;
   log?: Logger;
   hostname: string;
+  /** How late a failing client's answers come (error-limit.ts; tests shorten it). */
+  errorSleepMs?: number;
 }
 
 export interface SmtpListener {
@@ -104,6 +107,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const headerUse = new WeakMap<object, Map<string, number>>();
 
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
+  const limits = createErrorLimits(deps.errorSleepMs);
 
   async function buildOptions(): Promise<SMTPServerOptions> {
     const { tls, users } = await loadTlsAndUsers(config);
@@ -147,8 +151,11 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       onAuth(auth, session, callback) {
         const ok = users !== undefined && typeof auth.password === 'string' && users.verify(auth.username ?? '', auth.password);
         if (!ok) {
-          log?.warn({ evt: 'smtp.auth_failed', ...client(session), username: auth.username }, 'authentication failed');
-          return callback(reply(535, '5.7.8 Error: authentication failed'));
+          const v = limits.authFailed(session);
+          log?.warn({ evt: 'smtp.auth_failed', ...client(session), username: auth.username, closing: v.close }, 'authentication failed');
+          const answer = v.close ? reply(421, '4.7.0 Error: too many failed authentications; closing') : reply(535, '5.7.8 Error: authentication failed');
+          setTimeout(() => callback(answer), v.delayMs).unref();
+          return;
         }
         log?.info({ evt: 'smtp.auth', ...client(session), username: auth.username }, 'authenticated');
         callback(null, { user: auth.username });
@@ -178,7 +185,12 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         const rcpt = address.address;
         const reject = (code: number, text: string) => {
           log?.info({ evt: 'smtp.rejected', stage: 'rcpt', rcpt, code, ...client(session) }, text);
-          callback(reply(code, text));
+          // The site's own MTA is never slowed; anyone else who keeps failing is (error-limit.ts).
+          if (relayNets.contains(session.remoteAddress)) return callback(reply(code, text));
+          const v = limits.refused(session);
+          const answer = v.close ? reply(421, '4.7.0 Error: too many errors; closing') : reply(code, text);
+          if (v.delayMs) setTimeout(() => callback(answer), v.delayMs).unref();
+          else callback(answer);
         };
         if (!session.user && !relayNets.contains(session.remoteAddress)) {
           return reject(554, `5.7.1 <${rcpt}>: Relay access denied`);
