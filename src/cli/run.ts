@@ -89,7 +89,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     }
     if (smtp) stops.push(() => smtp.close());
     const bound = (await smtp?.listen()) ?? [];
-    const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port) : undefined;
+    const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port, (err) => log.error({ evt: 'metrics.error', err: err.message }, 'metrics server error')) : undefined;
     if (metricsServer) {
       stops.push(() => metricsServer.close());
       log.info({ evt: 'metrics.listening', port: metricsServer.address.port }, 'metrics on /metrics');

@@ -52,7 +52,7 @@ export function createMetrics(deferredCount: () => number = () => 0): Metrics {
   };
 }
 
-export async function serveMetrics(metrics: Metrics, host: string, port: number): Promise<{ address: AddressInfo; close(): Promise<void> }> {
+export async function serveMetrics(metrics: Metrics, host: string, port: number, onError?: (err: Error) => void): Promise<{ address: AddressInfo; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('not found: try /metrics\n');
@@ -65,7 +65,12 @@ export async function serveMetrics(metrics: Metrics, host: string, port: number)
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      // Later errors (a scraper's broken socket is the request's; this is the server's) must not be unhandled: that ends the daemon.
+      server.on('error', (err) => onError?.(err));
+      resolve();
+    });
   });
   return {
     address: server.address() as AddressInfo,
