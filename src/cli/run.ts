@@ -41,6 +41,18 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     if (problem) log.warn({ evt: 'keys.peer-unusable', peer: p.name, fingerprint: p.fingerprint, problem, file: p.key }, unusablePeerAdvice(p.name, problem, p.key));
   }
   try {
+    // SIGHUP (logrotate's postrotate, `systemctl reload`): reopen the log file. Unhandled, it killed the
+    // daemon (exit 129, which systemd's Restart=on-failure does not restart).
+    const onHup = () => {
+      try {
+        const reopened = reopenLogFile(log);
+        log.info({ evt: 'node.hup', reopened }, reopened ? 'SIGHUP: log file reopened' : 'SIGHUP: nothing to reopen (logging to stderr)');
+      } catch (err) {
+        log.error({ evt: 'node.hup', err: (err as Error).message }, 'SIGHUP: could not reopen the log file; still writing to the old one');
+      }
+    };
+    process.on('SIGHUP', onHup);
+    stops.push(() => process.off('SIGHUP', onHup));
     requireWritableState(cfg.node.state_dir, ['journal.sqlite']); // the journal, unlike the outbox index, is needed
     const journal = openJournal(path.join(cfg.node.state_dir, 'journal.sqlite'));
     stops.push(() => journal.close());
@@ -100,18 +112,6 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     }
     log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
 
-    // SIGHUP (logrotate's postrotate, `systemctl reload`): reopen the log file. Unhandled, it killed the
-    // daemon (exit 129, which systemd's Restart=on-failure does not restart).
-    const onHup = () => {
-      try {
-        const reopened = reopenLogFile(log);
-        log.info({ evt: 'node.hup', reopened }, reopened ? 'SIGHUP: log file reopened' : 'SIGHUP: nothing to reopen (logging to stderr)');
-      } catch (err) {
-        log.error({ evt: 'node.hup', err: (err as Error).message }, 'SIGHUP: could not reopen the log file; still writing to the old one');
-      }
-    };
-    process.on('SIGHUP', onHup);
-    stops.push(() => process.off('SIGHUP', onHup));
     const stopSignal =
       opts.until ??
       new Promise<void>((resolve) => {

@@ -45,7 +45,7 @@ export async function loadKeyring(cfg: Config, env: NodeJS.ProcessEnv = process.
       throw new FerryError('CONFIG', `${where}: key file ${p.key} has fingerprint ${fingerprint}, config says ${configured}`);
     }
     const problem = await keyProblem(key);
-    const wrong = problem ? neverUsable(key) : undefined;
+    const wrong = problem ? await neverUsable(key, problem) : undefined;
     if (wrong) throw new FerryError('CONFIG', `${where}: key file ${p.key} ${wrong}`);
     if (peers.has(fingerprint)) {
       throw new FerryError('CONFIG', `${where}: fingerprint ${fingerprint} is already used by peer "${peers.get(fingerprint)!.name}"`);

@@ -22,18 +22,33 @@ export async function keyProblem(key: openpgp.PublicKey, now: Date = new Date())
     await key.getSigningKey(undefined, now);
     await key.getEncryptionKey(undefined, now);
   } catch (e) {
-    return `has no usable signing or encryption key (expired or revoked subkey?): ${(e as Error).message}`;
+    return `has no usable signing or encryption key: ${(e as Error).message}`; // openpgp says why (expired, revoked, too weak)
   }
   return undefined;
 }
 
 /**
- * Why `key` can never serve as a peer key whatever the time or revocations (no key in it may sign, or
- * none may encrypt, by the key flags of its self-signatures: e.g. GnuPG's certify-only primary with
- * only an encryption subkey), or undefined. That is a wrong key in the config, not one that aged or was
- * revoked (those load with their problem): the keyring refuses it (CONFIG) as `peer add` does.
+ * Why `key`, which has `problem` now (keyProblem), can never serve as a peer key whatever the time or
+ * revocations, or undefined: no key in it may sign, or none may encrypt (key flags: e.g. GnuPG's
+ * certify-only primary with only an encryption subkey), or openpgp refuses it at any date (too weak,
+ * unsupported). That is a wrong key in the config, not one that aged or was revoked (those load with
+ * their problem): the keyring refuses it (CONFIG) as `peer add` does.
  */
-export function neverUsable(key: openpgp.PublicKey): string | undefined {
+export async function neverUsable(key: openpgp.PublicKey, problem: string): Promise<string | undefined> {
+  const byFlags = neverUsableByFlags(key);
+  if (byFlags || /revoked/i.test(problem)) return byFlags;
+  // Not revoked: what openpgp refuses whatever the time (date null: no time checks) is for good too,
+  // e.g. an RSA key under 2047 bits, a signing subkey without its back-signature.
+  try {
+    await key.getSigningKey(undefined, null);
+    await key.getEncryptionKey(undefined, null);
+  } catch (e) {
+    return `has no usable signing or encryption key: ${(e as Error).message}`;
+  }
+  return undefined;
+}
+
+function neverUsableByFlags(key: openpgp.PublicKey): string | undefined {
   type Sig = { keyFlags?: Uint8Array | number[] | null };
   const flagsOf = (sigs: Sig[]): number | undefined => {
     const given = sigs.filter((s) => s.keyFlags && s.keyFlags.length > 0);

@@ -26,6 +26,8 @@ export interface ErrorVerdict {
 export function createErrorLimits(sleepMs: number = ERROR_SLEEP_MS): {
   refused(session: object): ErrorVerdict;
   authFailed(session: object): ErrorVerdict;
+  /** A message was accepted: refusals start over (Postfix counts errors "without delivering mail"); AUTH failures do not. */
+  delivered(session: object): void;
 } {
   const counts = new WeakMap<object, Counts>();
   const of = (s: object): Counts => {
@@ -38,6 +40,10 @@ export function createErrorLimits(sleepMs: number = ERROR_SLEEP_MS): {
       const c = of(session);
       c.errors++;
       return { delayMs: c.errors > SOFT_ERROR_LIMIT ? sleepMs : 0, close: c.errors >= HARD_ERROR_LIMIT };
+    },
+    delivered(session) {
+      const c = counts.get(session);
+      if (c) c.errors = c.authFailures;
     },
     authFailed(session) {
       const c = of(session);

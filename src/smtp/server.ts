@@ -238,6 +238,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
               // Defensive: the limiter stops at max_size, so submit cannot have succeeded past it.
               log?.error({ evt: 'smtp.internal', ...client(session) }, 'size exceeded after submit');
             }
+            limits.delivered(session);
             const ids = packets.map((p) => p.id);
             log?.info(
               // The one line per accepted message: what, from whom, and where in the tree (per packet: peer, file).

@@ -3,7 +3,7 @@
  * the daemon running (it killed it: exit 129, which systemd's Restart=on-failure does not restart).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import { waitUntil } from '../helpers/mail.js';
@@ -26,6 +26,13 @@ it('SIGHUP reopens log.file under its name; the daemon goes on and stops cleanly
     proc.kill('SIGHUP');
     await waitUntil(() => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('"evt":"node.hup"'), 10_000, 'the reopened log file');
     expect(readFileSync(logFile, 'utf8')).toContain('"reopened":true');
+    expect(proc.exitCode).toBeNull();
+    // A file it cannot open (here a directory in its place): the error is logged into the old file, the daemon goes on.
+    renameSync(logFile, `${logFile}.2`);
+    mkdirSync(logFile);
+    proc.kill('SIGHUP');
+    await waitUntil(() => readFileSync(`${logFile}.2`, 'utf8').includes('could not reopen the log file'), 10_000, 'the reopen error in the old file');
+    await new Promise((r) => setTimeout(r, 300));
     expect(proc.exitCode).toBeNull();
   } finally {
     proc.kill('SIGTERM');

@@ -195,6 +195,22 @@ describe('loadKeyring', () => {
     }
   });
 
+  it('refuses a peer key openpgp refuses at any date (RSA 1024: too weak), not only one without key flags', async () => {
+    const gnupg = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));
+    try {
+      const gpg = (...args: string[]) => execFileSync('gpg', ['--homedir', gnupg, '--batch', '--quiet', '--passphrase', '', '--pinentry-mode', 'loopback', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      gpg('--quick-gen-key', 'weak <weak@ferrypost.invalid>', 'rsa1024', 'sign,cert', 'never');
+      const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(gpg('--with-colons', '--list-keys', 'weak@ferrypost.invalid'))![1]!;
+      gpg('--quick-add-key', fpr, 'rsa1024', 'encr', 'never');
+      await writeFile(path.join(dir, 'weak.pub'), gpg('--armor', '--export', fpr));
+      const msg = await configError(loadKeyring(config({ peers: [{ name: 'weak', fingerprint: fpr, key: path.join(dir, 'weak.pub') }] })));
+      expect(msg).toMatch(/peers\[0\] "weak": key file .* has no usable signing or encryption key: .*too weak/);
+    } finally {
+      execFileSync('gpgconf', ['--homedir', gnupg, '--kill', 'all']);
+      await rm(gnupg, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a peer key file whose fingerprint differs from the config', async () => {
     const msg = await configError(
       loadKeyring(

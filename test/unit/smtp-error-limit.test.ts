@@ -29,9 +29,11 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const SLEEP_MS = 200;
+
 async function start(allowed: string[]): Promise<number> {
   const cfg = listenerConfig({ allowed_networks: allowed, max_recipients: 1000, tls: { key: path.join(dir, 'key.pem'), cert: path.join(dir, 'cert.pem') }, auth_users_file: path.join(dir, 'users') });
-  listener = createSmtpListener({ config: cfg, enqueue: h.enqueue(), router: h.w.router, peerProblem: () => undefined, hostname: 'mx.test', errorSleepMs: 30 });
+  listener = createSmtpListener({ config: cfg, enqueue: h.enqueue(), router: h.w.router, peerProblem: () => undefined, hostname: 'mx.test', errorSleepMs: SLEEP_MS });
   return (await listener.listen())[0]!.port;
 }
 
@@ -69,7 +71,9 @@ it('three failed AUTHs over STARTTLS: 535, 535, then 421 and the connection is c
   const c = client(secure);
   await c.cmd('EHLO client.test');
   const guess = (pw: string) => c.cmd(`AUTH PLAIN ${Buffer.from(`\0bob\0${pw}`).toString('base64')}`);
+  const t0 = Date.now();
   expect(await guess('a')).toMatch(/^535 5\.7\.8 /);
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(SLEEP_MS - 20); // answered late (a lower bound only: never flaky)
   expect(await guess('b')).toMatch(/^535 5\.7\.8 /);
   expect(await guess('c')).toMatch(/^421 4\.7\.0 Error: too many failed authentications/);
   await new Promise((r) => (c.isClosed() ? r(undefined) : secure.once('close', r)));
@@ -84,10 +88,16 @@ it('an untrusted client refused again and again is cut off at the hard limit; th
     await c.cmd('EHLO client.test');
     await c.cmd('MAIL FROM:<a@example.org>');
     const replies: string[] = [];
-    for (let i = 0; i < HARD_ERROR_LIMIT; i++) replies.push(await c.cmd(`RCPT TO:<x${i}@nowhere.invalid>`));
+    const took: number[] = [];
+    for (let i = 0; i < HARD_ERROR_LIMIT; i++) {
+      const t0 = Date.now();
+      replies.push(await c.cmd(`RCPT TO:<x${i}@nowhere.invalid>`));
+      took.push(Date.now() - t0);
+    }
     if (cutOff) {
       expect(replies.slice(0, HARD_ERROR_LIMIT - 1).every((r) => r.startsWith('554 5.7.1'))).toBe(true);
       expect(replies.at(-1)).toMatch(/^421 4\.7\.0 Error: too many errors/);
+      for (const ms of took.slice(SOFT_ERROR_LIMIT)) expect(ms).toBeGreaterThanOrEqual(SLEEP_MS - 20); // past the soft limit: late
     } else {
       expect(replies.every((r) => r.startsWith('550 5.1.2'))).toBe(true); // refused each time, never cut off
     }
@@ -97,3 +107,29 @@ it('an untrusted client refused again and again is cut off at the hard limit; th
   }
   expect(SOFT_ERROR_LIMIT).toBeLessThan(HARD_ERROR_LIMIT);
 });
+
+it('an accepted message starts the count of refusals over (Postfix counts errors without delivering mail)', async () => {
+  const port = await start(['10.0.0.0/8']);
+  const plain = net.connect(port, '127.0.0.1');
+  const p = client(plain);
+  await p.reply();
+  await p.cmd('EHLO client.test');
+  await p.cmd('STARTTLS');
+  plain.removeAllListeners('data');
+  const secure = tls.connect({ socket: plain, rejectUnauthorized: false });
+  await new Promise((r) => secure.once('secureConnect', r));
+  const c = client(secure);
+  await c.cmd('EHLO client.test');
+  expect(await c.cmd(`AUTH PLAIN ${Buffer.from('\0bob\0s3cret').toString('base64')}`)).toMatch(/^235 /);
+  const refusals = async (n: number) => {
+    for (let i = 0; i < n; i++) expect(await c.cmd(`RCPT TO:<x${i}@nowhere.invalid>`)).toMatch(/^550 /);
+  };
+  await c.cmd('MAIL FROM:<a@example.org>');
+  await refusals(HARD_ERROR_LIMIT - 1);
+  expect(await c.cmd('RCPT TO:<b@example.net>')).toMatch(/^250 /);
+  expect(await c.cmd('DATA')).toMatch(/^354 /);
+  expect(await c.cmd('Subject: s\r\n\r\nx\r\n.')).toMatch(/^250 /);
+  await c.cmd('MAIL FROM:<a@example.org>');
+  await refusals(HARD_ERROR_LIMIT - 1); // not cut off: the count started over after the 250
+  secure.destroy();
+}, 60_000);
