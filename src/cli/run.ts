@@ -43,6 +43,8 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   try {
     // SIGHUP (logrotate's postrotate, `systemctl reload`): reopen the log file. Unhandled, it killed the
     // daemon (exit 129, which systemd's Restart=on-failure does not restart).
+    // Also the listener's TLS certificate and users file are read again (a renewed certificate).
+    let reloadSmtp: (() => Promise<void>) | undefined;
     const onHup = () => {
       try {
         const reopened = reopenLogFile(log);
@@ -50,6 +52,10 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
       } catch (err) {
         log.error({ evt: 'node.hup', err: (err as Error).message }, 'SIGHUP: could not reopen the log file; still writing to the old one');
       }
+      reloadSmtp?.().then(
+        () => log.info({ evt: 'smtp.reloaded' }, 'SIGHUP: smtp.tls and auth_users_file read again'),
+        (err: unknown) => log.error({ evt: 'smtp.reload-failed', err: (err as Error).message }, 'SIGHUP: smtp.tls or auth_users_file not usable; the ones in use stay'),
+      );
     };
     process.on('SIGHUP', onHup);
     stops.push(() => process.off('SIGHUP', onHup));
@@ -101,6 +107,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     }
     if (smtp) stops.push(() => smtp.close());
     const bound = (await smtp?.listen()) ?? [];
+    if (smtp && cfg.smtp?.tls) reloadSmtp = () => smtp.reload();
     const metricsServer = metricsModule && metrics && cfg.metrics ? await metricsModule.serveMetrics(metrics, cfg.metrics.listen.host, cfg.metrics.listen.port, (err) => log.error({ evt: 'metrics.error', err: err.message }, 'metrics server error')) : undefined;
     if (metricsServer) {
       stops.push(() => metricsServer.close());

@@ -46,6 +46,11 @@ export interface SmtpListenerDeps {
 export interface SmtpListener {
   /** Binds every configured address; the actual host/port of each (port 0 → the chosen port). */
   listen(): Promise<Array<{ host: string; port: number }>>;
+  /**
+   * Reads smtp.tls and smtp.auth_users_file again (a renewed certificate, a changed user) and uses them
+   * for new connections (SIGHUP); on any error (CONFIG) the ones in use stay.
+   */
+  reload(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -108,9 +113,12 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
 
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
   const limits = createErrorLimits(deps.errorSleepMs);
+  /** The users of auth_users_file, as last read (listen, reload). */
+  let users: UserTable | undefined;
 
   async function buildOptions(): Promise<SMTPServerOptions> {
-    const { tls, users } = await loadTlsAndUsers(config);
+    const { tls, users: table } = await loadTlsAndUsers(config);
+    users = table;
     if (!tls && config.auth_users_file) {
       log?.warn({ evt: 'smtp.config', file: config.auth_users_file }, 'smtp.auth_users_file is ignored without smtp.tls: AUTH is only offered over TLS');
     }
@@ -264,6 +272,13 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   }
 
   return {
+    async reload() {
+      if (!config.tls) return;
+      const fresh = await loadTlsAndUsers(config);
+      for (const server of servers) (server as unknown as { updateSecureContext(o: object): void }).updateSecureContext({ ...fresh.tls, minVersion: TLS_MIN_VERSION });
+      // AUTH stays offered as at start (its users file may not appear or vanish at a reload).
+      if (users && fresh.users) users = fresh.users;
+    },
     async listen() {
       const options = await buildOptions();
       const bound: Array<{ host: string; port: number }> = [];
