@@ -48,7 +48,7 @@ export function isIgnoredName(name: string): boolean {
   return name.startsWith('.') || name.startsWith('~syncthing~') || name.includes('.sync-conflict-');
 }
 
-const CONFLICT_RE = /^([a-z2-7]{52})\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]{7}\.pgp$/;
+const CONFLICT_RE = /^([a-z2-7]{52})(?:\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]{7})+\.pgp$/; // a conflict of a conflict too
 
 /**
  * The packet name a Syncthing conflict copy was made from (`<name>.sync-conflict-<date>-<time>-<device>.pgp`),

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   base32Encode,
+  conflictOriginal,
   hashFromPacketName,
   inboxDir,
   isIgnoredName,
@@ -80,5 +81,18 @@ describe('ignored names', () => {
   it('STIGNORE_LINES keeps our temp files local and contains only comments and that pattern', () => {
     expect(STIGNORE_LINES).toContain('(?d).ferrypost.*.tmp');
     for (const l of STIGNORE_LINES) expect(l.startsWith('//') || l === '(?d).ferrypost.*.tmp').toBe(true);
+  });
+});
+
+describe('conflictOriginal', () => {
+  const name = `${'a'.repeat(52)}.pgp`;
+  it('names the packet a Syncthing conflict copy (or a copy of a copy) was made from', () => {
+    expect(conflictOriginal(`${'a'.repeat(52)}.sync-conflict-20261127-120000-ABCDEFG.pgp`)).toBe(name);
+    expect(conflictOriginal(`${'a'.repeat(52)}.sync-conflict-20261127-120000-ABCDEFG.sync-conflict-20261128-080000-HIJKLMN.pgp`)).toBe(name);
+  });
+  it('is undefined for anything else', () => {
+    for (const n of [name, `${'a'.repeat(51)}.sync-conflict-20261127-120000-ABCDEFG.pgp`, `${'a'.repeat(52)}.sync-conflict-2026-120000-ABCDEFG.pgp`, `${'a'.repeat(52)}.sync-conflict-20261127-120000-ABCDEFG.tmp`]) {
+      expect(conflictOriginal(n), n).toBeUndefined();
+    }
   });
 });
