@@ -113,6 +113,10 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
 
   const client = (s: SMTPServerSession) => ({ client: s.remoteAddress, session: s.id, user: s.user });
   const limits = createErrorLimits(deps.errorSleepMs);
+  /** Open sessions per client address outside allowed_networks, and the sessions counted there. */
+  const perClient = new Map<string, number>();
+  const counted = new WeakSet<object>();
+  const perClientLimit = Math.max(1, Math.floor(config.max_clients / 2));
   /** The users of auth_users_file, as last read (listen, reload). */
   let users: UserTable | undefined;
 
@@ -146,7 +150,26 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       // AUTH is offered only once the connection is secure (not even advertised before STARTTLS).
       onConnect(session, callback) {
         if (users) (session as SessionWithDisabled).disabledCommands = ['AUTH'];
+        // One address outside allowed_networks may hold half the slots at most (Postfix's
+        // smtpd_client_connection_count_limit, mynetworks excepted): it cannot lock the site's MTA out.
+        const ip = session.remoteAddress;
+        if (!relayNets.contains(ip)) {
+          const n = perClient.get(ip) ?? 0;
+          if (n >= perClientLimit) {
+            log?.warn({ evt: 'smtp.rejected', stage: 'connect', ...client(session), connections: n }, 'too many connections from one client');
+            return callback(reply(421, `4.7.0 Error: too many connections from ${ip}; try again later`));
+          }
+          perClient.set(ip, n + 1);
+          counted.add(session);
+        }
         callback();
+      },
+
+      onClose(session) {
+        if (!counted.delete(session)) return;
+        const n = (perClient.get(session.remoteAddress) ?? 1) - 1;
+        if (n > 0) perClient.set(session.remoteAddress, n);
+        else perClient.delete(session.remoteAddress);
       },
 
       onSecure(socket, session, callback) {

@@ -133,3 +133,32 @@ it('an accepted message starts the count of refusals over (Postfix counts errors
   await refusals(HARD_ERROR_LIMIT - 1); // not cut off: the count started over after the 250
   secure.destroy();
 }, 60_000);
+
+it('one untrusted address holds at most half the slots (max_clients 4: the third connection gets 421); the trusted MTA all of them', async () => {
+  const greet = async (port: number) => {
+    const c = client(net.connect(port, '127.0.0.1'));
+    return { c, greeting: await c.reply() };
+  };
+  for (const [allowed, expectThird] of [[['10.0.0.0/8'], /^421 4\.7\.0 Error: too many connections from /], [['127.0.0.0/8'], /^220 /]] as const) {
+    const cfg = listenerConfig({ allowed_networks: [...allowed], max_clients: 4 });
+    listener = createSmtpListener({ config: cfg, enqueue: h.enqueue(), router: h.w.router, peerProblem: () => undefined, hostname: 'mx.test', errorSleepMs: 0 });
+    const port = (await listener.listen())[0]!.port;
+    const a = await greet(port);
+    const b = await greet(port);
+    expect([a.greeting, b.greeting].every((g) => g.startsWith('220 '))).toBe(true);
+    const third = await greet(port);
+    expect(third.greeting).toMatch(expectThird);
+    if (expectThird.source.startsWith('^421')) {
+      // A slot freed is a slot again.
+      a.c.sock.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const again = await greet(port);
+      expect(again.greeting).toMatch(/^220 /);
+      again.c.sock.destroy();
+    } else a.c.sock.destroy();
+    b.c.sock.destroy();
+    third.c.sock.destroy();
+    await listener.close();
+    listener = undefined;
+  }
+});
