@@ -178,37 +178,33 @@ describe('loadKeyring', () => {
     expect(ring.peerProblem(fpr)).toMatch(/Subkey is revoked/);
   });
 
-  it('refuses a peer key that cannot sign (its packets could never be verified), as peer add does', async () => {
-    // GnuPG makes one: a certify-only primary with an encryption subkey.
+  /** A GnuPG key (primary `primary`, one subkey `sub`) exported into dir/NAME.pub; its fingerprint. */
+  async function gnupgPeerKey(name: string, primary: [string, string], sub: [string, string]): Promise<string> {
     const gnupg = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));
     try {
       const gpg = (...args: string[]) => execFileSync('gpg', ['--homedir', gnupg, '--batch', '--quiet', '--passphrase', '', '--pinentry-mode', 'loopback', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      gpg('--quick-gen-key', 'nosign <nosign@ferrypost.invalid>', 'ed25519', 'cert', 'never');
-      const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(gpg('--with-colons', '--list-keys', 'nosign@ferrypost.invalid'))![1]!;
-      gpg('--quick-add-key', fpr, 'cv25519', 'encr', 'never');
-      await writeFile(path.join(dir, 'nosign.pub'), gpg('--armor', '--export', fpr));
-      const msg = await configError(loadKeyring(config({ peers: [{ name: 'nosign', fingerprint: fpr, key: path.join(dir, 'nosign.pub') }] })));
-      expect(msg).toMatch(/peers\[0\] "nosign": key file .* has no usable signing or encryption key/);
+      gpg('--quick-gen-key', `${name} <${name}@ferrypost.invalid>`, ...primary, 'never');
+      const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(gpg('--with-colons', '--list-keys', `${name}@ferrypost.invalid`))![1]!;
+      gpg('--quick-add-key', fpr, ...sub, 'never');
+      await writeFile(path.join(dir, `${name}.pub`), gpg('--armor', '--export', fpr));
+      return fpr;
     } finally {
       execFileSync('gpgconf', ['--homedir', gnupg, '--kill', 'all']);
       await rm(gnupg, { recursive: true, force: true });
     }
+  }
+
+  it('refuses a peer key that cannot sign (its packets could never be verified), as peer add does', async () => {
+    // GnuPG makes one: a certify-only primary with an encryption subkey.
+    const fpr = await gnupgPeerKey('nosign', ['ed25519', 'cert'], ['cv25519', 'encr']);
+    const msg = await configError(loadKeyring(config({ peers: [{ name: 'nosign', fingerprint: fpr, key: path.join(dir, 'nosign.pub') }] })));
+    expect(msg).toMatch(/peers\[0\] "nosign": key file .* has no usable signing or encryption key/);
   });
 
   it('refuses a peer key openpgp refuses at any date (RSA 1024: too weak), not only one without key flags', async () => {
-    const gnupg = await mkdtemp(path.join(tmpdir(), 'ferrypost-gnupg-'));
-    try {
-      const gpg = (...args: string[]) => execFileSync('gpg', ['--homedir', gnupg, '--batch', '--quiet', '--passphrase', '', '--pinentry-mode', 'loopback', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      gpg('--quick-gen-key', 'weak <weak@ferrypost.invalid>', 'rsa1024', 'sign,cert', 'never');
-      const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(gpg('--with-colons', '--list-keys', 'weak@ferrypost.invalid'))![1]!;
-      gpg('--quick-add-key', fpr, 'rsa1024', 'encr', 'never');
-      await writeFile(path.join(dir, 'weak.pub'), gpg('--armor', '--export', fpr));
-      const msg = await configError(loadKeyring(config({ peers: [{ name: 'weak', fingerprint: fpr, key: path.join(dir, 'weak.pub') }] })));
-      expect(msg).toMatch(/peers\[0\] "weak": key file .* has no usable signing or encryption key: .*too weak/);
-    } finally {
-      execFileSync('gpgconf', ['--homedir', gnupg, '--kill', 'all']);
-      await rm(gnupg, { recursive: true, force: true });
-    }
+    const fpr = await gnupgPeerKey('weak', ['rsa1024', 'sign,cert'], ['rsa1024', 'encr']);
+    const msg = await configError(loadKeyring(config({ peers: [{ name: 'weak', fingerprint: fpr, key: path.join(dir, 'weak.pub') }] })));
+    expect(msg).toMatch(/peers\[0\] "weak": key file .* has no usable signing or encryption key: .*too weak/);
   });
 
   it('refuses a peer key file whose fingerprint differs from the config', async () => {
