@@ -7,7 +7,7 @@
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { errnoError, errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
+import { errnoError, errnoOf, nodeTreeFs, pathExists, type TreeFs } from '../tree/fs.js';
 import { ensureDir, fsyncDir, prepareDurable } from '../tree/durable.js';
 
 export interface QuarantineReason {
@@ -38,16 +38,6 @@ function stamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
 }
 
-async function exists(fs: TreeFs, path: string): Promise<boolean> {
-  try {
-    await fs.lstat(path);
-    return true;
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return false;
-    throw err;
-  }
-}
-
 export async function quarantinePacket(
   stateDir: string,
   file: string,
@@ -69,7 +59,7 @@ export async function quarantinePacket(
   for (let n = 0; name === ''; n++) {
     if (n >= MAX_COUNTER) throw errnoError('EEXIST', `no free quarantine name for ${base}`, qdir);
     const candidate = n === 0 ? base : `${stamp(now)}-${n}-${basename(file)}`;
-    if ((await exists(fs, join(qdir, candidate))) || (await exists(fs, join(qdir, candidate + REASON_SUFFIX)))) continue;
+    if ((await pathExists(join(qdir, candidate), fs)) || (await pathExists(join(qdir, candidate + REASON_SUFFIX), fs))) continue;
     const prepared = await prepareDurable(qdir, body, { fs });
     try {
       reasonPath = await prepared.commit(candidate + REASON_SUFFIX);
@@ -85,7 +75,7 @@ export async function quarantinePacket(
   const path = join(qdir, name);
   let moved = false;
   try {
-    if (await exists(fs, path)) throw errnoError('EEXIST', `refusing to overwrite ${path}`, path);
+    if (await pathExists(path, fs)) throw errnoError('EEXIST', `refusing to overwrite ${path}`, path);
     try {
       await fs.rename(file, path);
       moved = true;

@@ -8,7 +8,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FerryError } from '../errors/index.js';
 import { prepareDurable } from '../tree/durable.js';
-import { errnoOf, treeMissingError } from '../tree/fs.js';
+import { errnoOf, requireTree } from '../tree/fs.js';
 import { hashFromPacketName, inboxDir, isNodeId } from '../tree/layout.js';
 import { listQuarantine, type QuarantineEntry } from './quarantine.js';
 
@@ -18,7 +18,7 @@ export async function releaseQuarantined(stateDir: string, tree: string, self: s
   const target = targetFor(entry, tree, self);
   const dir = dirname(target);
   // The tree itself is never made here: missing, it is a wrong node.tree or an unmounted folder.
-  if (!(await fsp.stat(tree).then((st) => st.isDirectory(), () => false))) throw treeMissingError(tree);
+  await requireTree(tree);
   try {
     await fsp.mkdir(dir, { recursive: true });
     await fsp.link(entry.path, target);

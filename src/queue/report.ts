@@ -3,11 +3,9 @@
  * the tree (not yet delivered and deleted by the peer), per peer. Incoming: packets for this node that
  * wait for a retry, with the last error.
  */
-import { stat } from 'node:fs/promises';
-import { FerryError } from '../errors/index.js';
 import type { Identities } from '../keys/identities.js';
 import type { Journal } from '../store/journal.js';
-import { treeMissingError } from '../tree/fs.js';
+import { requireTree } from '../tree/fs.js';
 import { scanInbox, scanOutgoing } from '../tree/scan.js';
 import type { Outbox } from './outbox.js';
 
@@ -46,16 +44,6 @@ export async function queueReport(tree: string, keyring: Identities, outbox: Out
   }
   const waiting = inbox.length - incoming.length;
   return { outgoing, incoming, waiting };
-}
-
-async function requireTree(tree: string): Promise<void> {
-  try {
-    if ((await stat(tree)).isDirectory()) return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    throw treeMissingError(tree, err);
-  }
-  throw new FerryError('CONFIG', `tree ${tree} is not a directory (node.tree in the config)`);
 }
 
 export function formatQueue(r: QueueReport): string {

@@ -9,12 +9,12 @@
  * - a copy that does not is damaged: quarantined as PACKET_HASH with that reason, so it leaves the tree.
  * While the original name is taken, nothing is done: that file is handled first, the copy at a later scan.
  */
-import { link, lstat, unlink } from 'node:fs/promises';
+import { link, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { quarantinePacket } from '../quarantine/quarantine.js';
 import { fsyncDir } from '../tree/durable.js';
-import { errnoOf } from '../tree/fs.js';
+import { errnoOf, pathExists } from '../tree/fs.js';
 import { conflictOriginal, packetNameForHash } from '../tree/layout.js';
 import { hashFile } from '../tree/scan.js';
 
@@ -46,7 +46,7 @@ async function handle(deps: { stateDir: string; log: Logger; adopted: () => void
   const original = conflictOriginal(name)!;
   const file = join(dir, name);
   const target = join(dir, original);
-  if (await lstat(target).then(() => true, (e: unknown) => (errnoOf(e) === 'ENOENT' ? false : Promise.reject(e)))) return;
+  if (await pathExists(target)) return;
   const hash = await hashFile(file).catch((e: unknown) => (errnoOf(e) === 'ENOENT' ? undefined : Promise.reject(e)));
   if (!hash) return; // gone meanwhile (Syncthing resolved it)
   if (packetNameForHash(hash) === original) {

@@ -13,7 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { errnoError, errnoOf, nodeTreeFs, treeMissingError, type TreeFileHandle, type TreeFs } from './fs.js';
+import { errnoError, errnoOf, nodeTreeFs, pathExists, treeMissingError, type TreeFileHandle, type TreeFs } from './fs.js';
 import { EarlyWriteback } from './writeback.js';
 
 export interface PreparedFile {
@@ -129,11 +129,7 @@ export async function ensureDir(dir: string, fs: TreeFs = nodeTreeFs, sawMissing
   const missing: string[] = [];
   const stop = within === undefined ? undefined : resolve(within);
   for (let d = dir; dirname(d) !== d; d = dirname(d)) {
-    const exists = await fs.lstat(d).then(() => true, (e: unknown) => {
-      if (errnoOf(e) === 'ENOENT') return false;
-      throw e;
-    });
-    if (exists) break;
+    if (await pathExists(d, fs)) break;
     if (stop !== undefined && resolve(d) === stop) throw treeMissingError(within!);
     missing.push(d);
   }
@@ -226,11 +222,7 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
         } catch (err) {
           if (created || !NO_LINK.has(errnoOf(err) ?? '')) throw err;
           // No hard links here (e.g. FAT): check, then rename. Only ferrypost writes these names.
-          const exists = await fs.lstat(finalPath).then(() => true, (e: unknown) => {
-            if (errnoOf(e) === 'ENOENT') return false;
-            throw e;
-          });
-          if (exists) throw errnoError('EEXIST', `refusing to overwrite ${finalPath}`, finalPath);
+          if (await pathExists(finalPath, fs)) throw errnoError('EEXIST', `refusing to overwrite ${finalPath}`, finalPath);
           await fs.rename(tmpPath, finalPath);
           created = true;
         }

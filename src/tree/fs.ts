@@ -12,6 +12,7 @@
  */
 import { FerryError } from '../errors/index.js';
 import { closeSync, fsync, linkSync, lstatSync, mkdirSync, open, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 
 export interface TreeFileHandle {
   /** Write `length` bytes of `buffer` from `offset`; may write fewer (the caller loops). */
@@ -86,4 +87,30 @@ export function errnoError(code: string, message: string, path?: string): NodeJS
 /** TREE itself is missing: a wrong node.tree or a folder not mounted, never something to create. */
 export function treeMissingError(tree: string, cause?: unknown): FerryError {
   return new FerryError('CONFIG', `tree ${tree} does not exist (node.tree in the config; is the Syncthing folder mounted?)`, cause === undefined ? {} : { cause });
+}
+
+/**
+ * TREE is a directory (a symlink to one too: the Syncthing folder often lives elsewhere), or CONFIG
+ * (treeMissingError, or "not a directory"): for commands that write into or list it.
+ */
+export async function requireTree(tree: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(tree);
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+    throw treeMissingError(tree, err);
+  }
+  if (!st.isDirectory()) throw new FerryError('CONFIG', `tree ${tree} is not a directory (node.tree in the config)`);
+}
+
+/** Whether `path` exists (a symlink counts as itself); errors other than ENOENT are thrown. */
+export async function pathExists(path: string, fs: TreeFs = nodeTreeFs): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    throw err;
+  }
 }
