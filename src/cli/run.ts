@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
-import { unusablePeerAdvice } from '../keys/usability.js';
+import { unusablePeers } from '../keys/usability.js';
 import { reopenLogFile } from '../log/logger.js';
 import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
@@ -36,10 +36,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   // after the lock is given up, next to the daemon that takes it then.
   const stops: Array<() => unknown> = [];
   let failed = false;
-  for (const p of cfg.peers) {
-    const problem = node.keyring.peers.get(p.fingerprint.toLowerCase())?.problemAtLoad;
-    if (problem) log.warn({ evt: 'keys.peer-unusable', peer: p.name, fingerprint: p.fingerprint, problem, file: p.key }, unusablePeerAdvice(p.name, problem, p.key));
-  }
+  for (const { advice, ...u } of unusablePeers(cfg.peers, node.keyring)) log.warn({ evt: 'keys.peer-unusable', ...u }, advice);
   try {
     // SIGHUP (logrotate's postrotate, `systemctl reload`): reopen the log file. Unhandled, it killed the
     // daemon (exit 129, which systemd's Restart=on-failure does not restart).

@@ -9,6 +9,7 @@
  * before it are (README "Guarantees", docs/delivery.md).
  */
 import type * as openpgp from 'openpgp';
+import type { Keyring } from './keyring.js';
 
 /** A changed answer (a key expiring while the daemon runs) is seen within this time. */
 export const RECHECK_MS = 60_000;
@@ -91,8 +92,16 @@ export function createUsabilityView(
   };
 }
 
-/** What an admin reads at start-up (`run`'s log, `check`) about a peer whose key cannot be used. */
-export function unusablePeerAdvice(peer: string, problem: string, keyFile: string): string {
-  return `peer ${peer}: its key ${problem}; mail for it is deferred (450 4.7.5) until its renewed key is in ${keyFile} ` +
-    `and ferrypost is restarted (ask that node for "ferrypost key export"); its packets signed while the key was valid are still delivered`;
+/**
+ * The configured peers whose key could not be used at load, with what an admin reads about each at
+ * start-up (`run`'s log, `check`'s warnings).
+ */
+export function unusablePeers(peers: ReadonlyArray<{ name: string; fingerprint: string; key: string }>, keyring: Keyring): Array<{ peer: string; fingerprint: string; file: string; problem: string; advice: string }> {
+  return peers.flatMap((p) => {
+    const problem = keyring.peers.get(p.fingerprint.toLowerCase())?.problemAtLoad;
+    if (!problem) return [];
+    const advice = `peer ${p.name}: its key ${problem}; mail for it is deferred (450 4.7.5) until its renewed key is in ${p.key} ` +
+      `and ferrypost is restarted (ask that node for "ferrypost key export"); its packets signed while the key was valid are still delivered`;
+    return [{ peer: p.name, fingerprint: p.fingerprint, file: p.key, problem, advice }];
+  });
 }
