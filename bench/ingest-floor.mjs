@@ -2,12 +2,15 @@
 // Under one smtp-source load (1,000 x 4 KiB, 10 sessions, a connection per message), for each of
 //   bare smtp-server that discards (the library's own cost: parse, reply, one connection per message),
 //   bare smtp-server + one durable file per message (write, fsync, close, rename),
+//   bare smtp-server + one real packet per message (ferrypost's codec and durable write, nothing else),
+//   bare smtp-server + several messages per packet (group commit: a design ferrypost does not have),
 //   ferrypost (sign + compress + encrypt + durable packet + dir fsync),
 //   Postfix smtpd -> cleanup -> qmgr -> discard(8),
 // prints msg/s and CPU per message (user + system, every thread; Postfix: the master and all its
 // children, including those that exited, via the master's cutime/cstime) and smtp-source's own CPU.
 // Not part of `npm run bench` (3 extra servers); no timing is asserted. Env: INGEST_N, FLOOR_SESSIONS
-// (default 10; 1 gives each server's latency per message, with nothing queued behind anything).
+// (default 10; 1 gives each server's latency per message, with nothing queued behind anything),
+// FLOOR_MODES (bare modes to run, default "discard,durable,packet,batch"), BATCH_MAX (bare-smtp.mjs).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -35,7 +38,8 @@ async function bare(mode, dir) {
     child.stdout.once('data', (d) => res(Number(String(d).trim())));
     child.once('exit', (c) => rej(new Error(`bare smtp-server exited ${c}`)));
   });
-  return { port, pid: child.pid, stop: () => child.kill() };
+  const exited = new Promise((res) => child.once('exit', res));
+  return { port, pid: child.pid, stop: async () => { child.kill(); await exited; } };
 }
 
 export async function main() {
@@ -43,14 +47,15 @@ export async function main() {
   const rows = [];
   console.log(`== ingest-floor: ${N} x 4 KiB, ${SESSIONS} sessions, CPU per message (2 cores; see docs/performance.md)`);
   try {
-    for (const mode of ['discard', 'durable']) {
+    const LABELS = { discard: 'discard', durable: 'durable file per message', packet: 'one packet per message', batch: 'messages batched per packet' };
+    for (const mode of (process.env.FLOOR_MODES ?? 'discard,durable,packet,batch').split(',')) {
       const dir = path.join(base, mode);
       fs.mkdirSync(dir);
       const s = await bare(mode, dir);
       try {
-        rows.push(await measure(`bare smtp-server, ${mode === 'discard' ? 'discard' : 'durable file per message'}`, s.port, s.pid, false));
+        rows.push(await measure(`bare smtp-server, ${LABELS[mode]}`, s.port, s.pid, false));
       } finally {
-        s.stop();
+        await s.stop();
       }
     }
     const { a } = await nodePair(base);
