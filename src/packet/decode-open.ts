@@ -1,7 +1,8 @@
 /**
- * Opening a packet for the decoder (decode.ts): the native path (decrypt-native.ts, with the
- * signature checked natively or by openpgp.verify) or openpgp.decrypt for anything else, as one
- * `Opened`: the signed data to read, and what to check once it was read.
+ * Opening a packet for the decoder (decode.ts): decrypted on the native path (decrypt-native.ts,
+ * which refuses what it does not decode: nothing goes to openpgp.decrypt), the signature checked
+ * natively or by openpgp.verify, as one `Opened`: the signed data to read, and what to check once it
+ * was read.
  */
 import * as openpgp from 'openpgp';
 import type { DecodeOptions } from './decode.js';
@@ -14,28 +15,27 @@ export interface Opened {
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   /** The signatures found; complete once `data` was read to the end. */
   signatures: () => SignatureCheck[];
-  /** True once the MDC/AEAD tag was checked (openpgp.decrypt: it errors the data stream instead). */
+  /** True once the MDC was checked. */
   integrityChecked: () => boolean;
   /**
-   * The native streamed path: finish the integrity check without reading `data` further (no inflation,
-   * no signature), for a packet already refused. Elsewhere the refused packet is read to its end.
+   * The streamed path with the native signature check: finish the integrity check without reading
+   * `data` further (no inflation, no signature), for a packet already refused. Elsewhere (openpgp.verify)
+   * the refused packet is read to its end.
    */
   drain?: () => Promise<void>;
   /** The signer's key id as the One-Pass Signature claims it, where known before the data. */
   issuerKeyID?: KeyID;
-  /** The native path: ends the decryption chain (and a decrypt worker's job) when the decode gives up. */
+  /** Ends the decryption chain (and a decrypt worker's job) when the decode gives up. */
   close?: () => Promise<void>;
 }
 
 /**
- * Native path for SEIPD v1 + AES (decrypt-native.ts) with the signature checked natively for our
- * Ed25519 keys (native/signature-verify.ts) or by openpgp.verify for anything else; other packets
- * through openpgp.decrypt, which streams (allowUnauthenticatedStream) and checks the MDC/AEAD tag at
- * the end of the data stream.
+ * PKESK + SEIPD v1 + AES decrypted natively (decrypt-native.ts; anything else is refused there) with
+ * the signature checked natively for our Ed25519 keys (native/signature-verify.ts) or by openpgp.verify
+ * for anything else.
  */
 export async function open(opts: DecodeOptions): Promise<Opened> {
   const native = await openNative(opts.input, opts.decryptionKey, { decryptWorker: opts.decryptWorker, inputBytes: opts.inputBytes });
-  if (native.kind !== 'native') return openOther(opts, native.input);
   try {
     return { ...(await openSigned(opts, native)), close: native.close };
   } catch (e) {
@@ -46,7 +46,7 @@ export async function open(opts: DecodeOptions): Promise<Opened> {
 }
 
 /** The native path: SEIPD v1 + AES decrypted here; the signature natively, or by openpgp.verify. */
-async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kind: 'native' }>): Promise<Opened> {
+async function openSigned(opts: DecodeOptions, native: NativeOpen): Promise<Opened> {
   const keys = opts.verificationKeys;
   const integrityChecked = native.integrityChecked;
   // Small messages (most mail): verify from one buffer, no stream machinery. Reading to the end
@@ -67,22 +67,11 @@ async function openSigned(opts: DecodeOptions, native: Extract<NativeOpen, { kin
   return { data: verified.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(verified.signatures), integrityChecked };
 }
 
-/** Anything the native path does not handle: openpgp.decrypt, streaming. */
-async function openOther(opts: DecodeOptions, input: AsyncIterable<Uint8Array>): Promise<Opened> {
-  const keys = opts.verificationKeys;
-  const message = await openpgp.readMessage({ binaryMessage: pullStream(input) });
-  const decrypted = await openpgp.decrypt({
-    message,
-    decryptionKeys: opts.decryptionKey,
-    verificationKeys: keys,
-    format: 'binary',
-    expectSigned: false, // checked after the data has been read to the end
-    config: { allowUnauthenticatedStream: true, ...openpgpLimits(opts) },
-  });
-  return { data: decrypted.data as unknown as AsyncIterable<Uint8Array>, signatures: settled(decrypted.signatures), integrityChecked: () => true };
-}
-
-/** The native path's 1100:1 decompression limit (decrypt-native.ts), for openpgp.js. */
+/**
+ * The native path's 1100:1 decompression limit (decrypt-native.ts), for openpgp.verify. Insurance
+ * only: what it is given was inflated natively, and a Compressed Data packet in it is refused before
+ * openpgp.js sees it (openpgp-guard.ts).
+ */
 function openpgpLimits(opts: DecodeOptions): { maxDecompressedMessageSize?: number } {
   return opts.inputBytes === undefined ? {} : { maxDecompressedMessageSize: MAX_RATIO * opts.inputBytes + (1 << 20) };
 }
@@ -144,4 +133,4 @@ function pullStream(input: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array
   );
 }
 
-type VerificationResult = Awaited<ReturnType<typeof openpgp.decrypt>>['signatures'][number];
+type VerificationResult = Awaited<ReturnType<typeof openpgp.verify>>['signatures'][number];

@@ -1,8 +1,8 @@
 /**
  * Packet decoder: decrypts and verifies a packet stream, checks the magic line and header, and streams
  * the payload (only) into a sink while hashing it. Memory stays bounded for any payload size: bytes
- * reach the sink BEFORE the MDC and the signature are known good (natively, and openpgp runs with
- * allowUnauthenticatedStream). Signatures by Ed25519 node keys are checked natively
+ * reach the sink BEFORE the MDC and the signature are known good. Only PKESK + SEIPD v1 + AES is
+ * decrypted (decrypt-native.ts; SEIPD v2/AEAD and other ciphers are refused, PACKET_MALFORMED). Signatures by Ed25519 node keys are checked natively
  * (native/signature-verify.ts), anything else by openpgp. The promise resolves only once everything checked out and the sink has finished; on
  * rejection the sink is destroyed and its contents must be treated as garbage.
  * Fails with FerryError: PACKET_DECRYPT (not for us, corrupt, truncated, MDC, trailing bytes),
@@ -47,9 +47,9 @@ export interface DecodeOptions {
   /** Decrypts and inflates large packets on a worker thread when it is free (the daemon has one). */
   decryptWorker?: DecryptWorker | undefined;
   /**
-   * The packet's size in bytes, if known (the receiver knows it): openpgp.js, which decodes what the
-   * native path does not (and can decompress bzip2), may then decompress at most 1100 times it, as
-   * the native path allows. Unknown: no limit there.
+   * The packet's size in bytes, if known (the receiver knows it): with partial body lengths it decides
+   * whether the packet is large enough for the decrypt worker; openpgp.verify is also told to
+   * decompress at most 1100 times it (insurance: it is never given compressed data).
    */
   inputBytes?: number | undefined;
 }

@@ -5,10 +5,18 @@
  * MDC with Node's native AES-CFB/SHA-1 (seipd.ts), inflates a Compressed Data packet with node:zlib
  * (inner-message.ts, inflate.ts), all on this thread or, for a large packet, on the decrypt worker
  * when given one and it is free (decrypt-offload.ts), and hands the inner one-pass-signed message on
- * for its signature to be checked (decode.ts). Anything else (SEIPD v2, non-AES, SKESK, other packets) is handed back untouched for the openpgp.decrypt path (decode.ts, openOther).
- * Fails: PgpFormatError / openpgp errors (the caller maps them to PACKET_DECRYPT): no session key for
- * us, MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in
- * the encrypted part surface while the returned data stream is read, never as a clean end.
+ * for its signature to be checked (decode.ts). This is the only decryption there is: nothing is handed to
+ * openpgp.decrypt, which decrypts, inflates and parses the inner packets itself, without the bounds
+ * of this path (a 261 KB SEIPD v2 packet holding a 256 MiB "signature" made it allocate 267 MiB; anyone
+ * with a node's PUBLIC key could build one). So SEIPD v2 / AEAD and ciphers other than AES are refused
+ * before any of the encrypted data is decrypted: ferrypost keys advertise SEIPD v1 and AES only
+ * (keys/generate.ts), ferrypost and GnuPG 2.2 write nothing else to them. A password session key
+ * packet (SKESK) next to our PKESK is read (bounded) and ignored: we have no password.
+ * Fails: FerryError PACKET_MALFORMED for those refused containers and ciphers ("… are not accepted",
+ * detail.signatureChecked false); PgpFormatError / openpgp errors (the caller maps them to
+ * PACKET_DECRYPT): not encrypted to a key (no PKESK, no encrypted data, no MDC), no session key for us,
+ * MDC wrong or missing, truncated, trailing bytes, bad compressed data, ratio over 1100:1. Errors in the
+ * encrypted part surface while the returned data stream is read, never as a clean end.
  */
 import * as openpgp from 'openpgp';
 import { FerryError } from '../errors/index.js';
@@ -22,8 +30,10 @@ import { nodeCipherFor, seipdV1Decrypt } from './seipd.js';
 
 const TAG_PKESK = 1;
 const TAG_SKESK = 3;
-const TAG_SEIPD = 18;
+const TAG_SED = 9;
 const TAG_MARKER = 10;
+const TAG_SEIPD = 18;
+const TAG_AEAD = 20;
 /**
  * Encrypted data larger than this is decrypted on the decrypt worker when it is free. Below it the
  * hand-over costs more than it saves: a 4 KiB mail decrypts in microseconds.
@@ -41,25 +51,22 @@ export const MAX_PKESKS = 16;
  */
 export const MAX_PKESK_BYTES = 8 * 1024;
 
-export type NativeOpen =
-  | {
-      kind: 'native';
-      signed: AsyncIterable<Uint8Array>;
-      integrityChecked: () => boolean;
-      /**
-       * For a caller that stopped reading `signed` early (the packet is refused already, but the MDC
-       * still decides how): closes `signed` (which stops the inflater), then runs the rest of the
-       * encrypted data through decryption and the integrity check only, without inflating it.
-       * Rejects for the decryption's errors (MDC, truncation, trailing bytes).
-       */
-      drain: () => Promise<void>;
-      /**
-       * Closes `signed` when the caller gives up on the packet: ends a decrypt worker's job, which
-       * would otherwise stay open and keep the worker busy. Never rejects.
-       */
-      close: () => Promise<void>;
-    }
-  | { kind: 'other'; input: AsyncIterable<Uint8Array> };
+export interface NativeOpen {
+  signed: AsyncIterable<Uint8Array>;
+  integrityChecked: () => boolean;
+  /**
+   * For a caller that stopped reading `signed` early (the packet is refused already, but the MDC
+   * still decides how): closes `signed` (which stops the inflater), then runs the rest of the
+   * encrypted data through decryption and the integrity check only, without inflating it.
+   * Rejects for the decryption's errors (MDC, truncation, trailing bytes).
+   */
+  drain: () => Promise<void>;
+  /**
+   * Closes `signed` when the caller gives up on the packet: ends a decrypt worker's job, which
+   * would otherwise stay open and keep the worker busy. Never rejects.
+   */
+  close: () => Promise<void>;
+}
 
 export interface NativeOptions {
   /** Decrypts and inflates large packets on a worker thread when it is free (else on this thread). */
@@ -70,17 +77,15 @@ export interface NativeOptions {
 
 export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey: openpgp.PrivateKey, opts: NativeOptions = {}): Promise<NativeOpen> {
   const reader = new ByteReader(input[Symbol.asyncIterator]());
-  reader.startRecording();
-  const other = (): NativeOpen => ({ kind: 'other', input: reader.replay() });
   const pkesks: Uint8Array[] = [];
-  // OpenPGP says to ignore a Marker packet, and openpgp.js (the fallback below) does. No ferrypost
+  // OpenPGP says to ignore a Marker packet, and openpgp.js does. No ferrypost
   // packet has one: one put in changed the file, so it is refused like any other change.
   const noMarker = (h: Awaited<ReturnType<typeof readPacketHead>>): typeof h => {
     if (h?.tag === TAG_MARKER) throw new FerryError('PACKET_MALFORMED', 'the packet holds an OpenPGP Marker packet, which no ferrypost packet has');
     return h;
   };
   let head = noMarker(await readPacketHead(reader));
-  // Every session key packet is read (bounded) here, also those openpgp.js gets: it would try them all.
+  // Every session key packet is read (bounded) here. SKESKs (a password) are ignored: we have none.
   let count = 0;
   let skesk = false;
   while (head && (head.tag === TAG_PKESK || head.tag === TAG_SKESK)) {
@@ -89,14 +94,23 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
     else skesk = true;
     head = noMarker(await readPacketHead(reader));
   }
-  if (!head || head.tag !== TAG_SEIPD || pkesks.length === 0 || skesk) return other();
+  if (!head) throw new PgpFormatError('no encrypted data in the packet');
+  if (head.tag === TAG_AEAD) throw notAccepted('AEAD Encrypted Data packets (LibrePGP OCB, as GnuPG 2.3+ writes to keys that ask for it) are not accepted: ferrypost keys advertise SEIPD v1 only');
+  if (head.tag === TAG_SED) throw new PgpFormatError('encrypted data without integrity protection (Symmetrically Encrypted Data, no MDC) is not accepted');
+  if (head.tag !== TAG_SEIPD) {
+    throw new PgpFormatError(count === 0 ? `not an encrypted message (its first packet has tag ${head.tag})` : `no encrypted data after the session key packets (a packet of tag ${head.tag} follows them)`);
+  }
   const body = packetBody(reader, head)[Symbol.asyncIterator]();
   const first = await body.next();
-  if (first.done || first.value[0] !== 1) return other();
+  if (first.done) throw new PgpFormatError('empty SEIPD packet');
+  const version = first.value[0]!;
+  if (version === 2) throw notAccepted('SEIPD v2 (AEAD) packets are not accepted: ferrypost keys advertise SEIPD v1 only');
+  if (version !== 1) throw new PgpFormatError(`SEIPD version ${version} is not supported`);
+  if (pkesks.length === 0) throw new PgpFormatError(`no public-key session key packet (PKESK): the packet is not encrypted to a key${skesk ? ', only to a password' : ''}`);
 
   const sessionKey = openSessionKeyNative(pkesks, await ecdhDecryptorsFor(decryptionKey)) ?? (await openpgpSessionKey(pkesks, decryptionKey));
-  if (!sessionKey?.algorithm || !nodeCipherFor(sessionKey.algorithm)) return other();
-  reader.stopRecording();
+  if (!sessionKey?.algorithm) throw new PgpFormatError('no session key for this node in the packet');
+  if (!nodeCipherFor(sessionKey.algorithm)) throw notAccepted(`packets encrypted with ${sessionKey.algorithm} are not accepted: ferrypost keys advertise AES only`);
 
   async function* ciphertext(): AsyncGenerator<Uint8Array> {
     if (first.value!.length > 1) yield first.value!.subarray(1);
@@ -107,7 +121,7 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
   // A file reader that can read into the worker's input slots does so from here on (decrypt-input.ts).
   const source = isSlotReadable(input) ? input : undefined;
   const offloaded = size > WORKER_MIN_BYTES ? opts.decryptWorker?.open(sessionKey.algorithm, sessionKey.data, ciphertext(), MAX_RATIO, source) : undefined;
-  if (offloaded) return { kind: 'native', ...offloaded };
+  if (offloaded) return offloaded;
 
   let verified = false;
   const plain = seipdV1Decrypt(sessionKey.algorithm, sessionKey.data, ciphertext(), () => (verified = true));
@@ -122,7 +136,15 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
     await close(); // stops and closes the inflater first
     for (let n = await plain.next(); !n.done; n = await plain.next());
   };
-  return { kind: 'native', signed, integrityChecked: () => verified, drain, close };
+  return { signed, integrityChecked: () => verified, drain, close };
+}
+
+/**
+ * A packet in a form ferrypost keys do not ask for, refused before any of its encrypted data is
+ * decrypted (so its signature was not checked: it may be anyone's, not the peer's mistake).
+ */
+function notAccepted(what: string): FerryError {
+  return new FerryError('PACKET_MALFORMED', `${what} (signature not checked: refused before decryption)`, { detail: { signatureChecked: false } });
 }
 
 /** The `nth` session key packet's body, refused (PgpFormatError) past MAX_PKESKS or MAX_PKESK_BYTES. */

@@ -1,8 +1,12 @@
 /**
- * The openpgp.encrypt encode path, for recipient keys the native path does not serve (v6 keys, keys
- * that ask for SEIPD v2/AEAD): openpgp signs and encrypts; the Compressed Data packet is built here with
- * node:zlib so the level applies. Streams. Fails with openpgp's errors (the caller reports them).
+ * The openpgp.encrypt encode path, for recipient keys the native path does not serve (v6 keys):
+ * openpgp signs and encrypts; the Compressed Data packet is built here with node:zlib so the level
+ * applies. Always SEIPD v1 (AES-256), even to a key that advertises SEIPD v2: ferrypost's decoder
+ * refuses AEAD packets, and openpgp.encrypt would pick v2 from the key's features; handing it a
+ * session key without an AEAD algorithm is how openpgp.js is told v1. Streams. Fails with openpgp's
+ * errors (the caller reports them).
  */
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createDeflate } from 'node:zlib';
 import * as openpgp from 'openpgp';
@@ -24,6 +28,7 @@ export async function encryptWithOpenpgp(
     message: inner,
     encryptionKeys: encryptionKey,
     format: 'binary',
+    sessionKey: { data: new Uint8Array(randomBytes(32)), algorithm: 'aes256' },
     // Compression (if any) is already done above, at the caller's level.
     config: { preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed },
   });

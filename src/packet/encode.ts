@@ -3,8 +3,8 @@
  * file name; natively for Ed25519 node keys (native/signature-encode.ts), else openpgp.sign) → zlib
  * (node:zlib, only if it pays: see chooseLevel; streamed payloads in parallel blocks: pdeflate.ts) →
  * SEIPD v1 + MDC with Node's native AES-256-CFB (seipd.ts), the session key encrypted to the recipient
- * natively for v4 Curve25519 keys (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Recipient
- * keys that ask for SEIPD v2 go through openpgp.encrypt instead (encode-openpgp.ts). Small Uint8Array
+ * natively for v4 Curve25519 keys (native/pkesk.ts), by openpgp.encryptSessionKey otherwise. Keys of
+ * other versions (v6) go through openpgp.encrypt (encode-openpgp.ts), SEIPD v1 there too. Small Uint8Array
  * payloads are done in memory without stream machinery; others stream and memory does not grow with
  * the payload.
  * Fails: invalid header (PACKET_MALFORMED), bad level or header too big (INTERNAL) before any output;
@@ -65,7 +65,7 @@ export async function encodePacket(opts: EncodeOptions): Promise<Readable> {
     throw new FerryError('INTERNAL', `packet header is ${headerBytes} bytes, the limit is ${MAX_HEADER_BYTES} (too many recipients?)`);
   }
   const prefix = Buffer.from(`${magicLine()}${headerJson}\n`, 'utf8');
-  const native = await wantsSeipdV1(opts.encryptionKey);
+  const native = wantsSeipdV1(opts.encryptionKey);
   if (native && opts.payload instanceof Uint8Array && opts.payload.length <= IN_MEMORY_MAX) {
     return encodeInMemory(opts, header, prefix, opts.payload);
   }
@@ -100,19 +100,14 @@ export function chooseLevel(sample: Uint8Array, level: number): number {
   return deflateSync(sample, { level }).length <= COMPRESS_IF_RATIO_BELOW * sample.length ? level : 0;
 }
 
-/** v4 recipient keys that do not advertise SEIPD v2 get SEIPD v1 (what openpgp.encrypt would pick). */
-async function wantsSeipdV1(key: openpgp.PublicKey): Promise<boolean> {
-  if (key.keyPacket.version !== 4) return false;
-  // The features a key advertises are fixed for the key object; asking openpgp per packet cost ~0.5 %.
-  // Failures (e.g. no valid user id) are not cached: the caller gets openpgp's error every time.
-  const known = seipdV1ByKey.get(key);
-  if (known !== undefined) return known;
-  const features = (await key.getPrimaryUser()).selfCertification.features;
-  const v1 = ((features?.[0] ?? 0) & 0x08) === 0; // 0x08: SEIPD v2 (RFC 9580 §5.2.3.32)
-  seipdV1ByKey.set(key, v1);
-  return v1;
+/**
+ * v4 recipient keys get the native SEIPD v1 path, whatever features they advertise: ferrypost's decoder
+ * accepts SEIPD v1 only (AEAD is refused before decryption, docs/packet-format.md), and every OpenPGP
+ * implementation reads v1. Other key versions go through openpgp.encrypt, also held to v1 there.
+ */
+function wantsSeipdV1(key: openpgp.PublicKey): boolean {
+  return key.keyPacket.version === 4;
 }
-const seipdV1ByKey = new WeakMap<openpgp.PublicKey, boolean>();
 
 /** The PKESK: natively for v4 cv25519 keys (native/pkesk.ts), by openpgp for any other kind of key. */
 async function encryptSessionKey(sessionKey: Uint8Array, key: openpgp.PublicKey): Promise<Uint8Array> {
