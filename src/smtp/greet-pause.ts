@@ -8,10 +8,12 @@
  * This replaces SMTPServer#connect on one server instance (not the library's prototype) and uses
  * smtp-server 3.21's connection internals; test/unit/smtp-server.test.ts fails if they change.
  * `onConnection` sees each connection's socket with its session object before any byte is read
- * (the half-close handling keys on that pair: half-close.ts).
+ * (the half-close handling keys on that pair: half-close.ts), and the connection itself before it
+ * sends anything (enhanced-codes.ts wraps its send).
  */
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { ReplySender } from './enhanced-codes.js';
 
 interface ConnectionInternals {
   remoteAddress: string;
@@ -20,7 +22,8 @@ interface ConnectionInternals {
   name: string;
   _setListeners(cb: () => void): void;
   connectionReady(): void;
-  send(code: number, text: string, enhanced?: boolean): void;
+  /** context: smtp-server's key for the reply's enhanced status code; false for none. */
+  send(code: number, data?: string | string[], context?: string | false): void;
   on(evt: string, fn: (arg: unknown) => void): void;
   init(): void;
 }
@@ -36,7 +39,7 @@ interface ServerInternals {
 export function greetTrustedAtOnce(
   server: SMTPServer,
   trusted: (address: string) => boolean,
-  onConnection?: (socket: unknown, session: object) => void,
+  onConnection?: (socket: unknown, session: object, connection: ReplySender) => void,
 ): void {
   const srv = server as unknown as ServerInternals;
   const Connection = SMTPConnection as unknown as new (server: unknown, socket: unknown, opts: unknown) => ConnectionInternals;
@@ -45,7 +48,7 @@ export function greetTrustedAtOnce(
     srv.connections.add(connection);
     connection.on('error', (err) => srv._onError(err));
     connection.on('connect', (data) => srv._onClientConnect(data));
-    onConnection?.(socket, connection.session);
+    onConnection?.(socket, connection.session, connection);
     const address = (socketOptions as { remoteAddress?: string } | undefined)?.remoteAddress ?? connection.remoteAddress;
     if (!trusted(address)) {
       connection.init();

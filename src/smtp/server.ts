@@ -7,7 +7,8 @@
  * 451 4.3.0 otherwise) and nothing is left in the tree. RCPT answers 452 4.5.3 past max_recipients or
  * when a node's recipients would not fit in its packet header (send/header-budget.ts); the client sends
  * the rest in another transaction. A client that half-closes after "." (and QUIT) still gets its reply
- * (half-close.ts). listen() rejects if a port cannot be bound.
+ * (half-close.ts). listen() rejects if a port cannot be bound. ENHANCEDSTATUSCODES is announced and
+ * every reply carries one code (enhanced-codes.ts); RCPT TO:<Postmaster> is postmaster@<hostname>.
  */
 import { readFile } from 'node:fs/promises';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
@@ -22,6 +23,7 @@ import { validateAddress, type Router } from '../route/router.js';
 import { fixedHeaderBytes, HEADER_BUDGET, recipientHeaderBytes } from '../send/header-budget.js';
 import type { Enqueue } from '../send/types.js';
 import { createErrorLimits } from './error-limit.js';
+import { keepOneEnhancedCode } from './enhanced-codes.js';
 import { greetTrustedAtOnce } from './greet-pause.js';
 import { createInHand, watchSocket } from './half-close.js';
 import { createNetworkList, limitSize, parseUsersFile, type UserTable } from './policy.js';
@@ -144,6 +146,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       useXForward: false,
       lmtp: false,
       disableReverseLookup: true,
+      // Announced (smtp-server hides it by default): Postfix then logs and bounces with our RFC 3463
+      // codes. Every reply carries exactly one (enhanced-codes.ts).
+      hideENHANCEDSTATUSCODES: false,
       logger: false,
       ...(tls ? { ...tls, minVersion: TLS_MIN_VERSION } : {}),
 
@@ -213,6 +218,11 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       },
 
       onRcptTo(address, session, callback) {
+        // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted. It is this host's
+        // postmaster: qualified with our host name as Postfix appends @$myorigin ($myhostname by
+        // default), then routed like any address. The envelope keeps the qualified form, so the
+        // packet names the host and enqueue routes it the same way.
+        if (/^postmaster$/i.test(address.address)) address.address = `${address.address}@${deps.hostname}`;
         const rcpt = address.address;
         const reject = (code: number, text: string) => {
           log?.info({ evt: 'smtp.rejected', stage: 'rcpt', rcpt, code, ...client(session) }, text);
@@ -309,7 +319,10 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         // allowHalfOpen: a client may pipeline "<CRLF>.<CRLF>QUIT" and half-close (Exim does). Our 250
         // comes only after the fsync, so the write side must stay open until then (half-close.ts).
         const server = new SMTPServer({ ...options, allowHalfOpen: true } as typeof options);
-        greetTrustedAtOnce(server, (address) => relayNets.contains(address), (socket, session) => watchSocket(socket as Socket, session, inHand));
+        greetTrustedAtOnce(server, (address) => relayNets.contains(address), (socket, session, connection) => {
+          watchSocket(socket as Socket, session, inHand);
+          keepOneEnhancedCode(connection);
+        });
         // Mostly a client's doing (a failed TLS handshake, a reset): warn, with the client, for fail2ban-style tools.
         server.on('error', (err: Error & { remoteAddress?: string }) =>
           log?.warn({ evt: 'smtp.error', client: err.remoteAddress, err: err.message }, 'smtp connection error'));

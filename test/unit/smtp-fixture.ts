@@ -57,13 +57,22 @@ export async function rawClient(port: number) {
   };
 }
 
+export interface StartOptions {
+  enqueue?: Enqueue;
+  log?: Logger;
+  /** The listener's host name (default mx.test, which routes nowhere). */
+  hostname?: string;
+  /** Default: the world's keyring (every peer key usable). */
+  peerProblem?: (fingerprint: string) => string | undefined;
+}
+
 export interface ListenerHarness {
   /** The keys, router and temp tree of this file's tests (send-fixture.ts). */
   readonly w: World;
   /** The real Enqueue into w's tree, optionally over a faulty TreeFs, with a logger. */
   enqueue(opts?: { fs?: TreeFs; log?: Logger }): Enqueue;
   /** Starts a listener (closed after each test, or by stop()) and resolves with its address. */
-  start(cfg: SmtpListenerConfig, opts?: { enqueue?: Enqueue; log?: Logger }): Promise<{ host: string; port: number }>;
+  start(cfg: SmtpListenerConfig, opts?: StartOptions): Promise<{ host: string; port: number }>;
   stop(): Promise<void>;
 }
 
@@ -93,8 +102,8 @@ export function listenerHarness(): ListenerHarness {
         keyring: h.w.keyring, router: h.w.router, tree: h.w.tree, spoolDir: h.w.spool, expiryMs: 86_400_000,
         compressionLevel: 6, memorySpoolLimit: 1 << 20, gcPacer: undefined, ...(fs ? { fs } : {}), ...(log ? { log } : {}),
       }),
-    async start(cfg, { enqueue = h.enqueue(), log } = {}) {
-      listener = createSmtpListener({ config: cfg, enqueue, router: h.w.router, peerProblem: h.w.keyring.peerProblem, hostname: 'mx.test', ...(log ? { log } : {}) });
+    async start(cfg, { enqueue = h.enqueue(), log, hostname = 'mx.test', peerProblem = h.w.keyring.peerProblem } = {}) {
+      listener = createSmtpListener({ config: cfg, enqueue, router: h.w.router, peerProblem, hostname, ...(log ? { log } : {}) });
       const [addr] = await listener.listen();
       return addr!;
     },
