@@ -22,7 +22,7 @@ import { encodePacket } from '../dist/packet/encode.js';
 import { DecryptWorker } from '../dist/packet/decrypt-offload.js';
 import { HashingFileReader } from '../dist/tree/hashing-reader.js';
 import { writeLargePacket } from './lib/large-packet.mjs';
-import { rm, tmp } from './lib/stack.mjs';
+import { isMain, rm, tmp } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 50);
 const REPS = Number(process.env.REPS ?? 4);
@@ -115,4 +115,4 @@ export async function main() {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

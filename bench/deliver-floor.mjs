@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createSmtpPool } from '../dist/inject/smtp-pool.js';
 import { drainOnce } from './deliver.mjs';
 import { cachedPacketSet } from './lib/packets.mjs';
-import { machineBusyMs, processCpuMs, settleDisk, smtpSourceRun, startPostfix } from './lib/stack.mjs';
+import { isMain, machineBusyMs, processCpuMs, settleDisk, smtpSourceRun, startPostfix } from './lib/stack.mjs';
 
 const N = Number(process.env.DELIVER_N ?? 2000);
 /** 4 KiB messages like smtp-source's, CRLF lines. */
@@ -85,4 +85,4 @@ export async function main() {
   return rows;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

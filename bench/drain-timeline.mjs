@@ -33,7 +33,6 @@ try {
   const { pair, stash } = await cachedPacketSet(SET, N);
   const conns = process.env.DELIVER_CONNECTIONS; // the same knobs as deliver.mjs
   await pair.b.edit((doc) => doc.setIn(['delivery'], { method: 'smtp', host: '127.0.0.1', port: target.port, ...(conns ? { max_connections: Number(conns) } : {}) }));
-  if (process.env.DELIVER_CONCURRENCY) await pair.b.edit((doc) => doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY)));
   resetState(pair.b);
   const staged = stage(stash, pair.inboxB);
   settleDisk();

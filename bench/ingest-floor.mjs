@@ -10,11 +10,11 @@
 // children, including those that exited, via the master's cutime/cstime) and smtp-source's own CPU.
 // Not part of `npm run bench` (3 extra servers); no timing is asserted. Env: INGEST_N, FLOOR_SESSIONS
 // (default 10; 1 gives each server's latency per message, with nothing queued behind anything),
-// FLOOR_MODES (bare modes to run, default "discard,durable,packet,batch"), BATCH_MAX (bare-smtp.mjs).
+// BENCH_NODE_FLAGS (extra Node flags for ferrypost and the bare servers, e.g. --cpu-prof), FLOOR_MODES (bare modes to run, default "discard,durable,packet,batch"), BATCH_MAX (bare-smtp.mjs).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { isMain, nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
 const SESSIONS = Number(process.env.FLOOR_SESSIONS ?? 10);
@@ -33,7 +33,7 @@ async function measure(label, port, pid, withChildren, idle = async () => {}) {
 }
 
 async function bare(mode, dir) {
-  const child = spawn(process.execPath, ['--max-semi-space-size=4', path.join(ROOT, 'bench/lib/bare-smtp.mjs'), mode, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--max-semi-space-size=4', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), path.join(ROOT, 'bench/lib/bare-smtp.mjs'), mode, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((res, rej) => {
     child.stdout.once('data', (d) => res(Number(String(d).trim())));
     child.once('exit', (c) => rej(new Error(`bare smtp-server exited ${c}`)));
@@ -82,4 +82,4 @@ export async function main() {
   return rows;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

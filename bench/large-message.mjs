@@ -2,7 +2,7 @@
 // CRLF lines) over SMTP into node A (sender: SMTP → sign+compress+encrypt → packet, fsync), then the
 // packet renamed into the inbox of a running node B (receiver: verify+decrypt → Maildir), right after
 // B started; then a second such packet on the same B, warm (reported, not judged). Peak RSS: A's
-// after the first message (as gpg's is for one), B's over both packets. BENCH_PROF profiles B over
+// and B's over both messages (gpg's is for one). CPU seconds of both sides and of gpg reported. BENCH_PROF profiles B over
 // both packets (one .cpuprofile per thread). Throughput
 // and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
 // `gpg --decrypt` of the same bytes (RSS from /usr/bin/time), BENCH_RUNS (3) times: medians, the
@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { writeLargeMessage } from './lib/large-body.mjs';
-import { countFiles, median, nodePair, processCpuMs, report, rm, run, runs, settleDisk, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
+import { countFiles, isMain, median, nodePair, processCpuMs, report, rm, run, runs, settleDisk, startNode, startSmtpSink, tmp, waitFor } from './lib/stack.mjs';
 
 const MIB = Number(process.env.LARGE_MIB ?? 100);
 
@@ -58,10 +58,13 @@ async function oneRun(dir, msg, size, sink) {
   try {
     const tr = nodemailer.createTransport({ host: '127.0.0.1', port: pair.a.port, secure: false, ignoreTLS: true, name: 'bench.test', socketTimeout: 600_000 });
     const t0 = performance.now();
+    const cpu0 = processCpuMs(a.pid);
     await tr.sendMail({ envelope: { from: 'a@offline.test', to: ['b@example.org'] }, raw: { path: msg } });
-    send = { s: (performance.now() - t0) / 1000, rssKiB: a.vmHWM() }; // the first message's peak, as gpg's is for one
-    // The second message only makes the second packet for B.
+    send = { s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(a.pid) - cpu0) / 1000, firstRssKiB: a.vmHWM() };
+    // The second message makes the second packet for B; A's peak RSS is taken over both (the target
+    // is a ceiling for the daemon, not for its first message).
     await tr.sendMail({ envelope: { from: 'a@offline.test', to: ['b@example.org'] }, raw: { path: msg } });
+    send.rssKiB = a.vmHWM();
     tr.close();
   } finally {
     await a.stop();
@@ -80,11 +83,14 @@ async function oneRun(dir, msg, size, sink) {
       if (i > 0) await new Promise((r) => setTimeout(r, 300)); // the first packet's work settled
       const t0 = performance.now();
       const cpu0 = processCpuMs(b.pid);
+      const before = b.events('rx.delivered');
       fs.renameSync(held(name), path.join(pair.inboxB, name));
-      // Done when the packet is gone from the inbox (after smtp-sink's 250), and with a Maildir once its copy is in new/.
+      // Done when the packet is gone from the inbox (after smtp-sink's 250), and with a Maildir once
+      // its copy is in new/. Looked at every 5 ms (a run takes ~0.5 s: 1 % at most).
       const delivered = () => countFiles(pair.inboxB) === 0 && (sink !== undefined || countFiles(newDir) === i + 1);
-      await waitFor(sink ? 'smtp delivery' : 'maildir delivery', 600_000, delivered, 20);
+      await waitFor(sink ? 'smtp delivery' : 'maildir delivery', 600_000, delivered, 5);
       recvs.push({ s: (performance.now() - t0) / 1000, cpuS: (processCpuMs(b.pid) - cpu0) / 1000 });
+      await b.assertDelivered(1, before, 'large packet');
       const q = path.join(pair.b.dir, 'state', 'quarantine');
       if (fs.existsSync(q) && fs.readdirSync(q).length) throw new Error(`packet quarantined, not delivered: ${b.logs().slice(-2000)}`);
       for (const f of sink ? [] : fs.readdirSync(newDir).filter((n) => !n.startsWith('.'))) {
@@ -140,19 +146,20 @@ export async function main() {
     { figure: `receiver: packet → ${sink ? 'SMTP (smtp-sink)' : 'Maildir'} (node B, first packet after its start), median of ${n}`, value: recv, unit: 'MiB/s', anchor: 'gpg --decrypt', anchorValue: gDec, ratio: recvRatio, target: '>= 1.0x', met: recvRatio >= 1 },
     // Not judged against the target: the first packet is, which is the stricter of the two.
     { figure: `receiver, second packet on the same running node B (warm), median of ${n}`, value: warm, unit: 'MiB/s', anchor: 'gpg --decrypt', anchorValue: gDec, ratio: warmRatio },
-    { figure: `sender peak RSS (VmHWM), highest of ${n}`, value: max((r) => r.send.rssKiB) / 1024, unit: 'MiB', anchor: 'gpg encrypt max RSS', anchorValue: max((r) => r.g.enc.rssKiB) / 1024, target: '<= 128 MiB', met: max((r) => r.send.rssKiB) / 1024 <= 128 },
+    { figure: `sender peak RSS (VmHWM over both messages), highest of ${n}`, value: max((r) => r.send.rssKiB) / 1024, unit: 'MiB', anchor: 'gpg encrypt max RSS', anchorValue: max((r) => r.g.enc.rssKiB) / 1024, target: '<= 128 MiB', met: max((r) => r.send.rssKiB) / 1024 <= 128 },
     { figure: `receiver peak RSS (VmHWM), highest of ${n}`, value: max((r) => r.recv.rssKiB) / 1024, unit: 'MiB', anchor: 'gpg decrypt max RSS', anchorValue: max((r) => r.g.dec.rssKiB) / 1024, target: '<= 128 MiB', met: max((r) => r.recv.rssKiB) / 1024 <= 128 },
     { figure: 'packet size / message size', value: all[0].packetSize / size, unit: '', anchor: 'gpg output / message', anchorValue: all[0].g.size / size },
   ], {
     message_bytes: size,
     ratio_note: 'ratio = median of the per-run ratios (each run: ferrypost, then gpg on the same bytes)',
     seconds: { send: med((r) => r.send.s), recv: med((r) => r.recv.s), recv_warm: med((r) => r.warm.s), gpg_enc: med((r) => r.g.enc.s), gpg_dec: med((r) => r.g.dec.s) },
-    cpu_seconds: { recv: med((r) => r.recv.cpuS), recv_warm: med((r) => r.warm.cpuS), gpg_dec: med((r) => r.g.dec.cpuS) },
+    cpu_seconds: { send: med((r) => r.send.cpuS), gpg_enc: med((r) => r.g.enc.cpuS), recv: med((r) => r.recv.cpuS), recv_warm: med((r) => r.warm.cpuS), gpg_dec: med((r) => r.g.dec.cpuS) },
+    threads_note: 'ferrypost deflates a large message on several threads (pdeflate.ts) and decrypts on a second one; gpg uses one: compare cpu_seconds',
     runs: all.map((r) => ({
       send_mibs: +mb(r.send).toFixed(1), gpg_enc_mibs: +mb(r.g.enc).toFixed(1), recv_mibs: +mb(r.recv).toFixed(1), gpg_dec_mibs: +mb(r.g.dec).toFixed(1),
-      recv_ratio: +(mb(r.recv) / mb(r.g.dec)).toFixed(3), warm_mibs: +mb(r.warm).toFixed(1), warm_ratio: +(mb(r.warm) / mb(r.g.dec)).toFixed(3), warm_cpu_s: r.warm.cpuS, rss_mib: [+(r.send.rssKiB / 1024).toFixed(1), +(r.recv.rssKiB / 1024).toFixed(1)], recv_cpu_s: r.recv.cpuS, gpg_dec_cpu_s: r.g.dec.cpuS,
+      recv_ratio: +(mb(r.recv) / mb(r.g.dec)).toFixed(3), warm_mibs: +mb(r.warm).toFixed(1), warm_ratio: +(mb(r.warm) / mb(r.g.dec)).toFixed(3), warm_cpu_s: r.warm.cpuS, rss_mib: [+(r.send.rssKiB / 1024).toFixed(1), +(r.recv.rssKiB / 1024).toFixed(1)], send_first_rss_mib: +(r.send.firstRssKiB / 1024).toFixed(1), send_cpu_s: r.send.cpuS, recv_cpu_s: r.recv.cpuS, gpg_dec_cpu_s: r.g.dec.cpuS,
     })),
   });
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

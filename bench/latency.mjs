@@ -1,6 +1,6 @@
 // latency: a packet appears in B's inbox the way Syncthing finishes a file (write
 // `.syncthing.NAME.tmp`, then rename to NAME); time from the rename to the moment a tiny SMTP sink
-// (smtp-server, in this process) answers 250 to B's injection. One packet at a time, LATENCY_N
+// (smtp-server, in this process; it neither queues nor fsyncs) has written its 250 to B's injection. One packet at a time, LATENCY_N
 // (500) packets or until LATENCY_MAX_S (60 s) has passed, whichever comes first. Anchor: the same
 // sink's 250 for a message sent straight by nodemailer (no ferrypost), i.e. the floor of the path.
 // Throws if a packet is not delivered within 30 s.
@@ -9,7 +9,7 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { makePackets, resetState } from './lib/packets.mjs';
-import { nodePair, percentile, report, rm, startNode, tmp, waitFor } from './lib/stack.mjs';
+import { isMain, nodePair, percentile, report, rm, startNode, tmp, waitFor } from './lib/stack.mjs';
 
 const N = Number(process.env.LATENCY_N ?? 500);
 const MAX_S = Number(process.env.LATENCY_MAX_S ?? 60);
@@ -18,7 +18,7 @@ function startSink() {
   const state = { count: 0, last: 0 };
   const server = new SMTPServer({ disabledCommands: ['AUTH', 'STARTTLS'], disableReverseLookup: true, logger: false, onData(stream, _s, cb) {
     stream.on('data', () => {});
-    stream.on('end', () => { state.count++; state.last = performance.now(); cb(); });
+    stream.on('end', () => { cb(); state.count++; state.last = performance.now(); }); // after the 250 is written
   } });
   return new Promise((res) => server.listen(0, '127.0.0.1', () => res({ server, state, port: server.server.address().port })));
 }
@@ -67,4 +67,4 @@ export async function main() {
   ], { packets: lat.length, note: lat.length < N ? `stopped after ${MAX_S} s (LATENCY_MAX_S)` : 'all packets' });
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

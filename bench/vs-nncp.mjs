@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { drained } from './lib/packets.mjs';
-import { median, nodePair, report, rm, run, runs, settleDisk, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { benchMessageBytes, isMain, median, nodePair, report, rm, run, runs, settleDisk, smtpSource, startNode, startPostfix, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.NNCP_N ?? 1000);
 
@@ -43,7 +43,7 @@ function execOne(cfgA, msg) {
 async function nncpRun(dir, postfix) {
   const cfg = nncpConfigs(dir, postfix.etc);
   run('nncp-check', ['-cfg', cfg.a]);
-  const msg = Buffer.from(`From: bench@gw.test\r\nTo: sink@discard.test\r\nSubject: nncp bench\r\n\r\n${'0123456789abcdef'.repeat(252)}\r\n`);
+  const msg = benchMessageBytes(); // the bytes smtp-source sends ferrypost
   const xfer = path.join(dir, 'xfer');
   fs.mkdirSync(xfer);
   const t0 = performance.now();
@@ -68,9 +68,12 @@ async function ferrypostRun(pair, postfix) {
     await drained(pair.inboxB, performance.now(), 60_000, b);
     await postfix.idle();
     settleDisk();
+    const before = b.events('rx.delivered');
     const t0 = performance.now();
     const ingest = await smtpSource(pair.a.port, { count: N, to: 'sink@discard.test' });
-    return { total: await drained(pair.inboxB, t0, 1_200_000, b), ingest };
+    const total = await drained(pair.inboxB, t0, 1_200_000, b);
+    await b.assertDelivered(N, before, 'ferrypost B into Postfix');
+    return { total, ingest };
   } finally {
     await a.stop();
     await b.stop();
@@ -85,14 +88,22 @@ export async function main() {
     const pair = await nodePair(base, { delivery: { method: 'smtp', host: '127.0.0.1', port: postfix.port } });
     // BENCH_RUNS (3) runs, each ferrypost then NNCP (fresh NNCP nodes), so each ratio compares the
     // same minutes of this shared machine; the figures are medians, the ratio the median of the runs'.
+    // Each side's messages must all reach Postfix's discard(8): counted in its log after idle().
+    const delivered = async (what, fn) => {
+      await postfix.idle();
+      const d0 = postfix.discarded();
+      const r = await fn();
+      await postfix.idle();
+      const got = postfix.discarded() - d0;
+      if (got < N) throw new Error(`${what}: Postfix delivered ${got} of at least ${N} messages`);
+      return r;
+    };
     for (let i = 0; i < runs(); i++) {
-      fp.push(await ferrypostRun(pair, postfix));
-      await postfix.idle(); // ferrypost's messages delivered (discard) before NNCP's run
+      fp.push(await delivered('ferrypost', () => ferrypostRun(pair, postfix))); // (+20 warm-up messages)
       settleDisk();
       const dir = path.join(base, `nncp-${i}`);
       fs.mkdirSync(dir);
-      nn.push(await nncpRun(dir, postfix));
-      await postfix.idle();
+      nn.push(await delivered('NNCP', () => nncpRun(dir, postfix)));
       console.log(`  run ${i + 1}: ferrypost ${(N / fp[i].total).toFixed(0)} msg/s, NNCP ${(N / nn[i].total).toFixed(1)} msg/s, ratio ${(nn[i].total / fp[i].total).toFixed(2)}`);
     }
   } finally {
@@ -104,9 +115,10 @@ export async function main() {
   report('vs-nncp', [{ figure: `ferrypost A → B end to end, ${N} x 4 KiB into Postfix`, value: fpRate, unit: 'msg/s', anchor: 'NNCP exec → xfer → toss → sendmail', anchorValue: nnRate, ratio, target: '>= 20x', met: ratio >= 20 }],
     {
       ratio_note: 'figures: medians of the runs; ratio: median of the per-run ratios (each run: ferrypost, then NNCP)',
+      load: 'the same 4 KiB message (bench/lib/message-4k.eml); ferrypost: smtp-source, 10 sessions; NNCP: nncp-exec 2 at a time (a pipe transport with maxproc 2), as each is fed by an MTA',
       ferrypost_s: fp.map((r) => ({ total: +r.total.toFixed(2), smtp_ingest_done: +r.ingest.toFixed(2) })),
       nncp_s: nn.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, +v.toFixed(1)]))),
     });
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

@@ -2,9 +2,10 @@
 // listener, B stopped), stash them outside the tree, and put them back for each run together with a
 // pristine copy of B's state (so B's replay protection does not refuse a re-run). Throws if A does
 // not write the expected number of packets.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { countFiles, median, nodePair, smtpSource, startNode } from './stack.mjs';
+import { BENCH_MESSAGE, countFiles, median, nodePair, smtpSource, startNode } from './stack.mjs';
 
 /** Where generated packet sets are kept between runs (generation runs at ferrypost's ingest rate). */
 export const CACHE_DIR = process.env.BENCH_CACHE ?? '/var/tmp/ferrypost-bench';
@@ -14,7 +15,12 @@ export const CACHE_DIR = process.env.BENCH_CACHE ?? '/var/tmp/ferrypost-bench';
  * regenerates). Fresh ports are put into both configs on every call. Returns { pair, stash, genSecs }.
  */
 export async function cachedPacketSet(name, n, opts = {}) {
-  const base = path.join(CACHE_DIR, `${name}-${n}`);
+  // Keyed on the message the packets carry: a set made from another message is not reused.
+  const tag = createHash('sha256').update(fs.readFileSync(BENCH_MESSAGE)).digest('hex').slice(0, 8);
+  const base = path.join(CACHE_DIR, `${name}-${n}-${tag}`);
+  for (const old of fs.existsSync(CACHE_DIR) ? fs.readdirSync(CACHE_DIR) : []) {
+    if ((old === `${name}-${n}` || old.startsWith(`${name}-${n}-`)) && path.join(CACHE_DIR, old) !== base) fs.rmSync(path.join(CACHE_DIR, old), { recursive: true, force: true });
+  }
   const meta = path.join(base, 'meta.json');
   if (process.env.BENCH_FRESH === '1' || !fs.existsSync(meta)) {
     fs.rmSync(base, { recursive: true, force: true });
@@ -30,7 +36,7 @@ export async function cachedPacketSet(name, n, opts = {}) {
   return { pair, stash: m.stash, genSecs: m.genSecs, cached: true };
 }
 
-/** Generates n packets A→B (4 KiB smtp-source messages by default) and moves them to stashDir. */
+/** Generates n packets A→B (smtp-source with bench/lib/message-4k.eml by default) and moves them to stashDir. */
 export async function makePackets(pair, n, stashDir, { size = 4096, sessions = 10 } = {}) {
   const node = await startNode(pair.a);
   const t0 = Date.now();
@@ -55,11 +61,16 @@ export function resetState(node) {
   fs.mkdirSync(st, { mode: 0o700 });
 }
 
-/** Copies stashed packets into a hidden staging dir next to the inbox (same filesystem). */
-export function stage(stashDir, inbox) {
+/** Copies stashed packets (the first `limit` by name, default all) into a hidden staging dir next to the inbox (same filesystem). */
+export function stage(stashDir, inbox, limit = Infinity) {
   const staging = path.join(path.dirname(inbox), `.stage-${process.pid}`);
   fs.rmSync(staging, { recursive: true, force: true });
-  fs.cpSync(stashDir, staging, { recursive: true });
+  if (limit === Infinity) {
+    fs.cpSync(stashDir, staging, { recursive: true });
+  } else {
+    fs.mkdirSync(staging);
+    for (const n of fs.readdirSync(stashDir).sort().slice(0, limit)) fs.copyFileSync(path.join(stashDir, n), path.join(staging, n));
+  }
   return { staging, names: fs.readdirSync(staging) };
 }
 

@@ -14,6 +14,25 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 // BENCH_CLI: another build of ferrypost's CLI (e.g. a snapshot of HEAD while dist/ is being rebuilt).
 export const CLI = process.env.BENCH_CLI ? path.resolve(process.env.BENCH_CLI) : path.join(ROOT, 'dist/cli/main.js');
 
+/**
+ * The 4 KiB message every small-message benchmark sends, ferrypost and its anchors alike (smtp-source
+ * -F; NNCP's sendmail gets the same bytes): a real-looking reply with headers and prose, so it
+ * deflates as mail does (gzip -6: ~0.51 of its size). smtp-source -l would send runs of 'X' that
+ * deflate to ~135 bytes, which flattered the side that compresses.
+ */
+export const BENCH_MESSAGE = path.join(ROOT, 'bench/lib/message-4k.eml');
+/** BENCH_MESSAGE as sent on the wire (CRLF line ends, 4,096 bytes). */
+export const benchMessageBytes = () => Buffer.from(fs.readFileSync(BENCH_MESSAGE, 'utf8').replace(/\n/g, '\r\n'));
+
+/** True when the module at metaUrl is the script node was started with (also through a symlink). */
+export function isMain(metaUrl) {
+  try {
+    return fileURLToPath(metaUrl) === fs.realpathSync(process.argv[1] ?? '');
+  } catch {
+    return false;
+  }
+}
+
 export function tmp(prefix) {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `fp-bench-${prefix}-`));
   fs.chmodSync(d, 0o755);
@@ -95,6 +114,12 @@ function nodeHandle(dir, name, fpr) {
   const config = path.join(dir, 'ferrypost.yaml');
   return {
     name, dir, config, fpr, publicKey: path.join(dir, 'keys', 'node.asc'),
+    /** What the config sets for receiving and delivery (for the report: what the figures were taken with). */
+    receiverSettings() {
+      const doc = parseDocument(fs.readFileSync(config, 'utf8'));
+      const d = doc.getIn(['delivery'])?.toJSON?.() ?? {};
+      return { 'receive.concurrency': doc.getIn(['receive', 'concurrency']) ?? 'default', 'delivery.method': d.method, 'delivery.max_connections': d.max_connections ?? 'default' };
+    },
     edit(fn) {
       const doc = parseDocument(fs.readFileSync(config, 'utf8'));
       fn(doc);
@@ -132,6 +157,10 @@ export async function nodePair(base, { delivery, aDelivery, tune, existing } = {
       doc.setIn(['receive', 'retry_initial'], '1s');
       doc.setIn(['receive', 'retry_max'], '2s');
       doc.setIn(['log', 'level'], 'warn');
+      // The receiver's concurrency is the default unless DELIVER_CONCURRENCY asks otherwise, on every
+      // call: cached configs outlive the run that tuned them (a 64 once stuck in them unnoticed).
+      if (process.env.DELIVER_CONCURRENCY) doc.setIn(['receive', 'concurrency'], Number(process.env.DELIVER_CONCURRENCY));
+      else doc.deleteIn(['receive', 'concurrency']);
       tune?.(doc, n.name);
     });
   }
@@ -150,9 +179,21 @@ const extraNodeFlags = () => (process.env.BENCH_NODE_FLAGS ?? '').split(' ').fil
 export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = CLI } = {}) {
   const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...extraNodeFlags(), ...nodeArgs, cli, '--config', node.config, 'run', '--log-level', logLevel], { stdio: ['ignore', 'pipe', 'pipe'], cwd: node.dir });
   let buf = '';
+  // Log events counted as they stream (buf keeps only the tail): a bounced packet leaves the inbox
+  // like a delivered one, so a drain checks rx.delivered and rx.bounce, not only the inbox.
+  const events = new Map();
+  let partial = '';
+  const count = (text) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop();
+    for (const l of lines) {
+      const m = /"evt":"([^"]+)"/.exec(l);
+      if (m) events.set(m[1], (events.get(m[1]) ?? 0) + 1);
+    }
+  };
   // BENCH_DAEMON_OUT=FILE: every daemon's stdout and stderr also appended there whole (e.g. V8's --trace-deopt).
   const out = process.env.BENCH_DAEMON_OUT ? fs.openSync(process.env.BENCH_DAEMON_OUT, 'a') : undefined;
-  const onData = (d) => { if (out !== undefined) fs.writeSync(out, d); buf += d.toString(); if (buf.length > 4e6) buf = buf.slice(-2e6); };
+  const onData = (d) => { if (out !== undefined) fs.writeSync(out, d); const t = d.toString(); count(t); buf += t; if (buf.length > 4e6) buf = buf.slice(-2e6); };
   proc.stdout.on('data', onData);
   proc.stderr.on('data', onData);
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig)));
@@ -174,6 +215,19 @@ export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = 
   }
   return {
     proc, pid: proc.pid, logs: () => buf,
+    /** How many log lines with this evt the daemon wrote so far (at --log-level info: rx.delivered, rx.bounce, ...). */
+    events: (evt) => events.get(evt) ?? 0,
+    /**
+     * Rejects unless the daemon logged n more rx.delivered than `before` (= events('rx.delivered') then)
+     * and no rx.bounce at all: an empty inbox alone does not tell delivered from bounced. The packet
+     * is removed before its log line is written, so this waits (up to 10 s) for the lines to arrive.
+     */
+    async assertDelivered(n, before, what) {
+      const delivered = () => (events.get('rx.delivered') ?? 0) - before;
+      await waitFor(`${what}: ${n} rx.delivered log lines`, 10_000, () => delivered() >= n).catch(() => undefined);
+      const bounced = events.get('rx.bounce') ?? 0;
+      if (delivered() !== n || bounced > 0) throw new Error(`${what}: ${delivered()} of ${n} packets delivered, ${bounced} recipients bounced: not a delivery rate. ${buf.slice(-2000)}`);
+    },
     /** VmHWM (peak RSS) in KiB from /proc, while the process runs. */
     vmHWM: () => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${proc.pid}/status`, 'utf8'))?.[1]),
     async stop() {
@@ -289,11 +343,11 @@ export async function startSmtpSink(port) {
 
 /**
  * Runs smtp-source under /usr/bin/time; resolves with wall seconds and smtp-source's own CPU ms.
- * sessions: -s, count: -m, size: -l.
+ * sessions: -s, count: -m, message: -F (default BENCH_MESSAGE for the default 4 KiB), else size: -l.
  */
-export function smtpSourceRun(port, { sessions = 10, count, size = 4096, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false }) {
+export function smtpSourceRun(port, { sessions = 10, count, size = 4096, message = size === 4096 ? BENCH_MESSAGE : undefined, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false }) {
   return new Promise((resolve, reject) => {
-    const args = ['-s', String(sessions), '-m', String(count), '-l', String(size), '-f', from, '-t', to];
+    const args = ['-s', String(sessions), '-m', String(count), ...(message ? ['-F', message] : ['-l', String(size)]), '-f', from, '-t', to];
     if (!oneSession) args.push('-c'); // -c prints a counter; harmless
     args.push(`127.0.0.1:${port}`);
     const t0 = process.hrtime.bigint();
