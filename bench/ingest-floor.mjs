@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMain, nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, tmp } from './lib/stack.mjs';
+import { isMain, nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, threadCpuMs, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
 const SESSIONS = Number(process.env.FLOOR_SESSIONS ?? 10);
@@ -24,9 +24,17 @@ async function measure(label, port, pid, withChildren, idle = async () => {}) {
   await idle();
   settleDisk();
   const c0 = processCpuMs(pid, { children: withChildren });
+  const t0 = withChildren ? {} : threadCpuMs(pid);
   const r = await smtpSourceRun(port, { count: N, sessions: SESSIONS });
   await idle(); // Postfix's CPU counts the delivery of every message (its tail runs after the last 250)
   const cpu = (processCpuMs(pid, { children: withChildren }) - c0) / N;
+  if (process.env.FLOOR_THREADS && !withChildren) {
+    // Per thread, µs per message: the main thread (tid = pid), libuv's pool (system time: fsync, creating opens), V8's helpers.
+    for (const [t, [u, sy]] of Object.entries(threadCpuMs(pid))) {
+      const du = u - (t0[t]?.[0] ?? 0), ds = sy - (t0[t]?.[1] ?? 0);
+      if (du + ds > 20) console.log(`    ${t.padEnd(22)} user ${Math.round((du / N) * 1000)} sys ${Math.round((ds / N) * 1000)} µs/msg`);
+    }
+  }
   const row = { label, rate: N / r.s, serverMs: cpu, sourceMs: r.cpuMs / N };
   console.log(`  ${label.padEnd(44)} ${row.rate.toFixed(0).padStart(5)} msg/s | server CPU ${cpu.toFixed(2)} ms/msg | smtp-source CPU ${row.sourceMs.toFixed(2)} ms/msg`);
   return row;
