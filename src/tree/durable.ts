@@ -11,7 +11,7 @@
  * stays ENOSPC, for the caller to map (452 4.3.1).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { errnoError, errnoOf, nodeTreeFs, pathExists, treeMissingError, type TreeFileHandle, type TreeFs } from './fs.js';
 import { EarlyWriteback } from './writeback.js';
@@ -47,8 +47,13 @@ export interface DirSync {
    * under way at this call ended; rejects with that fsync's or creation's error.
    */
   sync(dir: string): Promise<void>;
-  /** Runs a directory creation (ensureDir) that later sync() calls wait for until it is durable. */
-  create(run: () => Promise<void>): Promise<void>;
+  /**
+   * Runs the creation (ensureDir) of `dir` that later sync() calls wait for until it is durable. If it
+   * fails, `dir` may exist without its entry being durable (mkdir done, a parent fsync failed): a later
+   * sync() of `dir` or of a directory below it fsyncs the parents again (up to `within`) before it
+   * resolves, and rejects if that fails.
+   */
+  create(dir: string, run: () => Promise<void>, within?: string): Promise<void>;
 }
 
 export const TEMP_PREFIX = '.ferrypost.';
@@ -77,13 +82,32 @@ export async function fsyncDir(dir: string, fs: TreeFs = nodeTreeFs): Promise<vo
  * parents; another one that finds the directory already there (its open succeeds, or its mkdir -p
  * creates nothing) must not report success before those fsyncs ended, or a crash could lose the new
  * directory entry with its packet in it. So sync() also waits for every creation under way (rare: the
- * first message to a peer, a few ms). Writers in other processes are covered by ensureDir's own fsyncs
- * when they saw the directory missing; one whose open succeeds in the creator's window is not.
+ * first message to a peer, a few ms). A creation that failed fails its own writer; the others must not
+ * report success either while the new entry may not be durable: every later sync() of that directory
+ * (or one below it) fsyncs its parents first, until that succeeds once. Writers in other processes
+ * are covered by ensureDir's own fsyncs when they saw the directory missing; one whose open succeeds
+ * in the creator's window is not.
  */
 export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
   interface Waiter { resolve(): void; reject(err: unknown): void }
   const queues = new Map<string, { running: boolean; waiting: Waiter[] }>();
   const creating = new Set<Promise<void>>();
+  /** Directories whose creation failed (their entries may not be durable) → the tree root they were created within. */
+  const unsure = new Map<string, string | undefined>();
+  async function parentsDurable(dir: string): Promise<void> {
+    for (const [u, within] of [...unsure]) {
+      const at = resolve(dir);
+      if (at !== u && !at.startsWith(`${u}${sep}`)) continue;
+      // Top down, the parent of every level from just below `within` (or of `u` alone) to `u`.
+      const levels: string[] = [];
+      for (let d = u; dirname(d) !== d; d = dirname(d)) {
+        levels.push(d);
+        if (within === undefined || resolve(dirname(d)) === resolve(within)) break;
+      }
+      for (const d of levels.reverse()) await fsyncDir(dirname(d), fs);
+      unsure.delete(u);
+    }
+  }
   function run(dir: string, q: { running: boolean; waiting: Waiter[] }): void {
     const batch = q.waiting;
     q.waiting = [];
@@ -106,13 +130,18 @@ export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
       const queue = q;
       const done = new Promise<void>((resolve, reject) => queue.waiting.push({ resolve, reject }));
       if (!queue.running) run(dir, queue);
-      return Promise.all([done, created]).then(() => undefined);
+      return Promise.all([done, created]).then(() => (unsure.size > 0 ? parentsDurable(dir) : undefined));
     },
-    create(runCreation: () => Promise<void>): Promise<void> {
+    create(dir: string, runCreation: () => Promise<void>, within?: string): Promise<void> {
       const p = runCreation();
       creating.add(p);
-      const forget = () => creating.delete(p);
-      p.then(forget, forget);
+      p.then(
+        () => creating.delete(p),
+        () => {
+          creating.delete(p);
+          unsure.set(resolve(dir), within);
+        },
+      );
       return p;
     },
   };
@@ -170,7 +199,7 @@ export async function prepareDurable(dir: string, data: Readable | Uint8Array, o
   const h = await fs.open(tmpPath, 'wx', mode).catch(async (err: unknown) => {
     if (errnoOf(err) !== 'ENOENT') throw err;
     const create = () => ensureDir(dir, fs, true, opts.within);
-    await (opts.dirSync ? opts.dirSync.create(create) : create());
+    await (opts.dirSync ? opts.dirSync.create(dir, create, opts.within) : create());
     return fs.open(tmpPath, 'wx', mode);
   });
   const hash = createHash('sha256');

@@ -283,7 +283,7 @@ describe('group commit of directory fsyncs (createDirSync)', () => {
   it('a directory creation that fails delays other syncs, but does not fail them', async () => {
     const dirSync = createDirSync(nodeTreeFs);
     let fail!: (e: unknown) => void;
-    const creation = dirSync.create(() => new Promise<void>((_, reject) => (fail = reject)));
+    const creation = dirSync.create(join(dir, 'other'), () => new Promise<void>((_, reject) => (fail = reject)));
     creation.catch(() => undefined);
     let synced = false;
     const sync = dirSync.sync(dir).then(() => (synced = true));
@@ -333,6 +333,52 @@ describe('first packets to a new directory race (ensureDir)', () => {
     await Promise.all([a, b, c]);
     expect(events.indexOf('parent synced')).toBeGreaterThanOrEqual(0);
     for (const n of ['a', 'b', 'c']) expect(events.indexOf(`done ${n}`)).toBeGreaterThan(events.indexOf('parent synced'));
+  });
+
+  it('a creation whose parent fsync failed: a writer that found the directory made by it fsyncs the parents itself, or fails', async () => {
+    // Writer A makes TREE/to/from, and the fsync of TREE fails (EIO): A fails. Writer B opened its temp
+    // file in the new directory meanwhile (its open succeeded, so it created nothing itself). B must not
+    // get its 250 while the new entries may not be durable: it fsyncs TREE and TREE/to itself.
+    const tree = join(dir, 'tree');
+    await nodeTreeFs.mkdirp(tree);
+    const target = join(tree, 'to', 'from');
+    const synced: string[] = [];
+    let failTree = true;
+    const fs: TreeFs = {
+      ...nodeTreeFs,
+      async open(path, flags, mode) {
+        const h = await nodeTreeFs.open(path, flags, mode);
+        if (flags !== 'r') return h;
+        return {
+          ...h,
+          sync: async () => {
+            if (path === tree && failTree) throw errnoError('EIO', 'injected dirSync failure', path);
+            synced.push(path);
+            return h.sync();
+          },
+        };
+      },
+    };
+    const dirSync = createDirSync(fs);
+    const a = prepareDurable(target, Buffer.from('a'), { fs, dirSync, within: tree }).then((p) => p.commit('a'));
+    await expect(a).rejects.toMatchObject({ code: 'EIO' });
+    expect(await nodeTreeFs.lstat(target).then((st) => st.isDirectory())).toBe(true); // made, but its entry may not be durable
+
+    // B: the directory is there, its open succeeds; its commit must fsync the parents first. They still fail: B fails.
+    const b = await prepareDurable(target, Buffer.from('b'), { fs, dirSync, within: tree });
+    await expect(b.commit('b')).rejects.toMatchObject({ code: 'EIO' });
+    await expect(nodeTreeFs.lstat(join(target, 'b'))).rejects.toMatchObject({ code: 'ENOENT' });
+
+    // C: the disk is back: the parents are fsync'd (top down) before its commit resolves, once.
+    failTree = false;
+    synced.length = 0;
+    const c = await prepareDurable(target, Buffer.from('c'), { fs, dirSync, within: tree });
+    await c.commit('c');
+    expect(synced).toEqual([target, tree, join(tree, 'to')]);
+    synced.length = 0;
+    const d = await prepareDurable(target, Buffer.from('d'), { fs, dirSync, within: tree });
+    await d.commit('d');
+    expect(synced).toEqual([target]); // durable now: only the commit's own fsync
   });
 
   it('a writer that saw the directory missing fsyncs its parent although another process created it meanwhile', async () => {
