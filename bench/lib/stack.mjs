@@ -182,10 +182,10 @@ export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = 
   // Log events counted as they stream (buf keeps only the tail): a bounced packet leaves the inbox
   // like a delivered one, so a drain checks rx.delivered and rx.bounce, not only the inbox.
   const events = new Map();
-  let partial = '';
-  const count = (text) => {
-    const lines = (partial + text).split('\n');
-    partial = lines.pop();
+  const partial = { stdout: '', stderr: '' }; // one line buffer per stream: their chunks interleave
+  const count = (stream, text) => {
+    const lines = (partial[stream] + text).split('\n');
+    partial[stream] = lines.pop();
     for (const l of lines) {
       const m = /"evt":"([^"]+)"/.exec(l);
       if (m) events.set(m[1], (events.get(m[1]) ?? 0) + 1);
@@ -193,9 +193,10 @@ export async function startNode(node, { nodeArgs = [], logLevel = 'info', cli = 
   };
   // BENCH_DAEMON_OUT=FILE: every daemon's stdout and stderr also appended there whole (e.g. V8's --trace-deopt).
   const out = process.env.BENCH_DAEMON_OUT ? fs.openSync(process.env.BENCH_DAEMON_OUT, 'a') : undefined;
-  const onData = (d) => { if (out !== undefined) fs.writeSync(out, d); const t = d.toString(); count(t); buf += t; if (buf.length > 4e6) buf = buf.slice(-2e6); };
-  proc.stdout.on('data', onData);
-  proc.stderr.on('data', onData);
+  const onData = (stream) => (t) => { if (out !== undefined) fs.writeSync(out, t); count(stream, t); buf += t; if (buf.length > 4e6) buf = buf.slice(-2e6); };
+  // Strings, not Buffers: a UTF-8 character split between two chunks stays whole.
+  proc.stdout.setEncoding('utf8').on('data', onData('stdout'));
+  proc.stderr.setEncoding('utf8').on('data', onData('stderr'));
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res(code ?? sig)));
   if (out !== undefined) proc.once('close', () => fs.closeSync(out));
   try {

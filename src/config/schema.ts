@@ -147,7 +147,11 @@ export const deliverySchema = z.discriminatedUnion('method', [maildirDelivery, s
 const smtpListener = z
   .object({
     listen: z.array(listenAddress).prefault(['127.0.0.1:2525']),
-    hostname: z.string().optional(),
+    // Named in the greeting, in Received headers and as the domain of a bare RCPT TO:<Postmaster>.
+    hostname: z
+      .string()
+      .regex(/^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a host name (letters, digits, hyphens and dots), e.g. gw.example.org')
+      .optional(),
     banner: z.string().default('ferrypost ESMTP'),
     /**
      * Largest message accepted (552 5.3.4 above it). There is no "unlimited": 0 is refused, unlike Postfix's

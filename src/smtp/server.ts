@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { SmtpListenerConfig } from '../config/schema.js';
 import { errorCodeOf, FerryError, isFerryError, replyFor, smtpText } from '../errors/index.js';
-import { hasNonAscii } from '../route/canonical.js';
+import { canonicalAddress, hasNonAscii } from '../route/canonical.js';
 import { validateAddress, type Router } from '../route/router.js';
 import { fixedHeaderBytes, HEADER_BUDGET, recipientHeaderBytes } from '../send/header-budget.js';
 import type { Enqueue } from '../send/types.js';
@@ -221,8 +221,11 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted. It is this host's
         // postmaster: qualified with our host name as Postfix appends @$myorigin ($myhostname by
         // default), then routed like any address. The envelope keeps the qualified form, so the
-        // packet names the host and enqueue routes it the same way.
-        if (/^postmaster$/i.test(address.address)) address.address = `${address.address}@${deps.hostname}`;
+        // packet names the host and enqueue routes it the same way. A host name without a dot (the
+        // machine's own, when smtp.hostname is unset) would make "postmaster@mail", which a `*` or
+        // default route would carry to another site: refused, saying what to set.
+        const barePostmaster = /^postmaster$/i.test(address.address);
+        if (barePostmaster && qualifiesPostmaster(deps.hostname)) address.address = `${address.address}@${deps.hostname}`;
         const rcpt = address.address;
         const reject = (code: number, text: string) => {
           log?.info({ evt: 'smtp.rejected', stage: 'rcpt', rcpt, code, ...client(session) }, text);
@@ -235,6 +238,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         };
         if (!session.user && !relayNets.contains(session.remoteAddress)) {
           return reject(554, `5.7.1 <${rcpt}>: Relay access denied`);
+        }
+        if (barePostmaster && rcpt === address.address && !rcpt.includes('@')) {
+          return reject(550, `5.1.1 <${rcpt}>: Recipient address rejected: this host's name (${deps.hostname}) is not a fully qualified domain; set smtp.hostname`);
         }
         if (needsUtf8(rcpt, session)) {
           return reject(553, `5.6.7 <${rcpt}>: Recipient address rejected: a UTF-8 address needs the SMTPUTF8 parameter (RFC 6531)`);
@@ -346,4 +352,9 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     },
   };
+}
+
+/** A host name a bare <Postmaster> may be qualified with: a valid domain with at least one dot. */
+function qualifiesPostmaster(hostname: string): boolean {
+  return hostname.includes('.') && canonicalAddress(`postmaster@${hostname}`) !== undefined;
 }

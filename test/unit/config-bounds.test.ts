@@ -25,6 +25,8 @@ describe('config bounds', () => {
     ['smtp: { max_size: 99999999999999999999G }', /smtp\.max_size: at most 1T/],
     ["smtp: { listen: ['127.0.0.1:0'] }", /is not host:port/],
     ['metrics: { listen: 0 }', /metrics\.listen/],
+    ['smtp: { hostname: gw_1.example.org }', /smtp\.hostname: must be a host name \(letters, digits, hyphens and dots\), e\.g\. gw\.example\.org/],
+    ["smtp: { hostname: 'gw example.org' }", /smtp\.hostname: must be a host name/],
     ['delivery: { method: smtp, port: 25, timeout: 0 }', /delivery\.timeout: must be at least 1s/],
     ['delivery: { method: sendmail, command: [x], timeout: 90d }', /delivery\.timeout: must be at most/],
   ])('%s is refused', (extra, msg) => {
@@ -32,7 +34,8 @@ describe('config bounds', () => {
   });
 
   it('keeps working values, at the bounds too', () => {
-    const cfg = load('receive: { rescan_interval: 100ms, retry_max: 2147483647ms }\npackets: { expiry: 1h }\nsmtp: { max_size: 1k }\n');
+    const cfg = load('receive: { rescan_interval: 100ms, retry_max: 2147483647ms }\npackets: { expiry: 1h }\nsmtp: { max_size: 1k, hostname: mx-1.gw.example.org }\n');
+    expect(cfg.smtp?.hostname).toBe('mx-1.gw.example.org');
     expect(cfg.receive.rescan_interval).toBe(100);
     expect(cfg.receive.retry_max).toBe(MAX_TIMER_MS);
     expect(cfg.packets.expiry).toBe(3_600_000);

@@ -41,6 +41,15 @@ describe('RCPT TO:<Postmaster>', () => {
     c.close();
   });
 
+  it('a host name without a dot is not used to qualify it (postmaster@vm would take a * or default route away): 550 5.1.1 naming smtp.hostname', async () => {
+    // gw.example.com would route; "vm" (the machine's own name when smtp.hostname is unset) must not.
+    const c = await rawClient((await h.start(listenerConfig(), { hostname: 'vm' })).port);
+    await c.cmd('EHLO client.test');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    expect(await c.cmd('RCPT TO:<Postmaster>')).toBe("550 5.1.1 <Postmaster>: Recipient address rejected: this host's name (vm) is not a fully qualified domain; set smtp.hostname");
+    c.close();
+  });
+
   it('is no way around relay control: an untrusted client without AUTH is refused', async () => {
     const c = await rawClient((await h.start(listenerConfig({ allowed_networks: ['10.0.0.0/8'] }), { hostname: 'gw.example.com' })).port);
     await c.cmd('EHLO client.test');
