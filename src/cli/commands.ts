@@ -183,8 +183,10 @@ export function registerCommands(program: Command, configFile: () => string): vo
       if (!existsSync(cfg.node.tree)) throw new FerryError('CONFIG', `node.tree ${cfg.node.tree} does not exist (create it, or share it with Syncthing first)`);
       const st = await readFile(path.join(cfg.node.tree, '.stignore'), 'utf8').catch(() => '');
       if (!st.includes('.ferrypost')) process.stderr.write(`warning: ${cfg.node.tree}/.stignore lacks ferrypost's lines; "ferrypost init" writes them\n`);
-      const { unusablePeers } = await import('../keys/usability.js');
+      const { selfKeyAdvice, unusablePeers } = await import('../keys/usability.js');
       for (const u of unusablePeers(cfg.peers, ring)) process.stderr.write(`warning: ${u.advice}\n`);
+      const selfAdvice = await selfKeyAdvice(ring);
+      if (selfAdvice) process.stderr.write(`warning: ${selfAdvice}\n`);
       // What `run` reads at start besides the config and keys: the listener's TLS pair and users file.
       if (cfg.smtp) await (await import('../smtp/server.js')).loadTlsAndUsers(cfg.smtp);
       process.stdout.write(`config ok: node ${cfg.node.name} ${ring.self.fingerprint}, ${ring.peers.size} peer(s), delivery ${cfg.delivery?.method ?? 'none'}\n`);

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { createInjector } from '../inject/index.js';
-import { unusablePeers } from '../keys/usability.js';
+import { selfKeyAdvice, unusablePeers } from '../keys/usability.js';
 import { reopenLogFile } from '../log/logger.js';
 import { DecryptWorker } from '../packet/decrypt-offload.js';
 import { createReceiver } from '../receive/receiver.js';
@@ -37,6 +37,8 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
   const stops: Array<() => unknown> = [];
   let failed = false;
   for (const { advice, ...u } of unusablePeers(cfg.peers, node.keyring)) log.warn({ evt: 'keys.peer-unusable', ...u }, advice);
+  const selfAdvice = await selfKeyAdvice(node.keyring);
+  if (selfAdvice) log.warn({ evt: 'keys.self-aead', fingerprint: node.keyring.self.fingerprint }, selfAdvice);
   try {
     // SIGHUP (logrotate's postrotate, `systemctl reload`): reopen the log file. Unhandled, it killed the
     // daemon (exit 129, which systemd's Restart=on-failure does not restart).

@@ -105,3 +105,17 @@ export function unusablePeers(peers: ReadonlyArray<{ name: string; fingerprint: 
     return [{ peer: p.name, fingerprint: p.fingerprint, file: p.key, problem, advice }];
   });
 }
+
+/**
+ * What an admin reads when this node's own key advertises SEIPD v2 / AEAD (features 0x08 or 0x02):
+ * a key made outside ferrypost. Senders that follow it (GnuPG 2.4, Sequoia; ferrypost before it
+ * wrote SEIPD v1 to every key) write packets this node refuses (it decodes SEIPD v1 only:
+ * docs/packet-format.md). undefined for keys made by `ferrypost init`.
+ */
+export async function selfKeyAdvice(keyring: Keyring): Promise<string | undefined> {
+  const features = (await keyring.self.publicKey.getPrimaryUser().catch(() => undefined))?.selfCertification.features?.[0] ?? 0;
+  if ((features & 0x0a) === 0) return undefined;
+  return `this node's key advertises SEIPD v2 / AEAD encryption (features 0x${features.toString(16).padStart(2, '0')}): ` +
+    'senders that follow it (GnuPG 2.4, Sequoia) write packets this node refuses (it decodes SEIPD v1 only); ' +
+    'use a node key made by "ferrypost init", or one that advertises SEIPD v1 only, and give the peers its public key';
+}

@@ -95,7 +95,15 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
     head = noMarker(await readPacketHead(reader));
   }
   if (!head) throw new PgpFormatError('no encrypted data in the packet');
-  if (head.tag === TAG_AEAD) throw notAccepted('AEAD Encrypted Data packets (LibrePGP OCB, as GnuPG 2.3+ writes to keys that ask for it) are not accepted: ferrypost keys advertise SEIPD v1 only');
+  // A packet for another node is that (PACKET_DECRYPT), whatever its container: only one that may be
+  // ours is judged by its shape.
+  const forUs = () => {
+    if (pkesks.length > 0 && !pkesks.some((p) => mayBeForKey(p, decryptionKey))) throw new PgpFormatError('no session key for this node in the packet');
+  };
+  if (head.tag === TAG_AEAD) {
+    forUs();
+    throw notAccepted('AEAD Encrypted Data packets (LibrePGP OCB, as GnuPG 2.3+ writes to keys that ask for it) are not accepted: this node decodes SEIPD v1 only');
+  }
   if (head.tag === TAG_SED) throw new PgpFormatError('encrypted data without integrity protection (Symmetrically Encrypted Data, no MDC) is not accepted');
   if (head.tag !== TAG_SEIPD) {
     throw new PgpFormatError(count === 0 ? `not an encrypted message (its first packet has tag ${head.tag})` : `no encrypted data after the session key packets (a packet of tag ${head.tag} follows them)`);
@@ -104,13 +112,16 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
   const first = await body.next();
   if (first.done) throw new PgpFormatError('empty SEIPD packet');
   const version = first.value[0]!;
-  if (version === 2) throw notAccepted('SEIPD v2 (AEAD) packets are not accepted: ferrypost keys advertise SEIPD v1 only');
+  if (version === 2) {
+    forUs();
+    throw notAccepted('SEIPD v2 (AEAD) packets are not accepted: this node decodes SEIPD v1 only');
+  }
   if (version !== 1) throw new PgpFormatError(`SEIPD version ${version} is not supported`);
   if (pkesks.length === 0) throw new PgpFormatError(`no public-key session key packet (PKESK): the packet is not encrypted to a key${skesk ? ', only to a password' : ''}`);
 
   const sessionKey = openSessionKeyNative(pkesks, await ecdhDecryptorsFor(decryptionKey)) ?? (await openpgpSessionKey(pkesks, decryptionKey));
   if (!sessionKey?.algorithm) throw new PgpFormatError('no session key for this node in the packet');
-  if (!nodeCipherFor(sessionKey.algorithm)) throw notAccepted(`packets encrypted with ${sessionKey.algorithm} are not accepted: ferrypost keys advertise AES only`);
+  if (!nodeCipherFor(sessionKey.algorithm)) throw notAccepted(`packets encrypted with ${sessionKey.algorithm} are not accepted: this node decodes AES only`);
 
   async function* ciphertext(): AsyncGenerator<Uint8Array> {
     if (first.value!.length > 1) yield first.value!.subarray(1);
@@ -143,6 +154,26 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
  * A packet in a form ferrypost keys do not ask for, refused before any of its encrypted data is
  * decrypted (so its signature was not checked: it may be anyone's, not the peer's mistake).
  */
+/**
+ * Whether a PKESK body may hold a session key for `key`: a v3 PKESK naming one of its key ids (or the
+ * wildcard id 0, as `gpg --throw-keyids` writes), a v6 PKESK naming one of its fingerprints (or none).
+ */
+function mayBeForKey(pkesk: Uint8Array, key: openpgp.PrivateKey): boolean {
+  const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+  const keys = key.getKeys();
+  if (pkesk[0] === 3 && pkesk.length >= 9) {
+    const id = hex(pkesk.subarray(1, 9));
+    return id === '0000000000000000' || keys.some((k) => k.getKeyID().toHex() === id);
+  }
+  if (pkesk[0] === 6 && pkesk.length >= 2) {
+    const len = pkesk[1]!;
+    if (len === 0) return true;
+    const fpr = hex(pkesk.subarray(3, 2 + len));
+    return keys.some((k) => k.getFingerprint() === fpr);
+  }
+  return true; // an unknown version: let the session key step decide
+}
+
 function notAccepted(what: string): FerryError {
   return new FerryError('PACKET_MALFORMED', `${what} (signature not checked: refused before decryption)`, { detail: { signatureChecked: false } });
 }

@@ -1,7 +1,9 @@
 /** keys/usability.ts: the answer `peer add`, start-up and each RCPT share; a key expiring while the daemon runs. */
 import * as openpgp from 'openpgp';
 import { describe, expect, it } from 'vitest';
-import { createUsabilityView, keyProblem, RECHECK_MS } from '../../src/keys/usability.js';
+import { generateNodeKey } from '../../src/keys/generate.js';
+import type { Keyring } from '../../src/keys/keyring.js';
+import { createUsabilityView, keyProblem, RECHECK_MS, selfKeyAdvice } from '../../src/keys/usability.js';
 
 const gen = (keyExpirationTime = 0) => openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'p' }], keyExpirationTime, format: 'object' });
 
@@ -45,5 +47,15 @@ describe('createUsabilityView', () => {
     const fpr = g.publicKey.getFingerprint().toLowerCase();
     const view = createUsabilityView(new Map([[fpr, g.publicKey]]), new Map([[fpr, 'is revoked']]));
     expect(view(fpr)).toBe('is revoked');
+  });
+});
+
+describe('selfKeyAdvice', () => {
+  const ring = (publicKey: openpgp.PublicKey) => ({ self: { publicKey } }) as unknown as Keyring;
+  it('says nothing for a key made by ferrypost init; warns for one that advertises SEIPD v2 (this node would refuse what follows it)', async () => {
+    const own = await openpgp.readKey({ armoredKey: (await generateNodeKey({ name: 'a' })).publicArmored });
+    expect(await selfKeyAdvice(ring(own))).toBeUndefined();
+    const aead = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'x' }], format: 'object', config: { aeadProtect: true } });
+    expect(await selfKeyAdvice(ring(aead.publicKey))).toMatch(/^this node's key advertises SEIPD v2 \/ AEAD encryption \(features 0x09\): .*use a node key made by "ferrypost init"/);
   });
 });

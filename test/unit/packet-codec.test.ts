@@ -276,7 +276,7 @@ describe('decode refuses', () => {
     // More in packet-openpgp-fallback.test.ts (hostile packets, other ciphers, SKESK).
     for (const inputBytes of [p.length, 1, undefined]) {
       const err = await expectCode(decode(inputBytes), 'PACKET_MALFORMED');
-      expect(err.message).toMatch(/^SEIPD v2 \(AEAD\) packets are not accepted: ferrypost keys advertise SEIPD v1 only/);
+      expect(err.message).toMatch(/^SEIPD v2 \(AEAD\) packets are not accepted: this node decodes SEIPD v1 only/);
     }
   });
 
