@@ -18,7 +18,7 @@ export const CLI = process.env.BENCH_CLI ? path.resolve(process.env.BENCH_CLI) :
  * The 4 KiB message every small-message benchmark sends, ferrypost and its anchors alike (smtp-source
  * -F; NNCP's sendmail gets the same bytes): a real-looking reply with headers and prose, so it
  * deflates as mail does (gzip -6: ~0.51 of its size). smtp-source -l would send runs of 'X' that
- * deflate to ~135 bytes, which flattered the side that compresses.
+ * deflate to ~135 bytes (no less realistic for Postfix, and in principle kinder to the side that compresses).
  */
 export const BENCH_MESSAGE = path.join(ROOT, 'bench/lib/message-4k.eml');
 /** BENCH_MESSAGE as sent on the wire (CRLF line ends, 4,096 bytes). */
