@@ -1,7 +1,8 @@
 // Runs every benchmark, one child process each (so a crash or leak in one does not skew the
 // next), in the order below; collects their BENCH-JSON lines into bench/results/latest.json and
 // prints a Markdown table. A failing benchmark is reported and the others still run; exit 1 then.
-// Env is passed through (BENCH_CLI, BENCH_RUNS, BENCH_FRESH, *_N ...). Args: names to run a subset.
+// Env is passed through (BENCH_CLI, BENCH_RUNS, BENCH_FRESH, *_N ...); BENCH_RESULTS: another results
+// file. Args: names to run a subset.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,11 +26,13 @@ for (const name of names) {
   else results.push({ ...JSON.parse(json.slice(11)), seconds: (Date.now() - started) / 1000 });
   console.log(`  [${name}: ${out.code === 0 ? 'ok' : `FAILED (${out.code})`}, ${((Date.now() - started) / 1000).toFixed(0)} s]`);
 }
-fs.mkdirSync(path.join(HERE, 'results'), { recursive: true });
+// BENCH_RESULTS: another file for the results (the CI smoke test keeps the real ones untouched).
+const resultsFile = process.env.BENCH_RESULTS ?? path.join(HERE, 'results', 'latest.json');
+fs.mkdirSync(path.dirname(resultsFile), { recursive: true });
 // What the figures were taken with: the commit, whether the tree had changes, and the knobs set.
 const git = (...a) => spawnSync('git', a, { cwd: path.join(HERE, '..'), encoding: 'utf8' }).stdout?.trim() ?? '';
 const build = { commit: git('rev-parse', 'HEAD'), dirty: git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results') !== '', env: Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(BENCH_|DELIVER_|INGEST_|NNCP_|LATENCY_|BACKLOG_|LARGE_|FLOOR_)/.test(k))) };
-fs.writeFileSync(path.join(HERE, 'results', 'latest.json'), JSON.stringify({ build, results, failed, totalSeconds: (Date.now() - t0) / 1000 }, null, 1));
+fs.writeFileSync(resultsFile, JSON.stringify({ build, results, failed, totalSeconds: (Date.now() - t0) / 1000 }, null, 1));
 const f = (v) => (typeof v !== 'number' ? '' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
 console.log('\n| benchmark | figure | ferrypost | anchor | anchor value | ratio | target | met |\n|---|---|---|---|---|---|---|---|');
 for (const r of results) for (const row of r.rows) console.log(`| ${r.bench} | ${row.figure} | ${f(row.value)} ${row.unit ?? ''} | ${row.anchor ?? ''} | ${f(row.anchorValue)} | ${f(row.ratio)} | ${row.target ?? ''} | ${row.met === undefined ? '' : row.met ? 'yes' : 'no'} |`);
