@@ -41,10 +41,11 @@ async function drain(pair, staged, n, startAt) {
 
 export async function main() {
   let sink;
-  let queueRuns = [], drainS, refS, queueLines;
+  let queueRuns = [], drainS, refS, queueLines, packets;
   try {
     sink = await startSmtpSink();
-    const { pair, stash, genSecs, cached } = await cachedPacketSet('backlog', N);
+    const { pair, stash, genSecs, cached, packetSet } = await cachedPacketSet('backlog', N);
+    packets = packetSet;
     console.log(`  (${cached ? 'reusing' : 'generated'} ${N} packets; generation took ${genSecs.toFixed(1)} s = ${(N / genSecs).toFixed(1)} msg/s)`);
     pair.b.edit((doc) => doc.setIn(['delivery'], { method: 'smtp', host: '127.0.0.1', port: sink.port }));
     // The deliver rate in the same minutes, as `deliver` measures it: REF_N packets renamed into a running B.
@@ -74,7 +75,7 @@ export async function main() {
     { figure: `drain ${N} packets waiting at start into smtp-sink (spawn → inbox empty)`, value: drainS, unit: 's' },
     { figure: 'backlog drain rate', value: rate, unit: 'pkt/s', anchor: `deliver rate, same run: ${REF_N} packets renamed into the running receiver, into the same smtp-sink`, anchorValue: ref, ratio, target: '= deliver rate (>= 0.9x: one run each, +-10 % is this machine\'s noise)', met: ratio >= 0.9 },
     { figure: `ferrypost queue on ${N} outgoing packets (median of 3, incl. node startup)`, value: qt, unit: 's', target: '< 1 s', met: qt < 1 },
-  ], { queue_runs_s: queueRuns.map((x) => +x.toFixed(3)), queue_output: queueLines, checks: 'each drain: N rx.delivered, no rx.bounce, nothing quarantined; queue lists all N' });
+  ], { packet_set: packets, queue_runs_s: queueRuns.map((x) => +x.toFixed(3)), queue_output: queueLines, checks: 'each drain: N rx.delivered, no rx.bounce, nothing quarantined; queue lists all N' });
 }
 
 if (isMain(import.meta.url)) await main();

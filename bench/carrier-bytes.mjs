@@ -4,13 +4,14 @@
 // attachments (random bytes, base64, as image/jpeg and application/zip, 20–400 KiB), sent over SMTP
 // into node A (B not running), one at a time, each packet matched to its message; anchor: gzip -6 of
 // each same message (node:zlib, level 6). The attachment target is checked per message (its largest ratio).
-// Deterministic corpus (seeded PRNG). Throws if a message is refused or no packet appears.
+// The text corpus is deterministic (seeded PRNG); the attachments are fresh random bytes each run
+// (incompressible either way, so their ratios do not move). Throws if a message is refused or no packet appears.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import nodemailer from 'nodemailer';
-import { benchMessageBytes, isMain, nodePair, report, rm, ROOT, startNode, tmp, treeBytes } from './lib/stack.mjs';
+import { benchMessageBytes, isMain, nodePair, report, rm, ROOT, startNode, tmp } from './lib/stack.mjs';
 
 const WORDS = ('the ferry leaves at dawn and the mail goes with it; please find the minutes of the meeting below, ' +
   'we agreed to repair the roof before winter, the generator needs diesel, the school asks for books, ' +

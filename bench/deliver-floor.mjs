@@ -74,7 +74,7 @@ export async function main() {
     await smtpSourceRun(postfix.port, { count: 200 }); // warm-up both
     await poolRun(postfix.port, msgs.slice(0, 200));
     for (let i = 0; i < 2; i++) {
-      rows.push(await measure('smtp-source, 10 sessions', master, () => smtpSourceRun(postfix.port, { count: N })));
+      rows.push(await measure('smtp-source, 10 sessions, connections kept (-d)', master, () => smtpSourceRun(postfix.port, { count: N, reuse: true })));
       rows.push(await measure("ferrypost's SMTP client pool alone, 10 connections", master, () => poolRun(postfix.port, msgs)));
       rows.push(await measure('ferrypost receiver, 2,000 waiting packets', master, () => receiverRun(set, postfix.port), 2000));
     }

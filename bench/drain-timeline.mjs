@@ -57,7 +57,7 @@ try {
   if (POSTFIX) {
     await target.idle(); // the drained messages delivered (discard) before the anchor runs
     settleDisk();
-    anchor = N / (await smtpSource(target.port, { count: N, to: 'sink@offline.test' }));
+    anchor = N / (await smtpSource(target.port, { count: N, to: 'sink@offline.test', reuse: true }));
   }
 } finally {
   await target.stop();

@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMain, nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, threadCpuMs, tmp } from './lib/stack.mjs';
+import { countFiles, isMain, nodePair, processCpuMs, rm, ROOT, settleDisk, smtpSourceRun, startNode, startPostfix, threadCpuMs, tmp } from './lib/stack.mjs';
 
 const N = Number(process.env.INGEST_N ?? 1000);
 const SESSIONS = Number(process.env.FLOOR_SESSIONS ?? 10);
@@ -41,13 +41,19 @@ async function measure(label, port, pid, withChildren, idle = async () => {}) {
 }
 
 async function bare(mode, dir) {
-  const child = spawn(process.execPath, ['--max-semi-space-size=4', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), path.join(ROOT, 'bench/lib/bare-smtp.mjs'), mode, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--max-semi-space-size=4', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), path.join(ROOT, 'bench/lib/bare-smtp.mjs'), mode, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => { err += d; process.stderr.write(d); });
   const port = await new Promise((res, rej) => {
     child.stdout.once('data', (d) => res(Number(String(d).trim())));
     child.once('exit', (c) => rej(new Error(`bare smtp-server exited ${c}`)));
   });
-  const exited = new Promise((res) => child.once('exit', res));
-  return { port, pid: child.pid, stop: async () => { child.kill(); await exited; } };
+  const exited = new Promise((res) => child.once('close', res));
+  return {
+    port, pid: child.pid,
+    /** Stops the server; resolves with how many messages it answered 250 (from its last words). */
+    stop: async () => { child.kill(); await exited; return Number(/bare-smtp answered (\d+)/.exec(err)?.[1] ?? NaN); },
+  };
 }
 
 export async function main() {
@@ -63,13 +69,17 @@ export async function main() {
       try {
         rows.push(await measure(`bare smtp-server, ${LABELS[mode]}`, s.port, s.pid, false));
       } finally {
-        await s.stop();
+        const answered = await s.stop();
+        // Every message of the warm-up and the run answered 250 (after its file or packet was durable).
+        if (answered !== N + 100) throw new Error(`bare smtp-server ${mode}: ${answered} messages answered, expected ${N + 100}`);
       }
     }
-    const { a } = await nodePair(base);
+    const { a, b } = await nodePair(base);
     const node = await startNode(a);
     try {
       rows.push(await measure('ferrypost ingest', a.port, node.pid, false));
+      const written = countFiles(path.join(base, 'tree', b.fpr, a.fpr));
+      if (written !== N + 100) throw new Error(`ferrypost: ${written} packets in the tree, expected ${N + 100}`);
     } finally {
       await node.stop();
     }

@@ -2,10 +2,11 @@
 // listener, B stopped), stash them outside the tree, and put them back for each run together with a
 // pristine copy of B's state (so B's replay protection does not refuse a re-run). Throws if A does
 // not write the expected number of packets.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BENCH_MESSAGE, countFiles, median, nodePair, smtpSource, startNode } from './stack.mjs';
+import { BENCH_MESSAGE, CLI, countFiles, median, nodePair, ROOT, smtpSource, startNode } from './stack.mjs';
 
 /** Where generated packet sets are kept between runs (generation runs at ferrypost's ingest rate). */
 export const CACHE_DIR = process.env.BENCH_CACHE ?? '/var/tmp/ferrypost-bench';
@@ -15,8 +16,12 @@ export const CACHE_DIR = process.env.BENCH_CACHE ?? '/var/tmp/ferrypost-bench';
  * regenerates). Fresh ports are put into both configs on every call. Returns { pair, stash, genSecs }.
  */
 export async function cachedPacketSet(name, n, opts = {}) {
-  // Keyed on the message the packets carry: a set made from another message is not reused.
-  const tag = createHash('sha256').update(fs.readFileSync(BENCH_MESSAGE)).digest('hex').slice(0, 8);
+  // Keyed on the message the packets carry and on the build's packet codec (dist/packet): a set made
+  // from another message, or by a build that encodes differently, is not reused.
+  const h = createHash('sha256').update(fs.readFileSync(BENCH_MESSAGE));
+  const codec = path.join(path.dirname(CLI), '..', 'packet');
+  for (const f of fs.readdirSync(codec, { recursive: true }).map(String).filter((f) => f.endsWith('.js')).sort()) h.update(f).update(fs.readFileSync(path.join(codec, f)));
+  const tag = h.digest('hex').slice(0, 8);
   const base = path.join(CACHE_DIR, `${name}-${n}-${tag}`);
   for (const old of fs.existsSync(CACHE_DIR) ? fs.readdirSync(CACHE_DIR) : []) {
     if ((old === `${name}-${n}` || old.startsWith(`${name}-${n}-`)) && path.join(CACHE_DIR, old) !== base) fs.rmSync(path.join(CACHE_DIR, old), { recursive: true, force: true });
@@ -28,12 +33,13 @@ export async function cachedPacketSet(name, n, opts = {}) {
     const pair = await nodePair(base, opts.pairOpts);
     const stash = path.join(base, 'stash');
     const { secs } = await makePackets(pair, n, stash, opts);
-    fs.writeFileSync(meta, JSON.stringify({ pair: { ...pair, a: { ...pair.a }, b: { ...pair.b } }, stash, genSecs: secs }));
-    return { pair, stash, genSecs: secs, cached: false };
+    const madeBy = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() || 'unknown';
+    fs.writeFileSync(meta, JSON.stringify({ pair: { ...pair, a: { ...pair.a }, b: { ...pair.b } }, stash, genSecs: secs, madeBy, tag }));
+    return { pair, stash, genSecs: secs, cached: false, packetSet: { cached: false, made_by: madeBy, key: tag } };
   }
   const m = JSON.parse(fs.readFileSync(meta, 'utf8'));
   const pair = await nodePair(null, { ...opts.pairOpts, existing: m.pair });
-  return { pair, stash: m.stash, genSecs: m.genSecs, cached: true };
+  return { pair, stash: m.stash, genSecs: m.genSecs, cached: true, packetSet: { cached: true, made_by: m.madeBy ?? 'unknown', key: tag } };
 }
 
 /** Generates n packets A→B (smtp-source with bench/lib/message-4k.eml by default) and moves them to stashDir. */

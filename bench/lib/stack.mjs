@@ -344,11 +344,13 @@ export async function startSmtpSink(port) {
 
 /**
  * Runs smtp-source under /usr/bin/time; resolves with wall seconds and smtp-source's own CPU ms.
- * sessions: -s, count: -m, message: -F (default BENCH_MESSAGE for the default 4 KiB), else size: -l.
+ * sessions: -s, count: -m, message: -F (default BENCH_MESSAGE for the default 4 KiB), else size: -l;
+ * reuse: -d (keep each connection for the next message; default: a connection per message).
  */
-export function smtpSourceRun(port, { sessions = 10, count, size = 4096, message = size === 4096 ? BENCH_MESSAGE : undefined, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false }) {
+export function smtpSourceRun(port, { sessions = 10, count, size = 4096, message = size === 4096 ? BENCH_MESSAGE : undefined, to = 'sink@discard.test', from = 'bench@gw.test', oneSession = false, reuse = false }) {
   return new Promise((resolve, reject) => {
     const args = ['-s', String(sessions), '-m', String(count), ...(message ? ['-F', message] : ['-l', String(size)]), '-f', from, '-t', to];
+    if (reuse) args.push('-d'); // several messages per connection, as a pooling client sends them
     if (!oneSession) args.push('-c'); // -c prints a counter; harmless
     args.push(`127.0.0.1:${port}`);
     const t0 = process.hrtime.bigint();
