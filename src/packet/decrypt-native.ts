@@ -98,7 +98,8 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
   // A packet for another node is that (PACKET_DECRYPT), whatever its container: only one that may be
   // ours is judged by its shape.
   const forUs = () => {
-    if (pkesks.length > 0 && !pkesks.some((p) => mayBeForKey(p, decryptionKey))) throw new PgpFormatError('no session key for this node in the packet');
+    if (pkesks.length === 0) throw new PgpFormatError(`no public-key session key packet (PKESK): the packet is not encrypted to a key${skesk ? ', only to a password' : ''}`);
+    if (!pkesks.some((p) => mayBeForKey(p, decryptionKey))) throw new PgpFormatError('no session key for this node in the packet');
   };
   if (head.tag === TAG_AEAD) {
     forUs();
@@ -171,7 +172,7 @@ function mayBeForKey(pkesk: Uint8Array, key: openpgp.PrivateKey): boolean {
     const fpr = hex(pkesk.subarray(3, 2 + len));
     return keys.some((k) => k.getFingerprint() === fpr);
   }
-  return true; // an unknown version: let the session key step decide
+  return false; // another version: no session key this node could open
 }
 
 function notAccepted(what: string): FerryError {

@@ -176,10 +176,28 @@ describe('decode refuses', () => {
   });
 
   it('garbage and an unencrypted signed message', async () => {
-    await expectCode(decodeBuffer(randomBytes(5000), bob, [alice]), 'PACKET_DECRYPT');
+    const garbage = randomBytes(5000);
+    garbage[0] = 0x3f; // not a packet header (bit 7 clear): random first bytes are, 1 in 2 (the next test)
+    await expectCode(decodeBuffer(garbage, bob, [alice]), 'PACKET_DECRYPT');
     const m = await (await import('openpgp')).createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload), payload) });
     const signedOnly = await (await import('openpgp')).sign({ message: m, signingKeys: alice.priv, format: 'binary' });
     await expectCode(decodeBuffer(signedOnly as Uint8Array, bob, [alice]), 'PACKET_DECRYPT');
+  });
+
+  it('random garbage, whatever its first byte claims, is refused as a bad packet (quarantined), never decoded', async () => {
+    // First bytes that look like packet headers lead down every refusal path: most end in
+    // PACKET_DECRYPT (no session key for us, bad framing); a Marker packet anywhere among the first
+    // packets is PACKET_MALFORMED (no ferrypost packet has one). Both quarantine; nothing else may come.
+    for (let first = 0x80; first <= 0xff; first++) {
+      for (let i = 0; i < 3; i++) {
+        const garbage = randomBytes(600);
+        garbage[0] = first;
+        const err = await decodeBuffer(garbage, bob, [alice]).then(() => undefined, (e: unknown) => e);
+        expect(err, `first byte 0x${first.toString(16)}`).toBeInstanceOf(FerryError);
+        expect(['PACKET_DECRYPT', 'PACKET_MALFORMED'], `first byte 0x${first.toString(16)}: ${(err as Error).message}`).toContain((err as FerryError).code);
+        if ((err as FerryError).code === 'PACKET_MALFORMED') expect((err as Error).message).toMatch(/Marker packet/);
+      }
+    }
   });
 
   it('a packet signed by a key that is not a peer, naming the key id', async () => {
