@@ -28,7 +28,10 @@ describe('createUsabilityView', () => {
   it('answers from load time, rechecks after RECHECK_MS in the background, unknown fingerprints → undefined', async () => {
     const g = await gen(1000);
     const fpr = g.publicKey.getFingerprint().toLowerCase();
-    let t = Date.now();
+    // The clock starts 1,000 s before the key's own expiry (openpgp rounds its creation time down to
+    // the second: counting from Date.now() lost up to a second whenever generation crossed one).
+    const expires = ((await g.publicKey.getExpirationTime()) as Date).getTime();
+    let t = expires - 1_000_000;
     const view = createUsabilityView(new Map([[fpr, g.publicKey]]), new Map([[fpr, undefined]]), () => t);
     expect(view(fpr)).toBeUndefined();
     expect(view('0'.repeat(40))).toBeUndefined();
