@@ -65,21 +65,12 @@ export async function main() {
     await smtpSource(postfix.port, { count: 50 }); // warm-up
     // BENCH_RUNS (3) runs, each ferrypost into Postfix, into smtp-sink, then the anchor, so each
     // ratio compares the same minutes of this shared machine (single runs scatter by +-15 % here).
-    // Postfix must have taken every message: its discard(8) lines count them (after idle()).
-    const discardedN = async (what, fn) => {
-      await postfix.idle();
-      const d0 = postfix.discarded();
-      const r = await fn();
-      await postfix.idle();
-      const got = postfix.discarded() - d0;
-      if (got !== N) throw new Error(`${what}: Postfix discarded ${got} messages, expected ${N}`);
-      return r;
-    };
-    const intoPostfix = async () => res.pf.push(await discardedN('ferrypost into Postfix', () => drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: postfix.port })));
+    // Postfix must have taken every message: its discard(8) lines count them.
+    const intoPostfix = async () => res.pf.push(await postfix.expectDiscards('ferrypost into Postfix', N, () => drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: postfix.port })));
     const intoSink = async () => res.sink.push(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: sink.port }));
     // The anchor keeps its connections (-d), as ferrypost's pooled SMTP client does: a connection per
     // message costs Postfix more CPU (docs/performance.md, "Floors") and would flatter ferrypost.
-    const anchor = async () => res.anchor.push(await discardedN('smtp-source into Postfix', async () => { settleDisk(); return N / (await smtpSource(postfix.port, { count: N, to: 'sink@offline.test', reuse: true })); }));
+    const anchor = async () => res.anchor.push(await postfix.expectDiscards('smtp-source into Postfix', N, async () => N / (await smtpSource(postfix.port, { count: N, to: 'sink@offline.test', reuse: true }))));
     // BENCH_RUNS (3) runs; in each, ferrypost into Postfix and into smtp-sink and the anchor, so each
     // ratio compares the same minutes of this shared machine (single runs scatter by +-15 % here). The
     // anchor goes first in every other run, so a drift over the runs favours neither side. Each

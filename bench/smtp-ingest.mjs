@@ -30,14 +30,7 @@ export async function main() {
       if (n !== N) throw new Error(`ferrypost: ${n} packets in the tree after ${N} 250s`);
       fp.push(N / s);
     };
-    const anchor = async () => {
-      await postfix.idle();
-      settleDisk();
-      const d0 = postfix.discarded();
-      pf.push(N / (await smtpSource(postfix.port, { count: N })));
-      await postfix.idle();
-      if (postfix.discarded() - d0 !== N) throw new Error(`Postfix: ${postfix.discarded() - d0} of ${N} messages delivered to discard(8)`);
-    };
+    const anchor = async () => pf.push(await postfix.expectDiscards('Postfix', N, async () => N / (await smtpSource(postfix.port, { count: N }))));
     // Paired runs; the anchor goes first in every other one, so a drift over the runs (ferrypost's
     // JIT still warming, the disk's minute) favours neither side.
     for (let i = 0; i < runs(); i++) {

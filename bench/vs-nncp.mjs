@@ -88,17 +88,8 @@ export async function main() {
     const pair = await nodePair(base, { delivery: { method: 'smtp', host: '127.0.0.1', port: postfix.port } });
     // BENCH_RUNS (3) runs, each ferrypost then NNCP (fresh NNCP nodes), so each ratio compares the
     // same minutes of this shared machine; the figures are medians, the ratio the median of the runs'.
-    // Each side's messages must all reach Postfix's discard(8): counted in its log after idle().
-    const delivered = async (what, fn) => {
-      await postfix.idle();
-      settleDisk(); // the other side's writes are on disk before this side's clock starts
-      const d0 = postfix.discarded();
-      const r = await fn();
-      await postfix.idle();
-      const got = postfix.discarded() - d0;
-      if (got < N) throw new Error(`${what}: Postfix delivered ${got} of at least ${N} messages`);
-      return r;
-    };
+    // Each side's messages must all reach Postfix's discard(8) (ferrypost's run also sends 20 to warm up).
+    const delivered = (what, step) => postfix.expectDiscards(what, N, step, { atLeast: true });
     // NNCP first in every other run, so a drift over the runs favours neither side.
     for (let i = 0; i < runs(); i++) {
       const dir = path.join(base, `nncp-${i}`);

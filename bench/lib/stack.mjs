@@ -308,6 +308,21 @@ export async function startPostfix(name = 'bench') {
     /** Messages discard(8) has finished ("status=sent" lines). */
     discarded: () => (maillog().match(/status=sent/g) ?? []).length,
     /**
+     * Runs a timed step with Postfix's queue empty and the disk synced before it, then waits for the
+     * queue to empty again and throws unless discard(8) delivered `n` more messages (at least `n` with
+     * atLeast: a step that also sends warm-up messages). Resolves with the step's result.
+     */
+    async expectDiscards(what, n, step, { atLeast = false } = {}) {
+      await this.idle();
+      settleDisk();
+      const d0 = this.discarded();
+      const r = await step();
+      await this.idle();
+      const got = this.discarded() - d0;
+      if (atLeast ? got < n : got !== n) throw new Error(`${what}: Postfix delivered (discard) ${got} messages, expected ${atLeast ? 'at least ' : ''}${n}`);
+      return r;
+    },
+    /**
      * Waits until Postfix's queue is empty: after a run, qmgr and discard(8) are still working off what
      * smtpd accepted, on the same two cores, and the next measurement (ferrypost's or Postfix's own)
      * must not share them with that.

@@ -97,8 +97,11 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
   if (!head) throw new PgpFormatError('no encrypted data in the packet');
   // A packet for another node is that (PACKET_DECRYPT), whatever its container: only one that may be
   // ours is judged by its shape.
-  const forUs = () => {
+  const requirePkesk = () => {
     if (pkesks.length === 0) throw new PgpFormatError(`no public-key session key packet (PKESK): the packet is not encrypted to a key${skesk ? ', only to a password' : ''}`);
+  };
+  const forUs = () => {
+    requirePkesk();
     if (!pkesks.some((p) => mayBeForKey(p, decryptionKey))) throw new PgpFormatError('no session key for this node in the packet');
   };
   if (head.tag === TAG_AEAD) {
@@ -118,7 +121,7 @@ export async function openNative(input: AsyncIterable<Uint8Array>, decryptionKey
     throw notAccepted('SEIPD v2 (AEAD) packets are not accepted: this node decodes SEIPD v1 only');
   }
   if (version !== 1) throw new PgpFormatError(`SEIPD version ${version} is not supported`);
-  if (pkesks.length === 0) throw new PgpFormatError(`no public-key session key packet (PKESK): the packet is not encrypted to a key${skesk ? ', only to a password' : ''}`);
+  requirePkesk();
 
   const sessionKey = openSessionKeyNative(pkesks, await ecdhDecryptorsFor(decryptionKey)) ?? (await openpgpSessionKey(pkesks, decryptionKey));
   if (!sessionKey?.algorithm) throw new PgpFormatError('no session key for this node in the packet');

@@ -239,7 +239,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         if (!session.user && !relayNets.contains(session.remoteAddress)) {
           return reject(554, `5.7.1 <${rcpt}>: Relay access denied`);
         }
-        if (barePostmaster && rcpt === address.address && !rcpt.includes('@')) {
+        if (barePostmaster && !rcpt.includes('@')) { // not qualified: the host name has no dot
           return reject(550, `5.1.1 <${rcpt}>: Recipient address rejected: this host's name (${deps.hostname}) is not a fully qualified domain; set smtp.hostname`);
         }
         if (needsUtf8(rcpt, session)) {

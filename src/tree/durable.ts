@@ -95,8 +95,8 @@ export function createDirSync(fs: TreeFs = nodeTreeFs): DirSync {
   /** Directories whose creation failed (their entries may not be durable) → the tree root they were created within. */
   const unsure = new Map<string, string | undefined>();
   async function parentsDurable(dir: string): Promise<void> {
+    const at = resolve(dir);
     for (const [u, within] of [...unsure]) {
-      const at = resolve(dir);
       if (at !== u && !at.startsWith(`${u}${sep}`)) continue;
       // Top down, the parent of every level from just below `within` (or of `u` alone) to `u`.
       const levels: string[] = [];

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { deflateSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
+import { isFerryError } from '../../src/errors/index.js';
 import { decodePacket, encodePacket } from '../../src/packet/codec.js';
 import { newPacketId, type PacketHeader } from '../../src/packet/header.js';
 import { generateNodeKey } from '../../src/keys/generate.js';
@@ -107,6 +108,16 @@ export async function sealedPacket(inner: Uint8Array, to: TestKey): Promise<Buff
   const pkesk = (await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', encryptionKeys: to.pub, format: 'binary' })) as Uint8Array;
   const body = seipdV1EncryptSync('aes256', key, inner);
   return Buffer.concat([pkesk, packetHeader(18, body.length), body]);
+}
+
+/** A decode's outcome as one string: 'ok', or "CODE: message" of its FerryError (anything else says so). */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return isFerryError(e) ? `${e.code}: ${e.message}` : `not a FerryError: ${String(e)}`;
+  }
 }
 
 /** One OpenPGP packet: a new-format header for `tag` and `body`. */

@@ -4,7 +4,6 @@
  * declaring a huge length (native and openpgp.verify paths), too many or too long PKESKs, and an input
  * that fails with an errno (EIO) part way.
  */
-import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -12,8 +11,7 @@ import { isFerryError } from '../../src/errors/index.js';
 import { decodePacket } from '../../src/packet/codec.js';
 import { MAX_PKESK_BYTES, MAX_PKESKS } from '../../src/packet/decrypt-native.js';
 import { MAX_SIGNATURE_PACKET_BYTES } from '../../src/packet/native/signature-verify.js';
-import { packetHeader } from '../../src/packet/pgpstream.js';
-import { CollectSink, decodeBuffer, encodeToBuffer, makeHeader, makeKey, plaintextOf, sealedPacket, type TestKey } from './packet-helpers.js';
+import { codeOf, CollectSink, compressedPacket, decodeBuffer, encodeToBuffer, hugeSignatureMessage, makeHeader, makeKey, pkt, plaintextOf, sealedPacket, type TestKey } from './packet-helpers.js';
 
 const MiB = 1 << 20;
 let alice: TestKey;
@@ -24,37 +22,6 @@ beforeAll(async () => {
   [alice, bob, carol] = await Promise.all([makeKey('alice'), makeKey('bob'), makeKey('carol')]);
 });
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return isFerryError(e) ? `${e.code}: ${e.message}` : `not a FerryError: ${String(e)}`;
-  }
-}
-
-function pkt(tag: number, body: Uint8Array): Buffer {
-  return Buffer.concat([packetHeader(tag, body.length), body]);
-}
-
-/** One-Pass Signature v3 by alice (EdDSA, SHA-512); sigType 0 = binary (native), 1 = text (openpgp.verify). */
-function ops(sigType: number): Buffer {
-  return Buffer.concat([Buffer.from([3, sigType, 10, 22]), Buffer.from(alice.priv.getKeyID().toHex(), 'hex'), Buffer.from([1])]);
-}
-
-/** OPS ‖ Literal 'b' (a well-formed packet plaintext) ‖ a "signature" packet of `sigLen` zero bytes. */
-function hugeSignatureMessage(sigType: number, payloadBytes: number, sigLen: number): Buffer {
-  const payload = Buffer.alloc(payloadBytes, 0x61);
-  const literal = pkt(11, Buffer.concat([Buffer.from([0x62, 0, 0, 0, 0, 0]), plaintextOf(makeHeader(alice, bob, payload), payload)]));
-  const sigHead = Buffer.from([0xc2, 0xff, (sigLen >>> 24) & 255, (sigLen >> 16) & 255, (sigLen >> 8) & 255, sigLen & 255]);
-  return Buffer.concat([pkt(4, ops(sigType)), literal, sigHead, Buffer.alloc(sigLen)]);
-}
-
-/** A ZLIB Compressed Data packet around `inner`. */
-function compressed(inner: Uint8Array): Buffer {
-  return pkt(8, Buffer.concat([Buffer.from([2]), deflateSync(inner)]));
-}
-
 describe('a signature packet declaring more than MAX_SIGNATURE_PACKET_BYTES is refused before it is read', () => {
   const over = MAX_SIGNATURE_PACKET_BYTES + 1;
 
@@ -64,16 +31,16 @@ describe('a signature packet declaring more than MAX_SIGNATURE_PACKET_BYTES is r
   });
 
   it('native streamed path (binary OPS, > 1 MiB inflated): PACKET_DECRYPT naming the length', async () => {
-    const packet = await sealedPacket(compressed(hugeSignatureMessage(0, Math.round(1.2 * MiB), over)), bob);
+    const packet = await sealedPacket(compressedPacket(hugeSignatureMessage(alice, bob, 0, Math.round(1.2 * MiB), over)), bob);
     expect(await codeOf(decodeBuffer(packet, bob, [alice]))).toMatch(new RegExp(`^PACKET_DECRYPT: .*signature packet of ${over} bytes`));
   });
 
   it('openpgp.verify path (text-mode OPS), streamed and in memory, and nested compression: PACKET_DECRYPT before openpgp buffers it', async () => {
     for (const payloadBytes of [Math.round(1.2 * MiB), 1000]) {
-      const packet = await sealedPacket(compressed(hugeSignatureMessage(1, payloadBytes, over)), bob);
+      const packet = await sealedPacket(compressedPacket(hugeSignatureMessage(alice, bob, 1, payloadBytes, over)), bob);
       expect(await codeOf(decodeBuffer(packet, bob, [alice]))).toMatch(/^PACKET_DECRYPT: .*packet \(tag 2\) of \d+ bytes/);
       // a Compressed Data packet inside the one inflated natively: openpgp would inflate it (1100:1) and buffer what is in it
-      const nested = await sealedPacket(compressed(compressed(hugeSignatureMessage(0, payloadBytes, over))), bob);
+      const nested = await sealedPacket(compressedPacket(compressedPacket(hugeSignatureMessage(alice, bob, 0, payloadBytes, over))), bob);
       expect(await codeOf(decodeBuffer(nested, bob, [alice]))).toMatch(/^PACKET_DECRYPT: .*compressed data inside/);
     }
   });

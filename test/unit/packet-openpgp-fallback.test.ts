@@ -14,6 +14,7 @@ import { isFerryError } from '../../src/errors/index.js';
 import { decodePacket } from '../../src/packet/codec.js';
 import { MAX_SIGNATURE_PACKET_BYTES } from '../../src/packet/native/signature-verify.js';
 import {
+  codeOf,
   CollectSink,
   compressedPacket,
   decodeBuffer,
@@ -55,15 +56,6 @@ afterEach(() => {
   expect(calls.decrypt).toBe(0);
 });
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return isFerryError(e) ? `${e.code}: ${e.message}` : `not a FerryError: ${String(e)}`;
-  }
-}
-
 /** As the receiver decodes: inputBytes is the file's size (openpgp.js's decompression limit was 1100 times it). */
 function decodeAsReceiver(packet: Buffer): Promise<unknown> {
   return decodePacket({ input: Readable.from([packet]), decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: new CollectSink(), inputBytes: packet.length });
@@ -78,6 +70,12 @@ async function signedPlaintext(payload: Uint8Array): Promise<Uint8Array> {
 /** 256 MiB of zeros as a "signature", deflated 1030:1 into ~261 KB: what openpgp.js would read whole into memory. */
 const HUGE = 256 * MiB;
 
+/** A packet plaintext from alice to `to`, signed and encrypted by openpgp.encrypt (which picks SEIPD v2 from the key or the session key). */
+async function openpgpEncrypted(payload: Buffer, to: TestKey, sessionKey?: { data: Uint8Array; algorithm: 'aes256'; aeadAlgorithm: 'ocb' | 'gcm' | 'eax' }): Promise<Buffer> {
+  const message = await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, to, payload), payload), format: 'binary' });
+  return Buffer.from((await openpgp.encrypt({ message, encryptionKeys: to.pub, signingKeys: alice.priv, format: 'binary', ...(sessionKey ? { sessionKey } : {}) })) as Uint8Array);
+}
+
 describe('SEIPD v2 (AEAD) is refused before anything is decrypted', () => {
   it('this node decodes SEIPD v1 only, and AES only (so no conforming sender writes anything else to a node)', async () => {
     const sig = (await bob.pub.getPrimaryUser()).selfCertification;
@@ -88,15 +86,7 @@ describe('SEIPD v2 (AEAD) is refused before anything is decrypted', () => {
   it('a well-formed, peer-signed SEIPD v2 packet (openpgp.encrypt; OCB, GCM, EAX): PACKET_MALFORMED, signature not checked', async () => {
     const payload = Buffer.from('Subject: v2\r\n\r\nhello\r\n');
     for (const aeadAlgorithm of ['ocb', 'gcm', 'eax'] as const) {
-      const packet = Buffer.from(
-        (await openpgp.encrypt({
-          message: await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, bob, payload), payload), format: 'binary' }),
-          encryptionKeys: bob.pub,
-          signingKeys: alice.priv,
-          format: 'binary',
-          sessionKey: { data: randomBytes(32), algorithm: 'aes256', aeadAlgorithm },
-        })) as Uint8Array,
-      );
+      const packet = await openpgpEncrypted(payload, bob, { data: randomBytes(32), algorithm: 'aes256', aeadAlgorithm });
       expect(packet.subarray(0, 4).toString('hex')).toMatch(/^c1..06/); // a v6 PKESK: openpgp.js wrote SEIPD v2
       const sink = new CollectSink();
       const err = await decodePacket({ input: Readable.from([packet]), decryptionKey: bob.priv, verificationKeys: [alice.pub], payloadSink: sink }).then(
@@ -113,14 +103,7 @@ describe('SEIPD v2 (AEAD) is refused before anything is decrypted', () => {
     const g = await openpgp.generateKey({ type: 'ecc', userIDs: [{ name: 'v2' }], format: 'object', config: { aeadProtect: true } });
     const v2Key: TestKey = { priv: g.privateKey, pub: g.publicKey, fpr: g.privateKey.getFingerprint() };
     const payload = Buffer.from('x');
-    const packet = Buffer.from(
-      (await openpgp.encrypt({
-        message: await openpgp.createMessage({ binary: plaintextOf(makeHeader(alice, v2Key, payload), payload), format: 'binary' }),
-        encryptionKeys: v2Key.pub,
-        signingKeys: alice.priv,
-        format: 'binary',
-      })) as Uint8Array,
-    );
+    const packet = await openpgpEncrypted(payload, v2Key);
     expect(await codeOf(decodeBuffer(packet, v2Key, [alice]))).toMatch(V2_REFUSED);
   });
 

@@ -17,6 +17,21 @@ function expectOneCode(reply: string): void {
   }
 }
 
+/** After EHLO, sends each command and expects its exact reply, each with one enhanced code. */
+async function dialogue(port: number, steps: Array<[command: string, reply: string]>): Promise<void> {
+  const c = await rawClient(port);
+  try {
+    await c.cmd('EHLO client.test');
+    for (const [command, reply] of steps) {
+      const got = await c.cmd(command);
+      expectOneCode(got);
+      expect(got, command).toBe(reply);
+    }
+  } finally {
+    c.close();
+  }
+}
+
 const MESSAGE = 'Subject: codes\r\n\r\nbody\r\n.';
 
 describe('ENHANCEDSTATUSCODES', () => {
@@ -41,58 +56,31 @@ describe('ENHANCEDSTATUSCODES', () => {
   });
 
   it("smtp-server's own refusals (sequence, syntax, unknown command, declared size) carry one code", async () => {
-    const c = await rawClient((await h.start(listenerConfig())).port);
-    await c.cmd('EHLO client.test');
-    const replies = [
-      await c.cmd('RCPT TO:<b@example.net>'),
-      await c.cmd('DATA'),
-      await c.cmd('MAIL FROM:a@example.org'),
-      await c.cmd('XYZZY'),
-      await c.cmd('MAIL FROM:<a@example.org> SIZE=200000'), // smtp-server checks SIZE before onMailFrom
-      await c.cmd('MAIL FROM:<a@example.org>'),
-      await c.cmd('MAIL FROM:<a@example.org>'),
-      await c.cmd('RCPT TO:<>'),
-    ];
-    c.close();
-    replies.forEach(expectOneCode);
-    expect(replies).toEqual([
-      '503 5.5.1 Error: need MAIL command',
-      '503 5.5.1 Error: need RCPT command',
-      '501 5.1.7 Error: Bad sender address syntax',
-      '500 5.5.2 Error: command not recognized',
-      '552 5.3.4 Error: message exceeds fixed maximum message size 100000',
-      '250 2.1.0 Accepted',
-      '503 5.5.1 Error: nested MAIL command',
-      '501 5.1.3 Error: Bad recipient address syntax',
+    await dialogue((await h.start(listenerConfig())).port, [
+      ['RCPT TO:<b@example.net>', '503 5.5.1 Error: need MAIL command'],
+      ['DATA', '503 5.5.1 Error: need RCPT command'],
+      ['MAIL FROM:a@example.org', '501 5.1.7 Error: Bad sender address syntax'],
+      ['XYZZY', '500 5.5.2 Error: command not recognized'],
+      // smtp-server checks SIZE before onMailFrom
+      ['MAIL FROM:<a@example.org> SIZE=200000', '552 5.3.4 Error: message exceeds fixed maximum message size 100000'],
+      ['MAIL FROM:<a@example.org>', '250 2.1.0 Accepted'],
+      ['MAIL FROM:<a@example.org>', '503 5.5.1 Error: nested MAIL command'],
+      ['RCPT TO:<>', '501 5.1.3 Error: Bad recipient address syntax'],
     ]);
   });
 
   it('our refusals keep their own code, once: no route, bad address, unusable peer key, too many recipients', async () => {
     const bob = h.w.bob.fpr;
     const { port } = await h.start(listenerConfig({ max_recipients: 2 }), { peerProblem: (fpr) => (fpr === bob ? 'expired on 2024-01-01' : undefined) });
-    const c = await rawClient(port);
-    await c.cmd('EHLO client.test');
-    const replies = [
-      await c.cmd('MAIL FROM:<a(b@example.org>'),
-      await c.cmd('MAIL FROM:<a@example.org>'),
-      await c.cmd('RCPT TO:<x@nowhere.invalid>'),
-      await c.cmd('RCPT TO:<b@-x.net>'),
-      await c.cmd('RCPT TO:<b@example.net>'),
-      await c.cmd('RCPT TO:<c1@example.com>'),
-      await c.cmd('RCPT TO:<c2@example.com>'),
-      await c.cmd('RCPT TO:<c3@example.com>'),
-    ];
-    c.close();
-    replies.forEach(expectOneCode);
-    expect(replies).toEqual([
-      '553 5.1.7 <a(b@example.org>: Sender address rejected: bad address syntax (malformed local part)',
-      '250 2.1.0 Accepted',
-      '550 5.1.2 <x@nowhere.invalid>: Recipient address rejected: no route to a ferrypost node',
-      '501 5.1.3 <b@-x.net>: bad address syntax (malformed domain)',
-      '450 4.7.5 <b@example.net>: Recipient address rejected: the key of node bob expired on 2024-01-01; mail for it waits until its renewed key is installed',
-      '250 2.1.5 Accepted',
-      '250 2.1.5 Accepted',
-      '452 4.5.3 Error: too many recipients',
+    await dialogue(port, [
+      ['MAIL FROM:<a(b@example.org>', '553 5.1.7 <a(b@example.org>: Sender address rejected: bad address syntax (malformed local part)'],
+      ['MAIL FROM:<a@example.org>', '250 2.1.0 Accepted'],
+      ['RCPT TO:<x@nowhere.invalid>', '550 5.1.2 <x@nowhere.invalid>: Recipient address rejected: no route to a ferrypost node'],
+      ['RCPT TO:<b@-x.net>', '501 5.1.3 <b@-x.net>: bad address syntax (malformed domain)'],
+      ['RCPT TO:<b@example.net>', '450 4.7.5 <b@example.net>: Recipient address rejected: the key of node bob expired on 2024-01-01; mail for it waits until its renewed key is installed'],
+      ['RCPT TO:<c1@example.com>', '250 2.1.5 Accepted'],
+      ['RCPT TO:<c2@example.com>', '250 2.1.5 Accepted'],
+      ['RCPT TO:<c3@example.com>', '452 4.5.3 Error: too many recipients'],
     ]);
   });
 

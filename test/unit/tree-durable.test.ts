@@ -223,26 +223,29 @@ describe('injected failures leave no temp and no final file', () => {
   });
 });
 
-/** nodeTreeFs whose directory fsyncs take `ms` and are logged (with link/rename) in `events`; `failAt` fails the n-th (1-based). */
-function slowDirSync(ms: number, events: string[], failAt?: number): TreeFs {
-  let n = 0;
+/** nodeTreeFs whose directory fsyncs go through `sync(path, real)` (which calls `real` to fsync, or throws). */
+function withDirSync(sync: (path: string, real: () => Promise<void>) => Promise<void>): TreeFs {
   return {
     ...nodeTreeFs,
     async open(path, flags, mode) {
       const h = await nodeTreeFs.open(path, flags, mode);
-      if (flags !== 'r') return h;
-      return {
-        ...h,
-        async sync() {
-          const id = ++n;
-          events.push(`start ${id}`);
-          await new Promise((r) => setTimeout(r, ms));
-          events.push(`end ${id}`);
-          if (id === failAt) throw errnoError('EIO', 'injected directory fsync failure', path);
-          return h.sync();
-        },
-      };
+      return flags === 'r' ? { ...h, sync: () => sync(path, () => h.sync()) } : h;
     },
+  };
+}
+
+/** nodeTreeFs whose directory fsyncs take `ms` and are logged (with link/rename) in `events`; `failAt` fails the n-th (1-based). */
+function slowDirSync(ms: number, events: string[], failAt?: number): TreeFs {
+  let n = 0;
+  return {
+    ...withDirSync(async (path, real) => {
+      const id = ++n;
+      events.push(`start ${id}`);
+      await new Promise((r) => setTimeout(r, ms));
+      events.push(`end ${id}`);
+      if (id === failAt) throw errnoError('EIO', 'injected directory fsync failure', path);
+      return real();
+    }),
     link: async (a, b) => (events.push(`link ${b.split('/').pop()}`), nodeTreeFs.link(a, b)),
   };
 }
@@ -310,14 +313,14 @@ describe('group commit of directory fsyncs (createDirSync)', () => {
 
 describe('first packets to a new directory race (ensureDir)', () => {
   /** fsyncs of `slow` take 100 ms; the log says when one ended and when each commit resolved. */
-  const slowParent = (slow: string, events: string[]): TreeFs => ({
-    ...nodeTreeFs,
-    async open(path, flags, mode) {
-      const h = await nodeTreeFs.open(path, flags, mode);
-      if (path !== slow) return h;
-      return { ...h, sync: async () => (await new Promise((r) => setTimeout(r, 100)), events.push('parent synced'), h.sync()) };
-    },
-  });
+  const slowParent = (slow: string, events: string[]): TreeFs =>
+    withDirSync(async (path, real) => {
+      if (path === slow) {
+        await new Promise((r) => setTimeout(r, 100));
+        events.push('parent synced');
+      }
+      return real();
+    });
   const write = (target: string, fs: TreeFs, name: string, events: string[], dirSync = createDirSync(fs)) =>
     prepareDurable(target, Buffer.from(name), { fs, dirSync }).then((p) => p.commit(name)).then(() => events.push(`done ${name}`));
 
@@ -344,21 +347,11 @@ describe('first packets to a new directory race (ensureDir)', () => {
     const target = join(tree, 'to', 'from');
     const synced: string[] = [];
     let failTree = true;
-    const fs: TreeFs = {
-      ...nodeTreeFs,
-      async open(path, flags, mode) {
-        const h = await nodeTreeFs.open(path, flags, mode);
-        if (flags !== 'r') return h;
-        return {
-          ...h,
-          sync: async () => {
-            if (path === tree && failTree) throw errnoError('EIO', 'injected dirSync failure', path);
-            synced.push(path);
-            return h.sync();
-          },
-        };
-      },
-    };
+    const fs = withDirSync(async (path, real) => {
+      if (path === tree && failTree) throw errnoError('EIO', 'injected dirSync failure', path);
+      synced.push(path);
+      return real();
+    });
     const dirSync = createDirSync(fs);
     const a = prepareDurable(target, Buffer.from('a'), { fs, dirSync, within: tree }).then((p) => p.commit('a'));
     await expect(a).rejects.toMatchObject({ code: 'EIO' });
