@@ -10,7 +10,7 @@
 //     zlib handle's writeSync into one reused buffer, SHA-512 (signature) + SHA-256 (payload), write.
 // Prints MiB/s of output, wall, CPU (user+system, all threads) and minor page faults per run. The
 // floor is what a synchronous push decoder could reach on one thread; the gap is the decoder's
-// per-chunk machinery (docs/performance.md). Not part of `npm run bench`. Env: LARGE_MIB, REPS,
+// per-chunk machinery (docs/performance-history.md). Not part of `npm run bench`. Env: LARGE_MIB, REPS,
 // DECODE_WORKER=1.
 import crypto from 'node:crypto';
 import fs from 'node:fs';

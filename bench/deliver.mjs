@@ -69,7 +69,7 @@ export async function main() {
     const intoPostfix = async () => res.pf.push(await postfix.expectDiscards('ferrypost into Postfix', N, () => drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: postfix.port })));
     const intoSink = async () => res.sink.push(await drainOnce(pair, stash, { method: 'smtp', host: '127.0.0.1', port: sink.port }));
     // The anchor keeps its connections (-d), as ferrypost's pooled SMTP client does: a connection per
-    // message costs Postfix more CPU (docs/performance.md, "Floors") and would flatter ferrypost.
+    // message costs Postfix more CPU (docs/performance-history.md, "Floors") and would flatter ferrypost.
     const anchor = async () => res.anchor.push(await postfix.expectDiscards('smtp-source into Postfix', N, async () => N / (await smtpSource(postfix.port, { count: N, to: 'sink@offline.test', reuse: true }))));
     // BENCH_RUNS (3) runs; in each, ferrypost into Postfix and into smtp-sink and the anchor, so each
     // ratio compares the same minutes of this shared machine (single runs scatter by +-15 % here). The

@@ -1,5 +1,5 @@
 // disk-floor: what one durable 5 KB file costs on this machine's disk, three ways, 3,000 files each,
-// alternating, with sync(1) before every round (docs/performance.md, "The machine of the afternoon"):
+// alternating, with sync(1) before every round (docs/performance-history.md, "The machine of the afternoon"):
 //   sync       one at a time, synchronous calls: open, write, fsync, close, link, unlink, directory fsync;
 //   promises   10 writers through fs.promises: open, writeFile, fsync, close, rename (no directory
 //              fsync: not durable the way the other two are, the plain library cost for comparison);

@@ -6,7 +6,7 @@
 // 10 sessions, the same count) as the `deliver` anchor. The summary compares the first 2,000 packets
 // (what `deliver` times) with the rest: a warm daemon against one still compiling its code.
 // DELIVER_CONCURRENCY / DELIVER_CONNECTIONS as in deliver.mjs.
-// Not part of `npm run bench`: a diagnostic (docs/performance.md, "The deliver drain over time").
+// Not part of `npm run bench`: a diagnostic (docs/performance-history.md, "The deliver drain over time").
 import { cachedPacketSet, release, resetState, stage } from './lib/packets.mjs';
 import { countFiles, machineBusyMs, settleDisk, sleep, smtpSource, startNode, startPostfix, startSmtpSink, threadCpuMs } from './lib/stack.mjs';
 

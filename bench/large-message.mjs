@@ -7,7 +7,7 @@
 // and peak RSS (VmHWM of each daemon) vs `gpg --sign --encrypt -z 6 --compress-algo zlib` and
 // `gpg --decrypt` of the same bytes (RSS from /usr/bin/time), BENCH_RUNS (3) times: medians, the
 // median of the runs' own ratios, and the highest peak RSS. Throws if the Maildir copy is short.
-// LARGE_BODY=prose|repeat: another body (lib/large-body.mjs); they stress peak RSS differently (docs/performance.md, "What was fixed at midnight").
+// LARGE_BODY=prose|repeat: another body (lib/large-body.mjs); they stress peak RSS differently (docs/performance-history.md, "What was fixed at midnight").
 // LARGE_DELIVERY=smtp: node B delivers by SMTP into Postfix's smtp-sink instead of its Maildir (the
 // message then goes through a work file and the SMTP client); the receiver's time ends when the
 // packet is gone from the inbox, i.e. after smtp-sink's 250.

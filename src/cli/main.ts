@@ -6,7 +6,7 @@
  * The interpreter line caps V8's young generation at 4 MiB per semi-space (default: grows to 16):
  * streaming a large message leaves many short-lived Buffers whose memory returns only when a
  * scavenge collects their handles; this keeps the 100 MiB peaks at ~122 MiB instead of ~128-131
- * (docs/performance.md). V8 reads it at start only, so whoever runs `node dist/cli/main.js` directly
+ * (docs/performance-history.md). V8 reads it at start only, so whoever runs `node dist/cli/main.js` directly
  * (npm start, the benchmarks) passes the same flag.
  */
 import { readFileSync } from 'node:fs';

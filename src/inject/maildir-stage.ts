@@ -100,7 +100,7 @@ class TmpFileSink extends Writable {
   constructor(private readonly deps: StageDeps, private readonly target: StageTarget) {
     // 1 MiB may wait while a write is under way, and goes out in one writev: fewer, larger writes.
     // Each submission costs the main thread, the large receiver's slower side: 95-101 -> 46-65 ms
-    // per 100 MiB in profiles, +5 % in 4 interleaved pairs, same peak RSS (docs/performance.md).
+    // per 100 MiB in profiles, +5 % in 4 interleaved pairs, same peak RSS (docs/performance-history.md).
     super({ highWaterMark: 1024 * 1024 });
   }
 

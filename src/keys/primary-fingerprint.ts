@@ -2,7 +2,7 @@
  * The v4 fingerprint of a key file's primary key, read straight from its first packet (RFC 9580
  * §5.5.4.2: SHA-1 over 0x99, a two-octet length and the public key fields), without loading openpgp.js.
  * For commands that only need this node's id (`ferrypost queue`, `quarantine release`): loading and
- * compiling openpgp.js is ~0.1 s of a `queue` run that should stay under 1 s (docs/performance.md).
+ * compiling openpgp.js is ~0.1 s of a `queue` run that should stay under 1 s (docs/performance-history.md).
  * Pure, no I/O. Returns undefined for anything it does not know for certain (v5/v6 keys, unknown
  * algorithms or curves, MPIs that are not minimally encoded, several keys in one file, partial
  * lengths, armor that is not a key block or has a bad checksum, trailing bytes in a public key

@@ -8,7 +8,7 @@
  * memory has piled up ("external memory pressure"). That pile was most of the sender's margin on a
  * 100 MiB message: 120-126 MiB peak RSS on base64, 145-156 on one block of text repeated (target 128).
  * A scavenge every 2 MiB streamed cut those peaks to 100-104 and 111-115 MiB; the cost was within the
- * noise on base64 and 5-8 % of the send rate on prose (docs/performance.md, "What was fixed at
+ * noise on base64 and 5-8 % of the send rate on prose (docs/performance-history.md, "What was fixed at
  * midnight", with the paces tried).
  *
  * How: the installed command runs node with --expose-gc (its interpreter line, like

@@ -96,7 +96,7 @@ export class CfbDecryptor {
  * main loop (the earlier, downward form) then had no type feedback, and the compiled code, which V8
  * keeps entering at the loop, bailed out at that point once per call: ~330 deoptimisations over a
  * daemon's first 100 MiB packet, which ran this at a third of its later speed
- * (docs/performance.md, "What was fixed on 2026-11-27, 09:50–10:40").
+ * (docs/performance-history.md, "What was fixed on 2026-11-27, 09:50–10:40").
  */
 export function shiftXor(ks: Buffer, carry: Buffer, ct: Uint8Array, n: number): void {
   if (n % BLOCK !== 0 || n < BLOCK || n > ks.length || n > ct.length || carry.length < BLOCK) {

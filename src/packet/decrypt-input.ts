@@ -4,7 +4,7 @@
  * by a SlotReadable input: the receiver's HashingFileReader) is handed over where it lies, as a range;
  * anything else is copied into a free slot. On a 100 MiB packet the copy and the buffers it was copied
  * from cost the main thread, the large receiver's slower side, more than the file reads themselves
- * (docs/performance.md).
+ * (docs/performance-history.md).
  * A slot is reused only when nobody holds it: not the reader (a read into it under way, or its chunk
  * not yet consumed) and not the worker (a range handed over and not yet handed back with 'in-free').
  * Why a mistake here could not deliver wrong mail: it could only change ciphertext, which the MDC,
@@ -16,7 +16,7 @@ export const IN_SLOT = 256 * 1024;
  * 2 MiB of input: the reader holds one slot and reads into another, so the rest (~12 ms of the
  * worker's work) is what the worker can take while the main thread is busy elsewhere. With 4 the
  * worker sat idle 5-36 % of each 100 ms of a 100 MiB packet in a profile, waiting for ciphertext;
- * with 8, 0-11 % (docs/performance.md, "2026-11-27, 09:50-10:40").
+ * with 8, 0-11 % (docs/performance-history.md, "2026-11-27, 09:50-10:40").
  */
 export const IN_SLOTS = 8;
 /**

@@ -1,6 +1,6 @@
 /**
  * Decryption of large packets on a worker thread, so that it runs on the second core while this
- * thread hashes, checks the signature and writes (docs/performance.md, "large-message"): the worker
+ * thread hashes, checks the signature and writes (docs/performance-history.md, "large-message"): the worker
  * decrypts the SEIPD v1 body, checks its MDC and inflates the compressed packet inside, with the same
  * code this thread runs (decrypt-worker.ts), so output and errors are the same bytes and messages;
  * errors come back as PgpFormatError or as an Error with zlib's code and errno. One worker per

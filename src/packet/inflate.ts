@@ -2,7 +2,7 @@
  * Streaming inflate (ZLIB, RFC 1950, or raw deflate, RFC 1951) on the calling thread, for compressed
  * packet bodies too large for one zlib.inflateSync call. node:zlib's stream runs every step on the
  * thread pool; under gVisor each hand-off costs the main thread 0.1-0.3 ms and the stages take turns
- * instead of overlapping (docs/performance.md, "Floors"). Here one zlib handle is driven through its
+ * instead of overlapping (docs/performance-history.md, "Floors"). Here one zlib handle is driven through its
  * synchronous write, the call zlib.inflateSync itself makes, into fixed-size output buffers, so a
  * large packet inflates with no hand-off and with memory bounded by one output buffer at a time.
  *

@@ -2,7 +2,7 @@
  * Reads a large packet file for the decoder, hashing it (SHA-256, for the name check) as it goes: one
  * read ahead, each chunk read into its own buffer. It replaces fs.createReadStream piped through a
  * Transform, whose stream machinery cost the large receiver's main thread more than the reads
- * themselves (docs/performance.md).
+ * themselves (docs/performance-history.md).
  * Once lent buffers (lendFrom: the decrypt worker's input slots, decrypt-input.ts), it reads into
  * them instead, so the ciphertext reaches the worker without a copy; each is given back when the
  * decoder asks for the next chunk (it has consumed this one), when nothing was read into it, or when

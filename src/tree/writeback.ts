@@ -4,7 +4,7 @@
  * thread pool, so the disk writes while the rest is still being produced, and the final fsync finds
  * little left to do. Durability is unchanged: the caller still fsyncs at the end and publishes only
  * after that. Measured on 2026-11-27 (100 MiB, ext4 in a Firecracker VM): the final fsync took
- * 68-213 ms alone, 4 ms after flushes every 8 MiB (docs/performance.md, "Early writeback").
+ * 68-213 ms alone, 4 ms after flushes every 8 MiB (docs/performance-history.md, "Early writeback").
  *
  * A failed background flush is kept and rethrown by settle(): after a writeback error, a later fsync
  * on the same file may succeed although data was lost (Linux reports the error once), so the final
