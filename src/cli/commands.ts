@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/load.js';
 import { FerryError, SYSEXIT } from '../errors/index.js';
 import type { Outbox } from '../queue/outbox.js';
@@ -173,6 +174,24 @@ export function registerCommands(program: Command, configFile: () => string): vo
       }
     });
 
+  q.command('delete [name...]')
+    .description('delete quarantined packets for good: the names given, or every one quarantined longer ago than --older-than')
+    .option('--older-than <duration>', 'every packet quarantined longer ago than this (e.g. 30d, 12h)')
+    .action(async (names: string[], o: { olderThan?: string }) => {
+      if ((names.length > 0) === (o.olderThan !== undefined)) {
+        throw new FerryError('USAGE', 'give either packet names or --older-than DURATION (see "ferrypost quarantine list")');
+      }
+      const selection = o.olderThan === undefined ? { names } : { olderThan: new Date(Date.now() - durationOption(o.olderThan)) };
+      const cfg = loadConfig(configFile());
+      const { deleteQuarantined } = await import('../quarantine/delete.js');
+      const r = await deleteQuarantined(cfg.node.state_dir, selection);
+      for (const e of r.deleted) process.stdout.write(`deleted ${e.name} (${e.reason.code}, ${e.reason.size} bytes)\n`);
+      for (const e of r.vanished) process.stdout.write(`${e.name}: already gone (released or deleted meanwhile)\n`);
+      for (const e of r.undated) process.stderr.write(`kept ${e.name}: its reason file has no time (delete it by name)\n`);
+      const bytes = r.deleted.reduce((n, e) => n + e.reason.size, 0);
+      process.stdout.write(`-- ${r.deleted.length} packet(s) deleted, ${bytes} bytes\n`);
+    });
+
   program
     .command('check')
     .description('load the config and keys and report problems')
@@ -213,4 +232,16 @@ function emptyOutbox(): Outbox {
     throw new FerryError('INTERNAL', 'the empty outbox of a listing cannot record');
   };
   return { record: none, recordLater: none, byNames: () => new Map(), count: () => 0, forgetExcept: () => 0, close: () => undefined };
+}
+
+/** A duration option ("30d", "12h", a number of seconds), positive; USAGE otherwise. */
+function durationOption(value: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(value);
+  } catch (err) {
+    throw new FerryError('USAGE', `--older-than ${(err as Error).message}`);
+  }
+  if (!(ms > 0)) throw new FerryError('USAGE', `--older-than ${value}: must be more than 0 (e.g. 30d)`);
+  return ms;
 }

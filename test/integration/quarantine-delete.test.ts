@@ -1,0 +1,112 @@
+/**
+ * `ferrypost quarantine delete`: by name (all names known, or nothing deleted) and by age (entries
+ * without a readable time kept and named), through the real CLI on a node made by `init`; the entries
+ * are made by the receiver's own quarantinePacket. The race with a concurrent release is driven
+ * through deleteQuarantined's unlink.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { deleteQuarantined } from '../../src/quarantine/delete.js';
+import { listQuarantine, quarantineDir, quarantinePacket, REASON_SUFFIX } from '../../src/quarantine/quarantine.js';
+import { cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
+
+const DAY = 86_400_000;
+const SENDER = 'a'.repeat(40);
+
+let n: TestNode;
+let stateDir: string;
+let seq = 0;
+
+/** A packet file quarantined `daysAgo` days ago, as the receiver would; returns its quarantine name. */
+async function quarantined(daysAgo: number, bytes = 100): Promise<string> {
+  const dir = path.join(n.dir, 'tree', 'incoming-test', SENDER);
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${String(++seq).padStart(52, 'a')}.pgp`);
+  writeFileSync(file, Buffer.alloc(bytes, 1));
+  const e = await quarantinePacket(stateDir, file, { code: 'PACKET_UNKNOWN_SIGNER', message: 'test', fromNode: SENDER }, undefined, new Date(Date.now() - daysAgo * DAY));
+  return e.name;
+}
+
+const names = async () => (await listQuarantine(stateDir)).map((e) => e.name);
+
+beforeEach(() => {
+  n = initNode(tmpdir('fp-qdel-'), 'qdel', ['--no-self-peer']);
+  stateDir = path.join(n.dir, 'state');
+});
+
+describe('quarantine delete', () => {
+  it('by name: deletes the packet and its reason file, durably, and says what it freed', async () => {
+    const keep = await quarantined(1);
+    const gone = await quarantined(2, 300);
+    const r = cli(['quarantine', 'delete', gone], { config: n.config });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`deleted ${gone} (PACKET_UNKNOWN_SIGNER, 300 bytes)\n-- 1 packet(s) deleted, 300 bytes\n`);
+    expect(await names()).toEqual([keep]);
+    expect(readdirSync(quarantineDir(stateDir)).sort()).toEqual([keep, keep + REASON_SUFFIX].sort());
+  });
+
+  it('by name: one unknown name and nothing is deleted, exit 64 naming it and the list command', async () => {
+    const known = await quarantined(1);
+    const r = cli(['quarantine', 'delete', known, 'no-such-packet'], { config: n.config });
+    expect(r.status).toBe(64);
+    expect(r.stderr).toMatch(/no quarantined packet named no-such-packet .*quarantine list.*nothing deleted/);
+    expect(await names()).toEqual([known]);
+  });
+
+  it('by age: deletes what is older, keeps the rest and an entry without a readable time (named on stderr)', async () => {
+    const old1 = await quarantined(40, 10);
+    const old2 = await quarantined(31, 20);
+    const young = await quarantined(29);
+    const undated = await quarantined(90);
+    writeFileSync(path.join(quarantineDir(stateDir), undated + REASON_SUFFIX), 'not json');
+    const r = cli(['quarantine', 'delete', '--older-than', '30d'], { config: n.config });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`deleted ${old1} (PACKET_UNKNOWN_SIGNER, 10 bytes)\ndeleted ${old2} (PACKET_UNKNOWN_SIGNER, 20 bytes)\n-- 2 packet(s) deleted, 30 bytes\n`);
+    expect(r.stderr).toBe(`kept ${undated}: its reason file has no time (delete it by name)\n`);
+    expect((await names()).sort()).toEqual([young, undated].sort());
+    // ... and by name it goes.
+    expect(cli(['quarantine', 'delete', undated], { config: n.config }).status).toBe(0);
+    expect(await names()).toEqual([young]);
+  });
+
+  it('by age on an empty or missing quarantine: nothing to do, exit 0', () => {
+    rmSync(quarantineDir(stateDir), { recursive: true, force: true });
+    const r = cli(['quarantine', 'delete', '--older-than', '1d'], { config: n.config });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('-- 0 packet(s) deleted, 0 bytes\n');
+    expect(existsSync(quarantineDir(stateDir))).toBe(false);
+  });
+
+  it('usage errors exit 64 with what to give, and delete nothing', async () => {
+    const e = await quarantined(100);
+    const cases: Array<[string[], RegExp]> = [
+      [['quarantine', 'delete'], /give either packet names or --older-than DURATION/],
+      [['quarantine', 'delete', e, '--older-than', '1d'], /give either packet names or --older-than DURATION/],
+      [['quarantine', 'delete', '--older-than', 'soon'], /--older-than "soon" is not a duration \(use e\.g\. 30s, 5m, 2h, 7d/],
+      [['quarantine', 'delete', '--older-than', '0'], /--older-than 0: must be more than 0/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli(args, { config: n.config });
+      expect(r.status, args.join(' ')).toBe(64);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+    expect(await names()).toEqual([e]);
+  });
+
+  it('an entry released meanwhile is reported as gone, not an error, and its reason file still goes', async () => {
+    const raced = await quarantined(5);
+    const other = await quarantined(6);
+    const packetPath = path.join(quarantineDir(stateDir), raced);
+    // A concurrent `release` takes the packet between the listing and the unlink.
+    const racing = async (p: string) => {
+      if (p === packetPath) await fsp.unlink(p);
+      await fsp.unlink(p);
+    };
+    const r = await deleteQuarantined(stateDir, { names: [raced, other] }, racing);
+    expect(r.vanished.map((e) => e.name)).toEqual([raced]);
+    expect(r.deleted.map((e) => e.name)).toEqual([other]);
+    expect(readdirSync(quarantineDir(stateDir))).toEqual([]);
+  });
+});
