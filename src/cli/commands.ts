@@ -143,6 +143,30 @@ export function registerCommands(program: Command, configFile: () => string): vo
       }
     });
 
+  program
+    .command('flush')
+    .description('retry deferred incoming packets now, e.g. after the MTA is back (postqueue -f)')
+    .action(async () => {
+      const cfg = loadConfig(configFile());
+      if (!existsSync(cfg.node.state_dir)) throw new FerryError('CONFIG', `node.state_dir ${cfg.node.state_dir} does not exist (run "ferrypost init" first)`);
+      (await import('./context.js')).requireNodeUser(cfg.node.state_dir, cfg.node.tree);
+      const journalFile = path.join(cfg.node.state_dir, 'journal.sqlite');
+      let deferred = 0;
+      if (existsSync(journalFile)) {
+        const journal = (await import('../store/journal.js')).openJournal(journalFile);
+        try {
+          deferred = journal.retryNow();
+        } finally {
+          journal.close();
+        }
+      }
+      const heard = await (await import('../receive/flush-request.js')).requestFlush(cfg.node.state_dir, 3000);
+      const what = `${deferred} deferred packet(s) due now`;
+      process.stdout.write(heard === 'taken'
+        ? `${what}; the daemon is retrying them\n`
+        : `${what}; no running daemon took the request within 3 s: they are retried at its next rescan (receive.rescan_interval) or start\n`);
+    });
+
   const q = program.command('quarantine').description('packets refused by the receiver');
   q.command('list')
     .description('list quarantined packets with their reasons')

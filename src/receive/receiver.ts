@@ -18,6 +18,7 @@ import { packetDir, packetNameForHash } from '../tree/layout.js';
 import { removeDurable } from '../tree/durable.js';
 import { createGroupCommit } from './group-commit.js';
 import { createConflictAdopter } from './conflicts.js';
+import { watchFlushRequests } from './flush-request.js';
 
 
 export interface ReceiverDeps extends ProcessDeps {
@@ -55,6 +56,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
   const inFlight = new Set<string>();
   const self = deps.keyring.self.fingerprint;
   let watcher: { close(): void } | undefined;
+  let stopFlushWatch: (() => void) | undefined;
   let rescanTimer: NodeJS.Timeout | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
   const conflicts = createConflictAdopter({ stateDir: deps.stateDir, log: deps.log, adopted: () => trigger() });
@@ -202,6 +204,15 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
       });
       rescanTimer = setInterval(trigger, deps.rescanIntervalMs);
       rescanTimer.unref?.();
+      // `ferrypost flush` made the deferred packets due in the journal; a scan now retries them.
+      stopFlushWatch = watchFlushRequests(
+        deps.stateDir,
+        () => {
+          deps.log.info({ evt: 'rx.flush', deferred: deps.journal.dueForRetry(deps.now()).length }, 'flush requested: retrying deferred packets now');
+          trigger();
+        },
+        (err) => deps.log.warn({ evt: 'rx.flush-watch-error', err: (err as Error).message }, 'cannot watch for flush requests; deferred packets are retried on schedule'),
+      );
       trigger();
       const inbox = inboxDir(deps.tree, self);
       const senders = await readdir(inbox).catch(() => [] as string[]);
@@ -215,6 +226,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     async stop() {
       stopped = true;
       watcher?.close();
+      stopFlushWatch?.();
       if (rescanTimer) clearInterval(rescanTimer);
       if (pruneTimer) clearInterval(pruneTimer);
       if (retryTimer) clearTimeout(retryTimer);

@@ -76,6 +76,8 @@ export interface Journal {
   inState(state: JournalState): JournalEntry[];
   /** Deferred entries with nextAttempt <= now, earliest first. */
   dueForRetry(now: number): JournalEntry[];
+  /** Every deferred entry due at `now` (`ferrypost flush`, Postfix's `postqueue -f`); how many were deferred. Attempts and backoff stay. */
+  retryNow(now?: number): number;
   /** Delete 'removed' entries whose expires + 7 days < now; the count. */
   prune(now: number): number;
   /** The connection's PRAGMA synchronous now (1 NORMAL, 2 FULL); NORMAL between transactions. For tests. */
@@ -191,6 +193,7 @@ export function openJournal(file: string): Journal {
   const setState = db.prepare('UPDATE packets SET state = ?, next_attempt = NULL, updated = ? WHERE hash = ?');
   const selState = db.prepare('SELECT * FROM packets WHERE state = ? ORDER BY first_seen, hash');
   const selDue = db.prepare("SELECT * FROM packets WHERE state = 'deferred' AND next_attempt <= ? ORDER BY next_attempt, hash");
+  const setDueNow = db.prepare("UPDATE packets SET next_attempt = MIN(next_attempt, ?) WHERE state = 'deferred'");
   const del = db.prepare("DELETE FROM packets WHERE state = 'removed' AND expires + ? < ?");
 
   const get = (hash: string): Row | undefined => sel.get(hash) as Row | undefined;
@@ -303,6 +306,7 @@ export function openJournal(file: string): Journal {
     removed: (hash, now = Date.now()) => removed.immediate(hash, now),
     inState: (state) => (selState.all(state) as Row[]).map(toEntry),
     dueForRetry: (now) => (selDue.all(now) as Row[]).map(toEntry),
+    retryNow: (now = Date.now()) => durably(() => setDueNow.run(now).changes),
     prune: (now) => del.run(PRUNE_GRACE_MS, now).changes,
     syncLevel: () => db.pragma('synchronous', { simple: true }) as number,
     close: () => {

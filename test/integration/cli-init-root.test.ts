@@ -46,7 +46,7 @@ it('FERRYPOST_CONFIG set but empty means unset: ./ferrypost.yaml, as for init', 
   expect(r.status).toBe(0);
 });
 
-it.skipIf(process.getuid?.() !== 0)('root does not write into a node another user owns: sendmail 75, quarantine release 78, run 78, each naming the fix', () => {
+it.skipIf(process.getuid?.() !== 0)('root does not write into a node another user owns: sendmail 75, quarantine release 78, flush 78, run 78, each naming the fix', () => {
   const n = initNode(path.join(base, 'owned'), 'owned');
   chmodSync(base, 0o755);
   spawnSync('chown', ['-R', '65534:65534', n.dir]);
@@ -58,6 +58,10 @@ it.skipIf(process.getuid?.() !== 0)('root does not write into a node another use
   const rel = cli(['quarantine', 'release', 'x'], { config: n.config });
   expect(rel.status).toBe(78);
   expect(rel.stderr).toMatch(fix);
+  const flush = cli(['flush'], { config: n.config });
+  expect(flush.status).toBe(78);
+  expect(flush.stderr).toMatch(fix);
+  expect(existsSync(path.join(n.dir, 'state', 'control'))).toBe(false);
   const run = cli(['run'], { config: n.config });
   expect(run.status).toBe(78);
   expect(run.stderr).toMatch(fix);

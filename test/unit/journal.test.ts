@@ -121,6 +121,19 @@ describe('journal', () => {
     expect(j.inState('deferred').length).toBe(3);
   });
 
+  it('retryNow makes every deferred entry due (none later than now), keeps attempts, touches nothing else', () => {
+    j.begin(pkt(H1, 'id1'));
+    j.begin(pkt(H2, 'id2'));
+    j.begin(pkt(H3, 'id3'));
+    j.defer(H1, 'e', 5000);
+    j.defer(H2, 'e', 3000);
+    j.delivered(H3);
+    expect(j.retryNow(4000)).toBe(2);
+    expect(j.dueForRetry(4000).map((e) => [e.hash, e.nextAttempt, e.attempts])).toEqual([[H2, 3000, 1], [H1, 4000, 1]]);
+    expect(j.byHash(H3)?.state).toBe('delivered');
+    expect(j.byHash(H3)?.nextAttempt).toBeNull();
+  });
+
   it('prune deletes only removed entries past expiry + 7 days', () => {
     j.begin(pkt(H1, 'id1', 1000));
     j.delivered(H1);
