@@ -114,7 +114,7 @@ export async function runDaemon(configFile: string, opts: RunOptions = {}): Prom
     }
     // Bounded memory on large messages depends on it (memory/gc-pacer.ts): say once whether it works.
     if (!node.gcPacer.active()) {
-      log.warn({ evt: 'node.gc-pacer-off' }, "GC pacer off (V8's gc() not reachable, or node runs with its own --expose-gc* flag): large messages will use more memory (docs/performance.md)");
+      log.warn({ evt: 'node.gc-pacer-off' }, "GC pacer off (V8's gc() not reachable, or node runs with its own --expose-gc* flag): large messages will use more memory (docs/performance-history.md)");
     }
     log.info({ evt: 'node.started', node: cfg.node.name, fingerprint: node.keyring.self.fingerprint, smtp: bound, tree: cfg.node.tree }, 'ferrypost running');
 

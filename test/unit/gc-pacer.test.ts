@@ -1,7 +1,7 @@
 /**
  * The GC pacer (src/memory/gc-pacer.ts): one collection per `everyBytes` streamed, counted across
  * chunks; no collection without V8's gc(); and the real collection does free dead Buffers, which is
- * the whole point (bounded peak RSS on large messages; measured in docs/performance.md).
+ * the whole point (bounded peak RSS on large messages; measured in docs/performance-history.md).
  */
 import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
