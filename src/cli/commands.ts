@@ -117,9 +117,9 @@ export function registerCommands(program: Command, configFile: () => string): vo
       process.exitCode = SYSEXIT.TEMPFAIL;
     });
 
-  program
+  const queueCmd = program
     .command('queue')
-    .description('list packets waiting: outgoing in the tree, incoming deferred (like mailq)')
+    .description('list packets waiting: outgoing in the tree, incoming deferred (like mailq); "queue delete" removes outgoing ones')
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const cfg = loadConfig(configFile());
@@ -139,6 +139,31 @@ export function registerCommands(program: Command, configFile: () => string): vo
         process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatQueue(r));
       } finally {
         journal.close();
+        outbox.close();
+      }
+    });
+
+  queueCmd
+    .command('delete [packet...]')
+    .description('delete outgoing packets not yet taken by their node (postsuper -d): packet ids or file names as "queue" lists them, or --to PEER for all of one peer\'s')
+    .option('--to <peer>', 'every outgoing packet to this peer')
+    .action(async (sel: string[], o: { to?: string }) => {
+      if ((sel.length > 0) === (o.to !== undefined)) throw new FerryError('USAGE', 'give either packet ids or --to PEER (see "ferrypost queue")');
+      const cfg = loadConfig(configFile());
+      const [{ loadIdentities }, { openOutbox }, { deleteOutgoing }] = await Promise.all([
+        import('../keys/identities.js'), import('../queue/outbox.js'), import('../queue/delete.js'),
+      ]);
+      const ids = await loadIdentities(cfg);
+      const outboxFile = path.join(cfg.node.state_dir, 'outbox.sqlite');
+      const outbox = existsSync(outboxFile) ? openOutbox(cfg.node.state_dir) : emptyOutbox();
+      try {
+        const r = await deleteOutgoing(cfg.node.tree, ids, outbox, o.to !== undefined ? { toPeer: o.to } : { ids: sel });
+        for (const p of r.deleted) {
+          process.stdout.write(`deleted ${p.id ?? p.name} to ${p.peer} (${p.size} bytes${p.from !== undefined ? `, <${p.from}> -> ${(p.recipients ?? []).join(', ')}` : ''})\n`);
+        }
+        for (const p of r.vanished) process.stdout.write(`${p.id ?? p.name}: already taken by ${p.peer}\n`);
+        process.stdout.write(`-- ${r.deleted.length} packet(s) deleted here; a device that already carries a copy may still deliver it\n`);
+      } finally {
         outbox.close();
       }
     });

@@ -1,0 +1,89 @@
+/**
+ * `ferrypost queue delete`: removes outgoing packets this node wrote that are still in the tree (not yet
+ * taken by their node), like Postfix's `postsuper -d`: no bounce, the message is gone. Selected by
+ * packet id or file name (or the first 26+ characters of one, as `queue` shows a packet the outbox
+ * index does not know), or `--to PEER` for all of one peer's. Every
+ * selector must match, or nothing is deleted (USAGE). The deletion syncs like any other: a device
+ * that already carries a copy and reaches the peer before it learns of the deletion may still deliver
+ * it, so the command says "deleted here", not "recalled".
+ * Incoming packets are not deleted here: they are the peer's mail, accepted for delivery (deferred ones
+ * bounce after queue_lifetime; refused ones are quarantined and `quarantine delete` removes those).
+ */
+import { dirname } from 'node:path';
+import { FerryError } from '../errors/index.js';
+import type { Identities } from '../keys/identities.js';
+import { fsyncDir } from '../tree/durable.js';
+import { errnoOf, nodeTreeFs, requireTree, type TreeFs } from '../tree/fs.js';
+import { scanOutgoing } from '../tree/scan.js';
+import type { Outbox } from './outbox.js';
+
+export interface OutgoingPacket {
+  peer: string;
+  toNode: string;
+  name: string;
+  path: string;
+  size: number;
+  /** From the outbox index, when the packet was written by this node's daemon or sendmail. */
+  id?: string;
+  from?: string;
+  recipients?: string[];
+}
+
+export type OutgoingSelection = { ids: readonly string[] } | { toPeer: string };
+
+export interface OutgoingDeleteResult {
+  deleted: OutgoingPacket[];
+  /** Selected, but gone before the unlink: the peer took it meanwhile. */
+  vanished: OutgoingPacket[];
+}
+
+export async function deleteOutgoing(tree: string, ids: Identities, outbox: Outbox, selection: OutgoingSelection, fs: TreeFs = nodeTreeFs): Promise<OutgoingDeleteResult> {
+  await requireTree(tree);
+  const entries = await scanOutgoing(tree, ids.self.fingerprint, { blocking: true });
+  const index = outbox.byNames(entries.map((e) => e.name));
+  const packets: OutgoingPacket[] = entries.map((e) => {
+    const r = index.get(e.name);
+    return { peer: ids.peers.get(e.to)?.name ?? e.to.slice(0, 16), toNode: e.to, name: e.name, path: e.path, size: e.size, ...(r ? { id: r.id, from: r.from, recipients: r.recipients } : {}) };
+  });
+
+  let chosen: OutgoingPacket[];
+  if ('toPeer' in selection) {
+    const peer = [...ids.peers.values()].find((p) => p.name === selection.toPeer);
+    if (!peer) throw new FerryError('USAGE', `no peer named ${selection.toPeer} (see "ferrypost peer list")`);
+    chosen = packets.filter((p) => p.toNode === peer.fingerprint);
+  } else {
+    const unknown: string[] = [];
+    const picked = new Map<string, OutgoingPacket>();
+    for (const sel of new Set(selection.ids)) {
+      const bare = sel.endsWith('.pgp') ? sel.slice(0, -4) : sel;
+      let hits = packets.filter((p) => p.id === sel || p.name === sel || p.name === `${bare}.pgp`);
+      // `queue` shows the name's first 26 characters for a packet the outbox index does not know.
+      if (!hits.length && sel.length >= 26) hits = packets.filter((p) => p.name.startsWith(sel));
+      if (hits.length > 1) {
+        throw new FerryError('USAGE', `${sel} names ${hits.length} outgoing packets; give the whole file name (see "ferrypost queue --json"); nothing deleted`);
+      }
+      if (!hits.length) unknown.push(sel);
+      for (const h of hits) picked.set(h.path, h);
+    }
+    if (unknown.length) {
+      throw new FerryError('USAGE', `no outgoing packet ${unknown.join(', ')} in the tree (see "ferrypost queue"; it may have been taken by its node already); nothing deleted`);
+    }
+    chosen = [...picked.values()];
+  }
+
+  const deleted: OutgoingPacket[] = [];
+  const vanished: OutgoingPacket[] = [];
+  const dirs = new Set<string>();
+  for (const p of chosen) {
+    try {
+      await fs.unlink(p.path);
+      deleted.push(p);
+      dirs.add(dirname(p.path));
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw err;
+      vanished.push(p);
+    }
+  }
+  for (const d of dirs) await fsyncDir(d, fs);
+  return { deleted, vanished };
+}
