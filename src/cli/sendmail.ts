@@ -68,7 +68,7 @@ export function parseSendmailArgs(argv: readonly string[]): SendmailArgs {
     for (let j = 1; j < arg.length; j++) {
       const opt = arg[j]!;
       if (opt === 't') throw new UsageError('-t (recipients from the message headers) is not supported', 'give the recipients as arguments');
-      if (opt === 'q') throw new UsageError('-q (queue runs) is not supported', 'ferrypost has no local queue to run');
+      if (opt === 'q') throw new UsageError('-q (queue runs) is not supported', '"ferrypost flush" retries deferred incoming packets now');
       if (IGNORED_FLAGS.has(opt)) continue;
       if (!WITH_VALUE.has(opt)) throw new UsageError(`unknown option -${opt}`, 'usage: sendmail [-i] [-f sender] [--] recipient...');
       let value = arg.slice(j + 1);

@@ -82,7 +82,7 @@ describe('runSendmail', () => {
     [['-x', 'b@y.org'], /unknown option -x/, 64],
     [['-f'], /option -f needs a value/, 64],
     [['-bp'], /-bp is not supported/, 64],
-    [['-q'], /-q/, 64],
+    [['-q'], /-q .*"ferrypost flush" retries/, 64],
     // Bad address syntax is EX_DATAERR, as sendmail exits (Postfix pipe(8) bounces 64 and 65 alike).
     [['not an address'], /bad address syntax/, 65],
     [['-f', 'bad sender@x.org', 'b@y.org'], /bad address syntax/, 65],
