@@ -169,6 +169,34 @@ export function registerCommands(program: Command, configFile: () => string): vo
     });
 
   program
+    .command('route <address...>')
+    .description('show which peer node mail for each address goes to, and by which rule (sendmail -bv); exit 65 bad syntax, 67 no route')
+    .action(async (addresses: string[]) => {
+      const cfg = loadConfig(configFile());
+      const { createRouter, validateAddress } = await import('../route/router.js');
+      const router = createRouter(cfg.peers);
+      let status: number = SYSEXIT.OK;
+      for (const a of addresses) {
+        let addr: string;
+        try {
+          addr = validateAddress(a);
+        } catch (err) {
+          process.stdout.write(`${(err as Error).message}\n`);
+          status = SYSEXIT.DATAERR;
+          continue;
+        }
+        const r = router.explain(addr);
+        if (r) {
+          process.stdout.write(`<${addr}> -> ${r.target.name} (${r.target.fingerprint}) by ${r.via}\n`);
+        } else {
+          process.stdout.write(`<${addr}>: no route to a node (no peer's mail patterns match it and no peer is the default; see "ferrypost peer list")\n`);
+          if (status === SYSEXIT.OK) status = SYSEXIT.NOUSER;
+        }
+      }
+      process.exitCode = status;
+    });
+
+  program
     .command('flush')
     .description('retry deferred incoming packets now, e.g. after the MTA is back (postqueue -f)')
     .action(async () => {

@@ -32,6 +32,14 @@ export interface RouteTarget {
 export interface Router {
   /** The node for this recipient, or undefined if none (the caller reports NO_ROUTE). */
   route(address: string): RouteTarget | undefined;
+  /** The same, with the rule that chose it (`ferrypost route`, like `sendmail -bv`). */
+  explain(address: string): RouteExplained | undefined;
+}
+
+export interface RouteExplained {
+  target: RouteTarget;
+  /** The matching rule: "address u@d", "domain d", "subdomains *.d", "*" or "default". */
+  via: string;
 }
 
 export function createRouter(peers: ReadonlyArray<RoutePeer>): Router {
@@ -55,28 +63,33 @@ export function createRouter(peers: ReadonlyArray<RoutePeer>): Router {
     }
   }
 
+  const hit = (target: RouteTarget | undefined, via: string): RouteExplained | undefined => (target ? { target, via } : undefined);
+  function explain(address: string): RouteExplained | undefined {
+    const addr = stripAngles(address.trim());
+    const at = addr.lastIndexOf('@');
+    if (at <= 0 || at === addr.length - 1) return hit(fallback, 'default');
+    const canonical = canonicalAddress(addr);
+    if (!canonical) return undefined; // not a valid domain name: no node can be meant
+    const { local, domain } = canonical;
+    if (domain.startsWith('[')) return hit(fallback, 'default');
+    const byAddress = exactAddress.get(`${local}@${domain}`);
+    if (byAddress) return hit(byAddress, `address ${local}@${domain}`);
+    const byDomain = exactDomain.get(domain);
+    if (byDomain) return hit(byDomain, `domain ${domain}`);
+    // "a.b.example.org" → try "b.example.org", "example.org", "org": longest suffix first.
+    let dot = domain.indexOf('.');
+    while (dot !== -1) {
+      const suffix = domain.slice(dot + 1);
+      const bySuffix = subdomain.get(suffix);
+      if (bySuffix) return hit(bySuffix, `subdomains *.${suffix}`);
+      dot = domain.indexOf('.', dot + 1);
+    }
+    return star ? hit(star, '*') : hit(fallback, 'default');
+  }
+
   return Object.freeze({
-    route(address: string): RouteTarget | undefined {
-      const addr = stripAngles(address.trim());
-      const at = addr.lastIndexOf('@');
-      if (at <= 0 || at === addr.length - 1) return fallback;
-      const canonical = canonicalAddress(addr);
-      if (!canonical) return undefined; // not a valid domain name: no node can be meant
-      const { local, domain } = canonical;
-      if (domain.startsWith('[')) return fallback;
-      const byAddress = exactAddress.get(`${local}@${domain}`);
-      if (byAddress) return byAddress;
-      const byDomain = exactDomain.get(domain);
-      if (byDomain) return byDomain;
-      // "a.b.example.org" → try "b.example.org", "example.org", "org": longest suffix first.
-      let dot = domain.indexOf('.');
-      while (dot !== -1) {
-        const hit = subdomain.get(domain.slice(dot + 1));
-        if (hit) return hit;
-        dot = domain.indexOf('.', dot + 1);
-      }
-      return star ?? fallback;
-    },
+    route: (address: string): RouteTarget | undefined => explain(address)?.target,
+    explain,
   });
 }
 

@@ -44,6 +44,23 @@ describe('createRouter precedence', () => {
   it('returns the fingerprint with the name', () => {
     expect(r.route('boss@example.org')).toEqual({ name: 'alice', fingerprint: fpr('a') });
   });
+
+  it('explain names the rule that chose the peer, in canonical form (ferrypost route)', () => {
+    const via: Array<[string, string, string]> = [
+      ['BOSS@Example.ORG', 'alice', 'address boss@example.org'],
+      ['other@EXAMPLE.org.', 'bob', 'domain example.org'],
+      ['u@a.b.example.org', 'bob', 'subdomains *.example.org'],
+      ['u@y.x.deep.example.org', 'carol', 'subdomains *.deep.example.org'],
+      ['u@elsewhere.test', 'dave', '*'],
+      ['root', 'erin', 'default'],
+      ['u@[192.0.2.1]', 'erin', 'default'],
+    ];
+    for (const [addr, name, rule] of via) {
+      expect(r.explain(addr), addr).toEqual({ target: { name, fingerprint: fpr(name[0]!) }, via: rule });
+      expect(r.route(addr), addr).toEqual(r.explain(addr)!.target);
+    }
+    expect(createRouter([peers[0]!]).explain('u@elsewhere.test')).toBeUndefined();
+  });
 });
 
 describe('createRouter without * or default', () => {
