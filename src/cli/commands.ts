@@ -146,7 +146,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
   queueCmd
     .command('delete [packet...]')
     .description('delete outgoing packets not yet taken by their node (postsuper -d): packet ids or file names as "queue" lists them, or --to PEER for all of one peer\'s')
-    .option('--to <peer>', 'every outgoing packet to this peer')
+    .option('--to <peer>', 'every outgoing packet to this peer (its name, or its fingerprint if no longer configured)')
     .action(async (sel: string[], o: { to?: string }) => {
       if ((sel.length > 0) === (o.to !== undefined)) throw new FerryError('USAGE', 'give either packet ids or --to PEER (see "ferrypost queue")');
       const cfg = loadConfig(configFile());
@@ -202,13 +202,22 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .action(async () => {
       const cfg = loadConfig(configFile());
       if (!existsSync(cfg.node.state_dir)) throw new FerryError('CONFIG', `node.state_dir ${cfg.node.state_dir} does not exist (run "ferrypost init" first)`);
-      (await import('./context.js')).requireNodeUser(cfg.node.state_dir, cfg.node.tree);
+      const { requireNodeUser, requireWritableState } = await import('./context.js');
+      requireNodeUser(cfg.node.state_dir, cfg.node.tree);
+      requireWritableState(cfg.node.state_dir, ['', 'journal.sqlite']);
       const journalFile = path.join(cfg.node.state_dir, 'journal.sqlite');
       let deferred = 0;
       if (existsSync(journalFile)) {
-        const journal = (await import('../store/journal.js')).openJournal(journalFile);
+        const [{ openJournal }, { loadIdentities }, { scanInbox }] = await Promise.all([
+          import('../store/journal.js'), import('../keys/identities.js'), import('../tree/scan.js'),
+        ]);
+        // Counted as `queue` shows them: a deferred record whose packet is gone is not waiting for anything.
+        const ids = await loadIdentities(cfg);
+        const present = new Set((await scanInbox(cfg.node.tree, ids.self.fingerprint, { blocking: true })).map((e) => e.hash.toString('hex')));
+        const journal = openJournal(journalFile);
         try {
-          deferred = journal.retryNow();
+          journal.retryNow();
+          deferred = journal.inState('deferred').filter((e) => present.has(e.hash)).length;
         } finally {
           journal.close();
         }
@@ -217,7 +226,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
       const what = `${deferred} deferred packet(s) due now`;
       process.stdout.write(heard === 'taken'
         ? `${what}; the daemon is retrying them\n`
-        : `${what}; no running daemon took the request within 3 s: they are retried at its next rescan (receive.rescan_interval) or start\n`);
+        : `${what}; no daemon took the request within 3 s (none is running, or it cannot watch ${cfg.node.state_dir}/control: its log says so): they are retried at its next rescan (receive.rescan_interval) or start\n`);
     });
 
   const q = program.command('quarantine').description('packets refused by the receiver');
@@ -265,6 +274,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
       for (const e of r.deleted) process.stdout.write(`deleted ${e.name} (${e.reason.code}, ${e.reason.size} bytes)\n`);
       for (const e of r.vanished) process.stdout.write(`${e.name}: already gone (released or deleted meanwhile)\n`);
       for (const e of r.undated) process.stderr.write(`kept ${e.name}: its reason file has no time (delete it by name)\n`);
+      for (const n of r.orphans) process.stdout.write(`removed ${n}.reason.json: its packet was already gone\n`);
       const bytes = r.deleted.reduce((n, e) => n + e.reason.size, 0);
       process.stdout.write(`-- ${r.deleted.length} packet(s) deleted, ${bytes} bytes\n`);
     });
@@ -311,7 +321,7 @@ function emptyOutbox(): Outbox {
   return { record: none, recordLater: none, byNames: () => new Map(), count: () => 0, forgetExcept: () => 0, close: () => undefined };
 }
 
-/** A duration option ("30d", "12h", a number of seconds), positive; USAGE otherwise. */
+/** A duration option with its unit ("30d", "12h"), at least a minute; USAGE otherwise. */
 function durationOption(value: string): number {
   let ms: number;
   try {
@@ -319,6 +329,8 @@ function durationOption(value: string): number {
   } catch (err) {
     throw new FerryError('USAGE', `--older-than ${(err as Error).message}`);
   }
-  if (!(ms > 0)) throw new FerryError('USAGE', `--older-than ${value}: must be more than 0 (e.g. 30d)`);
+  // Irreversible: a bare number (seconds elsewhere in ferrypost) is more likely a forgotten "d".
+  if (/^\s*\d+(\.\d+)?\s*$/.test(value)) throw new FerryError('USAGE', `--older-than ${value}: give a unit (e.g. ${value.trim()}d, ${value.trim()}h, ${value.trim()}m)`);
+  if (!(ms >= 60_000)) throw new FerryError('USAGE', `--older-than ${value}: must be at least 1m (e.g. 30d)`);
   return ms;
 }

@@ -12,7 +12,8 @@ import { errnoOf, requireTree } from '../tree/fs.js';
 import { hashFromPacketName, inboxDir, isNodeId } from '../tree/layout.js';
 import { listQuarantine, type QuarantineEntry } from './quarantine.js';
 
-export async function releaseQuarantined(stateDir: string, tree: string, self: string, name: string): Promise<string> {
+/** `unlink` is fsp.unlink; tests pass another to race a concurrent `quarantine delete`. */
+export async function releaseQuarantined(stateDir: string, tree: string, self: string, name: string, unlink: (path: string) => Promise<void> = fsp.unlink): Promise<string> {
   const entry = (await listQuarantine(stateDir)).find((e) => e.name === name);
   if (!entry) throw new FerryError('USAGE', `no quarantined packet named ${name} (see "ferrypost quarantine list")`);
   const target = targetFor(entry, tree, self);
@@ -36,8 +37,9 @@ export async function releaseQuarantined(stateDir: string, tree: string, self: s
   await d.sync().finally(() => d.close());
   // The packet first: a reason file without its packet is not listed, while a packet without its
   // reason file would stay in the quarantine directory unseen by `quarantine list`.
-  await fsp.unlink(entry.path);
-  await fsp.unlink(entry.reasonPath);
+  // A concurrent `quarantine delete` may have taken either already: the release itself is done.
+  await unlinkIfThere(unlink, entry.path);
+  await unlinkIfThere(unlink, entry.reasonPath);
   const q = await fsp.open(dirname(entry.path), 'r');
   await q.sync().finally(() => q.close());
   return target;
@@ -52,4 +54,10 @@ function targetFor(entry: QuarantineEntry, tree: string, self: string): string {
     throw new FerryError('USAGE', `${entry.name}: its reason file does not say where it came from; move it into the tree by hand`);
   }
   return join(inboxDir(tree, self), from, packetName);
+}
+
+async function unlinkIfThere(unlink: (path: string) => Promise<void>, file: string): Promise<void> {
+  await unlink(file).catch((err: unknown) => {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+  });
 }

@@ -2,7 +2,8 @@
  * `ferrypost queue delete`: removes outgoing packets this node wrote that are still in the tree (not yet
  * taken by their node), like Postfix's `postsuper -d`: no bounce, the message is gone. Selected by
  * packet id or file name (or the first 26+ characters of one, as `queue` shows a packet the outbox
- * index does not know), or `--to PEER` for all of one peer's. Every
+ * index does not know), or `--to PEER` for all of one peer's (a name, or a fingerprint for a peer no
+ * longer configured). Every
  * selector must match, or nothing is deleted (USAGE). The deletion syncs like any other: a device
  * that already carries a copy and reaches the peer before it learns of the deletion may still deliver
  * it, so the command says "deleted here", not "recalled".
@@ -48,9 +49,14 @@ export async function deleteOutgoing(tree: string, ids: Identities, outbox: Outb
 
   let chosen: OutgoingPacket[];
   if ('toPeer' in selection) {
+    // A peer's name, or (for one no longer configured, which `queue` shows by fingerprint) 16 to 40 hex digits of its fingerprint.
     const peer = [...ids.peers.values()].find((p) => p.name === selection.toPeer);
-    if (!peer) throw new FerryError('USAGE', `no peer named ${selection.toPeer} (see "ferrypost peer list")`);
-    chosen = packets.filter((p) => p.toNode === peer.fingerprint);
+    const hex = /^[0-9a-f]{16,40}$/i.test(selection.toPeer) ? selection.toPeer.toLowerCase() : undefined;
+    if (!peer && hex === undefined) throw new FerryError('USAGE', `no peer named ${selection.toPeer} (see "ferrypost peer list"; a removed peer: give its fingerprint as "ferrypost queue" shows it)`);
+    chosen = packets.filter((p) => (peer ? p.toNode === peer.fingerprint : p.toNode.startsWith(hex!)));
+    if (!peer && new Set(chosen.map((p) => p.toNode)).size > 1) {
+      throw new FerryError('USAGE', `${selection.toPeer} is the start of several nodes' fingerprints; give more of it; nothing deleted`);
+    }
   } else {
     const unknown: string[] = [];
     const picked = new Map<string, OutgoingPacket>();
@@ -66,7 +72,7 @@ export async function deleteOutgoing(tree: string, ids: Identities, outbox: Outb
       for (const h of hits) picked.set(h.path, h);
     }
     if (unknown.length) {
-      throw new FerryError('USAGE', `no outgoing packet ${unknown.join(', ')} in the tree (see "ferrypost queue"; it may have been taken by its node already); nothing deleted`);
+      throw new FerryError('USAGE', `no outgoing packet ${unknown.join(', ')} in the tree (see "ferrypost queue": only outgoing packets can be deleted, and it may have been taken by its node already); nothing deleted`);
     }
     chosen = [...picked.values()];
   }

@@ -7,7 +7,7 @@
  * left from a time no daemon ran is taken at its next start. No signals: a pid file may be stale, and
  * a signal to the wrong process, or to a daemon not yet listening for it, would kill it.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoOf } from '../tree/fs.js';
 
@@ -24,8 +24,13 @@ export async function requestFlush(stateDir: string, waitMs: number): Promise<'t
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   const tmp = join(dir, `.${FLUSH_REQUEST}.${process.pid}`);
   const file = join(dir, FLUSH_REQUEST);
-  writeFileSync(tmp, `${new Date().toISOString()}\n`);
-  renameSync(tmp, file);
+  try {
+    writeFileSync(tmp, `${new Date().toISOString()}\n`);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
   const until = Date.now() + waitMs;
   while (Date.now() < until) {
     if (!existsSync(file)) return 'taken';
@@ -54,6 +59,8 @@ export function watchFlushRequests(stateDir: string, onFlush: () => void, onErro
   let watcher: ReturnType<typeof watch>;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
+    // Temp files of a `flush` that died between its write and its rename: nothing else removes them.
+    for (const n of readdirSync(dir)) if (n.startsWith(`.${FLUSH_REQUEST}.`)) rmSync(join(dir, n), { force: true });
     watcher = watch(dir, (_event, name) => {
       if (name === FLUSH_REQUEST) take();
     });

@@ -29,6 +29,8 @@ export interface ReceiverDeps extends ProcessDeps {
   commitWindowMs?: number;
   /** Called after each packet, for tests and metrics. */
   onOutcome?: (entry: TreeEntry, outcome: Outcome) => void;
+  /** Called after each scan of the inbox with the number of packets found, for tests. */
+  onScan?: (found: number) => void;
   /** How often old journal records are pruned while running (default PRUNE_INTERVAL_MS; also at start). */
   pruneIntervalMs?: number;
 }
@@ -95,7 +97,8 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     // Oldest first: mail should leave roughly in the order it came.
     entries.sort((a, b) => a.mtimeMs - b.mtimeMs);
     const handlings = entries.map(handle).filter((h): h is Promise<void> => h !== undefined);
-    scheduleRetry();
+    scheduleRetry(new Set(entries.map((e) => e.hash.toString('hex'))));
+    deps.onScan?.(entries.length);
     return handlings;
   }
 
@@ -149,11 +152,17 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
 
   let retryDue = Infinity; // when the retry timer fires
 
-  /** The retry timer at the earliest due deferred packet (a full pass over the journal's deferred entries). */
-  function scheduleRetry(): void {
+  /**
+   * The retry timer at the earliest due deferred packet whose file the scan found (a full pass over the
+   * journal's deferred entries). One whose file is gone (the sender deleted it, `queue delete` on a
+   * self-addressed packet, a carrier's deletion) stays deferred, in case the file comes back, but must
+   * not set the timer: its due time never moves, so the timer would fire and rescan every few ms.
+   */
+  function scheduleRetry(present: ReadonlySet<string>): void {
     if (stopped) return;
     const due = deps.journal
       .inState('deferred')
+      .filter((e) => present.has(e.hash))
       .map((e) => e.nextAttempt ?? 0)
       .reduce((a, b) => Math.min(a, b), Infinity);
     if (retryTimer) clearTimeout(retryTimer);

@@ -83,6 +83,8 @@ export interface ReceivingNodeOptions {
   now?: () => number;
   /** Wraps the real journal, e.g. to make one of its writes fail. */
   wrapJournal?: (journal: Journal) => Journal;
+  /** Called after each scan of the inbox (ReceiverDeps.onScan). */
+  onScan?: (found: number) => void;
 }
 
 export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, dir: string, opts: ReceivingNodeOptions = {}): ReceivingNode {
@@ -112,6 +114,7 @@ export function receivingNode(self: NodeKeys, peers: NodeKeys[], tree: string, d
     queueLifetimeMs: 5 * 86_400_000,
     now: opts.now ?? Date.now,
     onOutcome: (entry, outcome) => outcomes.push({ entry, outcome }),
+    ...(opts.onScan ? { onScan: opts.onScan } : {}),
     gcPacer: opts.gcPacer,
     decryptWorker: opts.decryptWorker,
   });

@@ -6,7 +6,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { packetNameForHash } from '../../src/tree/layout.js';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { deleteQuarantined } from '../../src/quarantine/delete.js';
 import { listQuarantine, quarantineDir, quarantinePacket, REASON_SUFFIX } from '../../src/quarantine/quarantine.js';
@@ -23,7 +25,7 @@ let seq = 0;
 async function quarantined(daysAgo: number, bytes = 100): Promise<string> {
   const dir = path.join(n.dir, 'tree', 'incoming-test', SENDER);
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${String(++seq).padStart(52, 'a')}.pgp`);
+  const file = path.join(dir, packetNameForHash(createHash('sha256').update(String(++seq)).digest()));
   writeFileSync(file, Buffer.alloc(bytes, 1));
   const e = await quarantinePacket(stateDir, file, { code: 'PACKET_UNKNOWN_SIGNER', message: 'test', fromNode: SENDER }, undefined, new Date(Date.now() - daysAgo * DAY));
   return e.name;
@@ -85,7 +87,9 @@ describe('quarantine delete', () => {
       [['quarantine', 'delete'], /give either packet names or --older-than DURATION/],
       [['quarantine', 'delete', e, '--older-than', '1d'], /give either packet names or --older-than DURATION/],
       [['quarantine', 'delete', '--older-than', 'soon'], /--older-than "soon" is not a duration \(use e\.g\. 30s, 5m, 2h, 7d/],
-      [['quarantine', 'delete', '--older-than', '0'], /--older-than 0: must be more than 0/],
+      [['quarantine', 'delete', '--older-than', '30'], /--older-than 30: give a unit \(e\.g\. 30d, 30h, 30m\)/],
+      [['quarantine', 'delete', '--older-than', '0s'], /--older-than 0s: must be at least 1m/],
+      [['quarantine', 'delete', '--older-than', '59s'], /--older-than 59s: must be at least 1m/],
     ];
     for (const [args, message] of cases) {
       const r = cli(args, { config: n.config });
@@ -107,6 +111,34 @@ describe('quarantine delete', () => {
     const r = await deleteQuarantined(stateDir, { names: [raced, other] }, racing);
     expect(r.vanished.map((e) => e.name)).toEqual([raced]);
     expect(r.deleted.map((e) => e.name)).toEqual([other]);
+    expect(readdirSync(quarantineDir(stateDir))).toEqual([]);
+  });
+
+  it('a reason file a crash left without its packet: removed by name, and by age when old enough', async () => {
+    const byName = await quarantined(1);
+    const old = await quarantined(40);
+    const young = await quarantined(2);
+    for (const n of [byName, old, young]) rmSync(path.join(quarantineDir(stateDir), n)); // the packet went, the reason stayed
+    expect(await names()).toEqual([]);
+    const r1 = cli(['quarantine', 'delete', byName], { config: n.config });
+    expect(r1.status, r1.stderr).toBe(0);
+    expect(r1.stdout).toBe(`removed ${byName}.reason.json: its packet was already gone\n-- 0 packet(s) deleted, 0 bytes\n`);
+    const r2 = cli(['quarantine', 'delete', '--older-than', '30d'], { config: n.config });
+    expect(r2.stdout).toBe(`removed ${old}.reason.json: its packet was already gone\n-- 0 packet(s) deleted, 0 bytes\n`);
+    expect(readdirSync(quarantineDir(stateDir))).toEqual([young + REASON_SUFFIX]);
+  });
+
+  it('a release whose entry a concurrent delete took meanwhile still succeeds: the packet is back in the tree', async () => {
+    const name = await quarantined(3);
+    const { releaseQuarantined } = await import('../../src/quarantine/release.js');
+    const self = 'b'.repeat(40);
+    // The delete runs between the release's link into the tree and its own unlinks.
+    const racing = async (p: string) => {
+      if (p.endsWith(name)) await deleteQuarantined(stateDir, { names: [name] });
+      await fsp.unlink(p);
+    };
+    const to = await releaseQuarantined(stateDir, path.join(n.dir, 'tree'), self, name, racing);
+    expect(existsSync(to)).toBe(true);
     expect(readdirSync(quarantineDir(stateDir))).toEqual([]);
   });
 });

@@ -81,7 +81,7 @@ describe('queue delete', () => {
       [['queue', 'delete', row!.id!, 'aaaaaaaaaaaaaaaaaaaaaaaaaa'], /no outgoing packet aaaaaaaaaaaaaaaaaaaaaaaaaa in the tree .*nothing deleted/],
       [['queue', 'delete'], /give either packet ids or --to PEER/],
       [['queue', 'delete', row!.id!, '--to', 'b'], /give either packet ids or --to PEER/],
-      [['queue', 'delete', '--to', 'nobody'], /no peer named nobody \(see "ferrypost peer list"\)/],
+      [['queue', 'delete', '--to', 'nobody'], /no peer named nobody \(see "ferrypost peer list"; a removed peer: give its fingerprint/],
     ];
     for (const [args, message] of cases) {
       const r = cli(args, { config: a.config });
@@ -106,5 +106,19 @@ describe('queue delete', () => {
     } finally {
       outbox.close();
     }
+  });
+
+  it('--to a peer no longer configured: by the fingerprint queue shows for it', () => {
+    send('y@c.test');
+    send('friend@example.org');
+    const toC = outgoing().find((r) => r.peer === 'c') as Row & { toNode: string };
+    a.edit((doc) => doc.setIn(['peers'], (doc.toJS() as { peers: Array<{ name: string }> }).peers.filter((p) => p.name !== 'c')));
+    const shown = outgoing().find((r) => r.name === toC.name)!;
+    expect(shown.peer).toBe(toC.toNode.slice(0, 16)); // no name any more
+    expect(cli(['queue', 'delete', '--to', 'c'], { config: a.config }).status).toBe(64);
+    const r = cli(['queue', 'delete', '--to', shown.peer.toUpperCase()], { config: a.config });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/-- 1 packet\(s\) deleted here/);
+    expect(outgoing().map((o) => o.peer)).toEqual(['b']);
   });
 });

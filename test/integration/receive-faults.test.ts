@@ -177,4 +177,25 @@ describe('receiver faults', () => {
     expect(rx.outcomes.map((o) => o.outcome)).toEqual(['deferred', 'delivered']);
     expect(readdirSync(path.join(maildir, 'new'))).toHaveLength(1);
   });
+
+  it('a deferred packet whose file is then deleted (queue delete, the sender, a carrier) does not make the receiver rescan in a loop once due', async () => {
+    begin();
+    const packet = await send(Buffer.from('From: a@offline.test\r\nSubject: s\r\n\r\nx\r\n'));
+    let scans = 0;
+    const down: Injector = { name: 'down', inject: async (req) => req.envelope.to.map((rcpt) => ({ rcpt, status: 'temp', code: 451, message: '451 down' })), close: async () => undefined };
+    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector: down, retryInitialMs: 100, onScan: () => void scans++ });
+    await rx.receiver.start();
+    const until = async (pred: () => boolean) => {
+      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 25));
+    };
+    await until(() => rx!.outcomes.some((o) => o.outcome === 'deferred'));
+    expect(rx.journal.inState('deferred')).toHaveLength(1);
+    rmSync(packet);
+    // Due 100 ms after the deferral: with the file gone it must not set the retry timer again and again.
+    await new Promise((r) => setTimeout(r, 150));
+    const before = scans;
+    await new Promise((r) => setTimeout(r, 500));
+    expect(scans - before).toBeLessThanOrEqual(2);
+    expect(rx.journal.inState('deferred')).toHaveLength(1); // kept, in case the file comes back
+  });
 });
