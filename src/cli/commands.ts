@@ -73,6 +73,25 @@ export function registerCommands(program: Command, configFile: () => string): vo
         `Compare this fingerprint with the one "ferrypost init" printed on that node before you trust it.\n`);
     });
   peers
+    .command('remove <name>')
+    .description('remove a peer: its entry leaves the config, its key file is kept as NAME.asc.removed-<time>')
+    .action(async (name: string) => {
+      const r = await (await import('./peer-change.js')).removePeer(configFile(), name);
+      process.stdout.write(`peer "${name}" (${formatFingerprint(r.fingerprint)}) removed${r.keptKey ? `; its key is kept as ${r.keptKey}` : ''}\n`);
+      if (r.wasDefault) process.stderr.write(`warning: "${name}" was the default route: mail that no other peer's patterns match now has no route (550 5.1.2)\n`);
+      if (r.outgoing) process.stderr.write(`warning: ${r.outgoing} outgoing packet(s) to it stay in the tree until carried; "ferrypost queue delete --to ${r.fingerprint}" removes them\n`);
+      if (r.incoming) process.stderr.write(`warning: ${r.incoming} packet(s) from it wait in the inbox: after the restart they are quarantined as from an unknown signer\n`);
+      process.stdout.write('restart the daemon (e.g. systemctl restart ferrypost) for this to take effect\n');
+    });
+  peers
+    .command('update <name> <keyfile>')
+    .description("install a peer's renewed key (same fingerprint: extended expiry, new subkeys)")
+    .action(async (name: string, keyfile: string) => {
+      const r = await (await import('./peer-change.js')).updatePeerKey(configFile(), name, keyfile);
+      process.stdout.write(`peer "${name}" (${formatFingerprint(r.fingerprint)}): key replaced in ${r.keyFile}, ${r.expires ? `valid until ${r.expires.toISOString()}` : 'no expiry'}\n` +
+        'restart the daemon (e.g. systemctl restart ferrypost) to use it\n');
+    });
+  peers
     .command('list')
     .description('list the configured peers')
     .action(async () => {

@@ -102,7 +102,7 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
 }
 
 /** A peer key must verify the peer's packets and be encrypted to: not revoked, not expired, both subkeys usable. */
-async function requirePeerKeyUsable(key: openpgp.PublicKey, file: string): Promise<void> {
+export async function requirePeerKeyUsable(key: openpgp.PublicKey, file: string): Promise<void> {
   const problem = await keyProblem(key);
   if (problem === undefined) return;
   const hint = problem === 'is revoked'
