@@ -79,15 +79,19 @@ export function registerCommands(program: Command, configFile: () => string): vo
       const r = await (await import('./peer-change.js')).removePeer(configFile(), name);
       process.stdout.write(`peer "${name}" (${formatFingerprint(r.fingerprint)}) removed${r.keptKey ? `; its key is kept as ${r.keptKey}` : ''}\n`);
       if (r.wasDefault) process.stderr.write(`warning: "${name}" was the default route: mail that no other peer's patterns match now has no route (550 5.1.2)\n`);
-      if (r.outgoing) process.stderr.write(`warning: ${r.outgoing} outgoing packet(s) to it stay in the tree until carried; "ferrypost queue delete --to ${r.fingerprint}" removes them\n`);
-      if (r.incoming) process.stderr.write(`warning: ${r.incoming} packet(s) from it wait in the inbox: after the restart they are quarantined as from an unknown signer\n`);
+      if (r.keyNotMoved) process.stderr.write(`warning: ${r.keyNotMoved}\n`);
+      if (typeof r.outgoing === 'string') process.stderr.write(`warning: outgoing packets to it could not be counted: ${r.outgoing}\n`);
+      else if (r.outgoing) process.stderr.write(`warning: ${r.outgoing} outgoing packet(s) to it stay in the tree until carried; "ferrypost queue delete --to ${r.fingerprint}" removes them\n`);
+      if (typeof r.incoming === 'string') process.stderr.write(`warning: packets from it in the inbox could not be counted: ${r.incoming}\n`);
+      else if (r.incoming) process.stderr.write(`warning: ${r.incoming} packet(s) from it wait in the inbox: after the restart they are quarantined as from an unknown signer\n`);
       process.stdout.write('restart the daemon (e.g. systemctl restart ferrypost) for this to take effect\n');
     });
   peers
     .command('update <name> <keyfile>')
-    .description("install a peer's renewed key (same fingerprint: extended expiry, new subkeys)")
+    .description("install a peer's renewed key (same fingerprint: extended expiry, new subkeys), merged into the installed one")
     .action(async (name: string, keyfile: string) => {
       const r = await (await import('./peer-change.js')).updatePeerKey(configFile(), name, keyfile);
+      if (r.warning) process.stderr.write(`warning: ${r.warning}\n`);
       process.stdout.write(`peer "${name}" (${formatFingerprint(r.fingerprint)}): key replaced in ${r.keyFile}, ${r.expires ? `valid until ${r.expires.toISOString()}` : 'no expiry'}\n` +
         'restart the daemon (e.g. systemctl restart ferrypost) to use it\n');
     });
@@ -189,28 +193,45 @@ export function registerCommands(program: Command, configFile: () => string): vo
 
   program
     .command('route <address...>')
-    .description('show which peer node mail for each address goes to, and by which rule (sendmail -bv); exit 65 bad syntax, 67 no route')
+    .description('show which peer node mail for each address goes to, and by which rule (sendmail -bv); exit 65 bad syntax, 67 no route, 75 the peer\'s key is unusable (mail deferred)')
     .action(async (addresses: string[]) => {
       const cfg = loadConfig(configFile());
-      const { createRouter, validateAddress } = await import('../route/router.js');
+      const [{ createRouter, validateAddress }, { canonicalAddress }, { readKeyFile }, { keyProblem }] = await Promise.all([
+        import('../route/router.js'), import('../route/canonical.js'), import('../keys/load.js'), import('../keys/usability.js'),
+      ]);
       const router = createRouter(cfg.peers);
+      // What the listener and sendmail check next: a peer whose key expired or was revoked defers (450 4.7.5 / 75).
+      const problems = new Map<string, Promise<string | undefined>>();
+      const problemOf = (fpr: string): Promise<string | undefined> => {
+        const peer = cfg.peers.find((p) => p.fingerprint === fpr)!;
+        if (!problems.has(fpr)) problems.set(fpr, readKeyFile(peer.key, 'key file').then((k) => keyProblem(k.isPrivate() ? k.toPublic() : k), (e: unknown) => `cannot be read: ${(e as Error).message}`));
+        return problems.get(fpr)!;
+      };
+      const worst = [SYSEXIT.DATAERR, SYSEXIT.NOUSER, SYSEXIT.TEMPFAIL, SYSEXIT.OK] as number[];
       let status: number = SYSEXIT.OK;
+      const fail = (code: number) => {
+        if (worst.indexOf(code) < worst.indexOf(status)) status = code;
+      };
       for (const a of addresses) {
         let addr: string;
         try {
           addr = validateAddress(a);
         } catch (err) {
-          process.stdout.write(`${(err as Error).message}\n`);
-          status = SYSEXIT.DATAERR;
+          process.stdout.write(`${(err as Error).message} (use user@domain)\n`);
+          fail(SYSEXIT.DATAERR);
           continue;
         }
         const r = router.explain(addr);
-        if (r) {
-          process.stdout.write(`<${addr}> -> ${r.target.name} (${r.target.fingerprint}) by ${r.via}\n`);
-        } else {
-          process.stdout.write(`<${addr}>: no route to a node (no peer's mail patterns match it and no peer is the default; see "ferrypost peer list")\n`);
-          if (status === SYSEXIT.OK) status = SYSEXIT.NOUSER;
+        if (!r) {
+          process.stdout.write(canonicalAddress(addr)
+            ? `<${addr}>: no route to a node (no peer's mail patterns match it and no peer is the default; see "ferrypost peer list")\n`
+            : `<${addr}>: no route to a node (its domain is not a valid domain name, so no pattern can match it)\n`);
+          fail(SYSEXIT.NOUSER);
+          continue;
         }
+        const problem = await problemOf(r.target.fingerprint);
+        process.stdout.write(`<${addr}> -> ${r.target.name} (${r.target.fingerprint}) by ${r.via}${problem ? `, but deferred: its key ${problem}` : ''}\n`);
+        if (problem) fail(SYSEXIT.TEMPFAIL);
       }
       process.exitCode = status;
     });

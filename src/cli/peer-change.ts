@@ -8,11 +8,12 @@
  *   Packets already in the tree stay: outgoing ones until carried or `queue delete`d, incoming ones
  *   are quarantined as from an unknown signer once the daemon restarts. The count of each is returned.
  * - update: a renewed key of the same node (same primary fingerprint: extended expiry, new subkeys)
- *   replaces the peer's key file. A different fingerprint is a different node (remove, then add).
+ *   is merged into the installed one (an older copy never takes back a revocation or an expiry the file
+ *   has). A revoked key stays revoked, and a different fingerprint is a different node: remove, then add.
  *   Refuses the node itself (the embedded default lists the node as its own peer, with its public key).
  * Fails: FerryError('USAGE') for an unknown peer or another node's key, ('CONFIG') for an unusable key.
  */
-import { chown, readFile, rename, stat } from 'node:fs/promises';
+import { chown, link, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type * as openpgp from 'openpgp';
 import { isMap, isSeq, parseDocument } from 'yaml';
@@ -30,8 +31,11 @@ export interface PeerRemoveResult {
   wasDefault: boolean;
   /** Where the key file went, if it was moved. */
   keptKey?: string;
-  outgoing: number;
-  incoming: number;
+  /** Why the key file could not be moved (the peer is removed all the same). */
+  keyNotMoved?: string;
+  /** Packets in flight, or why they could not be counted. */
+  outgoing: number | string;
+  incoming: number | string;
 }
 
 export async function removePeer(configFile: string, name: string, now = new Date()): Promise<PeerRemoveResult> {
@@ -45,23 +49,50 @@ export async function removePeer(configFile: string, name: string, now = new Dat
   const out = doc.toString();
   parseConfig(out, configFile); // never write a config that would not load
 
-  // Count what is in flight before anything changes (the tree may be missing: then nothing is).
+  // Counted before anything changes; a tree that cannot be read is said, not taken for an empty one.
   const self = await selfFingerprint(cfg);
-  const outgoing = (await scanOutgoing(cfg.node.tree, self).catch(() => [])).filter((e) => e.to === peer.fingerprint).length;
-  const incoming = (await scanInbox(cfg.node.tree, self).catch(() => [])).filter((e) => e.from === peer.fingerprint).length;
+  const count = (list: Promise<Array<{ to: string; from: string }>>, match: (e: { to: string; from: string }) => boolean) =>
+    list.then((l) => l.filter(match).length, (err: unknown) => (err as Error).message);
+  const outgoing = await count(scanOutgoing(cfg.node.tree, self), (e) => e.to === peer.fingerprint);
+  const incoming = await count(scanInbox(cfg.node.tree, self), (e) => e.from === peer.fingerprint);
 
   await writeConfig(configFile, out);
+  // The key file is kept under a name no other removal uses (link, then unlink: never over a file).
+  // Failing here leaves it where it was: the config no longer names it, so it is only in the way of
+  // a later "peer add" under the same name, which says so.
   const peersDir = path.join(path.dirname(cfg.node.key), 'peers');
   let keptKey: string | undefined;
+  let keyNotMoved: string | undefined;
   if (path.dirname(peer.key) === peersDir) {
-    keptKey = `${peer.key}.removed-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}`;
-    await rename(peer.key, keptKey).catch((err: unknown) => {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      keptKey = undefined; // already gone: nothing to keep
-    });
-    await fsyncDir(peersDir);
+    const stamp = now.toISOString().replace(/[-:]/g, '').replace('.', '');
+    try {
+      keptKey = await linkUnique(peer.key, `${peer.key}.removed-${stamp}`);
+      if (keptKey) {
+        await unlink(peer.key);
+        await fsyncDir(peersDir);
+      }
+    } catch (err) {
+      keyNotMoved = `${peer.key} stays where it was (${(err as Error).message})`;
+      keptKey = undefined;
+    }
   }
-  return { fingerprint: peer.fingerprint, wasDefault: peer.default, ...(keptKey ? { keptKey } : {}), outgoing, incoming };
+  return { fingerprint: peer.fingerprint, wasDefault: peer.default, ...(keptKey ? { keptKey } : {}), ...(keyNotMoved ? { keyNotMoved } : {}), outgoing, incoming };
+}
+
+/** link(2) to `base`, else `base`-1, -2, ...; undefined if `from` is gone. */
+async function linkUnique(from: string, base: string): Promise<string | undefined> {
+  for (let n = 0; n < 100; n++) {
+    const to = n === 0 ? base : `${base}-${n}`;
+    try {
+      await link(from, to);
+      return to;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      if (code !== 'EEXIST') throw err;
+    }
+  }
+  throw new Error(`no free name ${base}-N`);
 }
 
 export interface PeerUpdateResult {
@@ -69,6 +100,8 @@ export interface PeerUpdateResult {
   keyFile: string;
   /** The key's expiry, or null for none. */
   expires: Date | null;
+  /** Set when the file held a secret key: only its public part was stored. */
+  warning?: string;
 }
 
 export async function updatePeerKey(configFile: string, name: string, keyFile: string): Promise<PeerUpdateResult> {
@@ -80,17 +113,32 @@ export async function updatePeerKey(configFile: string, name: string, keyFile: s
     if (isFerryError(e)) throw new FerryError('USAGE', `${e.message} (give the file that "ferrypost key export" wrote on the other node)`);
     throw e;
   });
-  const key: openpgp.PublicKey = read.isPrivate() ? read.toPublic() : read;
-  const fingerprint = fingerprintOf(key);
+  const given: openpgp.PublicKey = read.isPrivate() ? read.toPublic() : read;
+  const warning = read.isPrivate()
+    ? `${keyFile} holds a SECRET key: only its public part was stored. The other node's secret key should never leave it; ask for "ferrypost key export" output instead.`
+    : undefined;
+  const fingerprint = fingerprintOf(given);
   if (fingerprint !== peer.fingerprint) {
     throw new FerryError('USAGE', `${keyFile} holds the key ${fingerprint}, but peer "${name}" is ${peer.fingerprint}: a different key is a different node ("ferrypost peer remove ${name}", then "peer add"); nothing changed`);
   }
+  // Merged into the installed key, never swapped for it: an older copy must not take back a
+  // revocation or a later expiry the installed file already has.
+  const installed = await readKeyFile(peer.key, 'installed key file').catch(() => undefined);
+  let key = given;
+  if (installed) {
+    if (await installed.isRevoked()) {
+      throw new FerryError('USAGE', `peer "${name}"'s installed key is revoked, and a revocation is final: "ferrypost peer remove ${name}", then "peer add" the node's new key; nothing changed`);
+    }
+    key = await (installed.isPrivate() ? installed.toPublic() : installed).update(given);
+  }
   await requirePeerKeyUsable(key, keyFile);
   const old = await stat(peer.key).catch(() => undefined);
+  // A missing file is made as the directory's owner (root repairing a node another user owns).
+  const owner = old ?? (await stat(path.dirname(peer.key)));
   await replaceDurable(peer.key, Buffer.from(key.armor()), { mode: old ? old.mode & 0o777 : 0o644 });
-  if (old && process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) await chown(peer.key, old.uid, old.gid);
+  if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) await chown(peer.key, owner.uid, owner.gid);
   const expiry = await key.getExpirationTime();
-  return { fingerprint, keyFile: peer.key, expires: expiry instanceof Date ? expiry : null };
+  return { fingerprint, keyFile: peer.key, expires: expiry instanceof Date ? expiry : null, ...(warning ? { warning } : {}) };
 }
 
 async function configWithPeer(configFile: string, name: string): Promise<{ text: string; cfg: Readonly<Config>; peer: Config['peers'][number] }> {

@@ -100,8 +100,11 @@ export function unusablePeers(peers: ReadonlyArray<{ name: string; fingerprint: 
   return peers.flatMap((p) => {
     const problem = keyring.peers.get(p.fingerprint.toLowerCase())?.problemAtLoad;
     if (!problem) return [];
-    const advice = `peer ${p.name}: its key ${problem}; mail for it is deferred (450 4.7.5) until its renewed key is in ${p.key} ` +
-      `and ferrypost is restarted (ask that node for "ferrypost key export"); its packets signed while the key was valid are still delivered`;
+    const fix = /revoked/.test(problem)
+      ? `until it is replaced: a revocation is final ("ferrypost peer remove ${p.name}", then "peer add" that node's new key)`
+      : `until its renewed key is installed ("ferrypost peer update ${p.name} FILE" with that node's "ferrypost key export")`;
+    const advice = `peer ${p.name}: its key ${problem}; mail for it is deferred (450 4.7.5) ${fix} and ferrypost is restarted; ` +
+      'its packets signed while the key was valid are still delivered';
     return [{ peer: p.name, fingerprint: p.fingerprint, file: p.key, problem, advice }];
   });
 }

@@ -34,7 +34,7 @@ describe('peer remove', () => {
     expect(cli(['sendmail', '-f', 'x@cabin.test', '--', 'friend@example.org'], { config: a.config, input: 'Subject: s\r\n\r\nx\r\n' }).status).toBe(0);
     const r = cli(['peer', 'remove', 'b'], { config: a.config });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^peer "b" \([0-9A-F ]+\) removed; its key is kept as .*\/keys\/peers\/b\.asc\.removed-\d{8}T\d{6}\nrestart the daemon/);
+    expect(r.stdout).toMatch(/^peer "b" \([0-9A-F ]+\) removed; its key is kept as .*\/keys\/peers\/b\.asc\.removed-\d{8}T\d{9}Z\nrestart the daemon/);
     expect(r.stderr).toContain('warning: "b" was the default route');
     expect(r.stderr).toContain(`warning: 1 outgoing packet(s) to it stay in the tree until carried; "ferrypost queue delete --to ${b.fingerprint}" removes them`);
     expect(peerNames(a)).toEqual([]);
@@ -97,5 +97,32 @@ describe('peer update', () => {
     expect(self.stderr).toMatch(/is this node itself/);
     expect(readFileSync(path.join(solo.dir, 'keys', 'node.key'), 'utf8')).toBe(own);
     expect(cli(['peer', 'update', 'nobody', c.publicKey], { config: a.config }).status).toBe(64);
+  });
+
+  it('merges into the installed key: an older copy takes back neither a renewal nor a revocation', async () => {
+    const keyFile = path.join(peersDir(a), 'b.asc');
+    // Self-signatures carry whole seconds: the renewal must be later than init's to be the one in force.
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(cli(['peer', 'update', 'b', await renewedKeyOfB(400 * 86_400)], { config: a.config }).status).toBe(0);
+    // The copy `peer add` was given (no expiry, older self-signature): the renewal stays in force.
+    const again = cli(['peer', 'update', 'b', b.publicKey], { config: a.config });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/valid until 20\d\d-/);
+
+    const privateKey = await openpgp.readPrivateKey({ armoredKey: readFileSync(path.join(b.dir, 'keys', 'node.key'), 'utf8') });
+    const { publicKey } = await openpgp.revokeKey({ key: privateKey, reasonForRevocation: { flag: openpgp.enums.reasonForRevocation.keyCompromised }, format: 'armored' });
+    writeFileSync(keyFile, publicKey);
+    const r = cli(['peer', 'update', 'b', b.publicKey], { config: a.config });
+    expect(r.status).toBe(64);
+    expect(r.stderr).toMatch(/installed key is revoked, and a revocation is final: "ferrypost peer remove b", then "peer add"/);
+    expect(readFileSync(keyFile, 'utf8')).toBe(publicKey);
+    expect(cli(['check'], { config: a.config }).stderr).toMatch(/its key is revoked; .*a revocation is final/);
+  });
+
+  it('a secret key file: only its public part is stored, with a warning', () => {
+    const r = cli(['peer', 'update', 'b', path.join(b.dir, 'keys', 'node.key')], { config: a.config });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/holds a SECRET key: only its public part was stored/);
+    expect(readFileSync(path.join(peersDir(a), 'b.asc'), 'utf8')).toMatch(/BEGIN PGP PUBLIC KEY BLOCK/);
   });
 });

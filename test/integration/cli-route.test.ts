@@ -2,7 +2,9 @@
  * `ferrypost route` (sendmail -bv): which peer each address goes to and by which rule, through the
  * real CLI on nodes made by init and peer add; 65 for bad syntax, 67 for no route.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cli, nodePair, tmpdir, type TestNode } from '../helpers/node.js';
 
@@ -35,10 +37,24 @@ describe('ferrypost route', () => {
     expect(mixed.status).toBe(65);
     expect(mixed.stdout.split('\n')).toEqual([
       expect.stringMatching(/^<friend@example\.org>: no route/),
-      '<not an address>: bad address syntax (missing domain)',
+      '<not an address>: bad address syntax (missing domain) (use user@domain)',
       expect.stringMatching(/^<kate@cabin\.test> -> a /),
       '',
     ]);
     expect(cli(['route'], { config: b.config }).status).toBe(64);
+  });
+
+  it('a domain that is not a valid name says so; a peer whose key is revoked is shown as deferred, 75', async () => {
+    const idn = cli(['route', 'u@xn--\u00fc.org'], { config: a.config });
+    expect(idn.status).toBe(67);
+    expect(idn.stdout).toMatch(/no route to a node \(its domain is not a valid domain name/);
+
+    const privateKey = await openpgp.readPrivateKey({ armoredKey: readFileSync(path.join(a.dir, 'keys', 'node.key'), 'utf8') });
+    const { publicKey } = await openpgp.revokeKey({ key: privateKey, reasonForRevocation: { flag: openpgp.enums.reasonForRevocation.keyCompromised }, format: 'armored' });
+    writeFileSync(path.join(b.dir, 'keys', 'peers', 'a.asc'), publicKey);
+    const r = cli(['route', 'kate@cabin.test', 'friend@example.org'], { config: b.config });
+    expect(r.status).toBe(67); // no route outranks deferred, as bad syntax outranks no route
+    expect(r.stdout).toMatch(/^<kate@cabin\.test> -> a \([0-9a-f]{40}\) by domain cabin\.test, but deferred: its key is revoked\n/);
+    expect(cli(['route', 'kate@cabin.test'], { config: b.config }).status).toBe(75);
   });
 });

@@ -80,8 +80,8 @@ it('check warns about both peers and exits 0 (the node is usable)', () => {
   const r = cli(['check'], { config: home.config });
   expect(r.status).toBe(0);
   expect(r.stdout).toMatch(/config ok: node home .*3 peer\(s\)/);
-  expect(r.stderr).toMatch(/warning: peer old: its key expired on \d{4}-\d\d-\d\dT.*deferred \(450 4\.7\.5\).*old\.asc/);
-  expect(r.stderr).toMatch(/warning: peer gone: its key is revoked; mail for it is deferred/);
+  expect(r.stderr).toMatch(/warning: peer old: its key expired on \d{4}-\d\d-\d\dT.*deferred \(450 4\.7\.5\) until its renewed key is installed \("ferrypost peer update old FILE"/);
+  expect(r.stderr).toMatch(/warning: peer gone: its key is revoked; mail for it is deferred \(450 4\.7\.5\) until it is replaced: a revocation is final \("ferrypost peer remove gone", then "peer add"/);
 });
 
 it('run starts, logs each unusable peer, delivers the packet signed before expiry and quarantines the revoked key\'s', async () => {
