@@ -15,15 +15,14 @@
  */
 import { chown, link, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type * as openpgp from 'openpgp';
 import { isMap, isSeq, parseDocument } from 'yaml';
 import { parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { FerryError, isFerryError } from '../errors/index.js';
+import { FerryError } from '../errors/index.js';
 import { fingerprintOf, readKeyFile } from '../keys/load.js';
 import { fsyncDir, replaceDurable } from '../tree/durable.js';
 import { scanInbox, scanOutgoing } from '../tree/scan.js';
-import { requirePeerKeyUsable } from './peer.js';
+import { readPeerKeyFile, requirePeerKeyUsable, writeConfig } from './peer.js';
 
 export interface PeerRemoveResult {
   fingerprint: string;
@@ -109,14 +108,7 @@ export async function updatePeerKey(configFile: string, name: string, keyFile: s
   if (peer.fingerprint === (await selfFingerprint(cfg)) || path.resolve(peer.key) === path.resolve(cfg.node.key)) {
     throw new FerryError('USAGE', `peer "${name}" is this node itself (the embedded default routes mail to it); its key is this node's own, which "peer update" does not replace`);
   }
-  const read = await readKeyFile(keyFile, 'key file').catch((e: unknown) => {
-    if (isFerryError(e)) throw new FerryError('USAGE', `${e.message} (give the file that "ferrypost key export" wrote on the other node)`);
-    throw e;
-  });
-  const given: openpgp.PublicKey = read.isPrivate() ? read.toPublic() : read;
-  const warning = read.isPrivate()
-    ? `${keyFile} holds a SECRET key: only its public part was stored. The other node's secret key should never leave it; ask for "ferrypost key export" output instead.`
-    : undefined;
+  const { key: given, warning } = await readPeerKeyFile(keyFile);
   const fingerprint = fingerprintOf(given);
   if (fingerprint !== peer.fingerprint) {
     throw new FerryError('USAGE', `${keyFile} holds the key ${fingerprint}, but peer "${name}" is ${peer.fingerprint}: a different key is a different node ("ferrypost peer remove ${name}", then "peer add"); nothing changed`);
@@ -154,11 +146,4 @@ async function configWithPeer(configFile: string, name: string): Promise<{ text:
 async function selfFingerprint(cfg: Readonly<Config>): Promise<string> {
   const { loadIdentities } = await import('../keys/identities.js');
   return (await loadIdentities(cfg)).self.fingerprint;
-}
-
-/** The config replaced atomically, keeping its mode, owner and group (root editing a config the daemon's group reads). */
-async function writeConfig(configFile: string, out: string): Promise<void> {
-  const old = await stat(configFile);
-  await replaceDurable(configFile, Buffer.from(out), { mode: old.mode & 0o777 });
-  if (process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) await chown(configFile, old.uid, old.gid);
 }

@@ -39,14 +39,7 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
   });
   const cfg = parseConfig(text, configFile);
 
-  const read = await readKeyFile(keyFile, 'key file').catch((e: unknown) => {
-    if (isFerryError(e)) throw new FerryError('USAGE', `${e.message} (give the file that "ferrypost key export" wrote on the other node)`);
-    throw e;
-  });
-  const key: openpgp.PublicKey = read.isPrivate() ? read.toPublic() : read;
-  const warning = read.isPrivate()
-    ? `${keyFile} holds a SECRET key: only its public part was stored. The other node's secret key should never leave it; ask for "ferrypost key export" output instead.`
-    : undefined;
+  const { key, warning } = await readPeerKeyFile(keyFile);
   await requirePeerKeyUsable(key, keyFile);
   const fingerprint = fingerprintOf(key);
 
@@ -89,16 +82,33 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
     }
     throw e;
   }
-  // The new file keeps the old one's mode, owner and group (root editing a config the daemon's group reads).
-  const old = await stat(configFile);
   try {
-    await replaceDurable(configFile, Buffer.from(out), { mode: old.mode & 0o777 });
+    await writeConfig(configFile, out);
   } catch (e) {
     await removeDurable(dest).catch(() => undefined);
     throw e;
   }
-  if (process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) await chown(configFile, old.uid, old.gid);
   return { fingerprint, userIds: key.getUserIDs(), ...(warning ? { warning } : {}) };
+}
+
+/** The public key in a file the other node exported (of a secret key, only its public part, with a warning); USAGE if it holds none. */
+export async function readPeerKeyFile(keyFile: string): Promise<{ key: openpgp.PublicKey; warning?: string }> {
+  const read = await readKeyFile(keyFile, 'key file').catch((e: unknown) => {
+    if (isFerryError(e)) throw new FerryError('USAGE', `${e.message} (give the file that "ferrypost key export" wrote on the other node)`);
+    throw e;
+  });
+  if (!read.isPrivate()) return { key: read };
+  return {
+    key: read.toPublic(),
+    warning: `${keyFile} holds a SECRET key: only its public part was stored. The other node's secret key should never leave it; ask for "ferrypost key export" output instead.`,
+  };
+}
+
+/** The config replaced atomically, keeping its mode, owner and group (root editing a config the daemon's group reads). */
+export async function writeConfig(configFile: string, out: string): Promise<void> {
+  const old = await stat(configFile);
+  await replaceDurable(configFile, Buffer.from(out), { mode: old.mode & 0o777 });
+  if (process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) await chown(configFile, old.uid, old.gid);
 }
 
 /** A peer key must verify the peer's packets and be encrypted to: not revoked, not expired, both subkeys usable. */

@@ -21,7 +21,10 @@ const peerNames = (n: TestNode) => cli(['peer', 'list'], { config: n.config }).s
 const peersDir = (n: TestNode) => path.join(n.dir, 'keys', 'peers');
 
 /** b's key with new self-signatures (same key material, so the same fingerprint), made at `date`, expiring `seconds` after the key's creation. */
-async function renewedKeyOfB(seconds: number, date = new Date()): Promise<string> {
+async function renewedKeyOfB(seconds: number, date?: Date): Promise<string> {
+  // Self-signatures carry whole seconds: a renewal must be later than init's to be the one in force.
+  if (!date) await new Promise((r) => setTimeout(r, 1100));
+  date ??= new Date();
   const privateKey = await openpgp.readPrivateKey({ armoredKey: readFileSync(path.join(b.dir, 'keys', 'node.key'), 'utf8') });
   const { publicKey } = await openpgp.reformatKey({ privateKey, userIDs: [{ name: 'ferrypost node b', email: 'b@ferrypost.invalid' }], keyExpirationTime: seconds, date, format: 'armored' });
   const file = path.join(base, `b-renewed-${seconds}.asc`);
@@ -84,7 +87,6 @@ describe('peer update', () => {
     expect(other.stderr).toMatch(new RegExp(`holds the key ${c.fingerprint}, but peer "b" is ${b.fingerprint}: a different key is a different node`));
     // b's key was made seconds ago by init: expiring 1 s after its creation, the renewal is expired by now.
     const stale = await renewedKeyOfB(1);
-    await new Promise((r) => setTimeout(r, 1100));
     const expired = cli(['peer', 'update', 'b', stale], { config: a.config });
     expect(expired.status).toBe(78);
     expect(expired.stderr).toMatch(/expired/);
@@ -101,8 +103,6 @@ describe('peer update', () => {
 
   it('merges into the installed key: an older copy takes back neither a renewal nor a revocation', async () => {
     const keyFile = path.join(peersDir(a), 'b.asc');
-    // Self-signatures carry whole seconds: the renewal must be later than init's to be the one in force.
-    await new Promise((r) => setTimeout(r, 1100));
     expect(cli(['peer', 'update', 'b', await renewedKeyOfB(400 * 86_400)], { config: a.config }).status).toBe(0);
     // The copy `peer add` was given (no expiry, older self-signature): the renewal stays in force.
     const again = cli(['peer', 'update', 'b', b.publicKey], { config: a.config });

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addPeer, CLI, cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
+import { CLI, cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
 
 let base: string;
 let a: TestNode;
