@@ -83,6 +83,9 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
     throw e;
   }
   try {
+    // Root adding a peer to a node another user owns: the key file is that user's, like its directory.
+    const dirOwner = await stat(peersDir);
+    if (process.getuid?.() === 0 && (dirOwner.uid !== 0 || dirOwner.gid !== 0)) await chown(dest, dirOwner.uid, dirOwner.gid);
     await writeConfig(configFile, out);
   } catch (e) {
     await removeDurable(dest).catch(() => undefined);

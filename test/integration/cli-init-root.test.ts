@@ -4,7 +4,7 @@
  * cannot be made, an empty $FERRYPOST_CONFIG, and root writing into a node another user owns.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { CLI, cli, initNode, tmpdir } from '../helpers/node.js';
@@ -76,4 +76,23 @@ it('check reads smtp.tls as run will: a certificate that is not one is 78 naming
   const r = cli(['check'], { config: n.config });
   expect(r.status).toBe(78);
   expect(r.stderr).toMatch(/^ferrypost: smtp\.tls: key .*key\.pem and certificate .*cert\.pem are not a usable pair: /);
+});
+
+it.skipIf(process.getuid?.() !== 0)('root editing peers of a node another user owns leaves that user\'s files: peer add, update, remove', () => {
+  const n = initNode(path.join(base, 'peers-owned'), 'owned2', ['--no-self-peer']);
+  const other = initNode(path.join(base, 'other'), 'other', ['--no-self-peer']);
+  chmodSync(base, 0o755);
+  spawnSync('chown', ['-R', '65534:65534', n.dir]);
+  const keyFile = path.join(n.dir, 'keys', 'peers', 'other.asc');
+  expect(cli(['peer', 'add', other.publicKey, '--name', 'other'], { config: n.config }).status).toBe(0);
+  expect([statSync(keyFile).uid, statSync(keyFile).gid]).toEqual([65534, 65534]);
+  expect(statSync(n.config).uid).toBe(65534);
+  expect(cli(['peer', 'update', 'other', other.publicKey], { config: n.config }).status).toBe(0);
+  expect(statSync(keyFile).uid).toBe(65534);
+  const removed = cli(['peer', 'remove', 'other'], { config: n.config });
+  expect(removed.status, removed.stderr).toBe(0);
+  const kept = readdirSync(path.join(n.dir, 'keys', 'peers')).filter((f) => f.startsWith('other.asc.removed-'));
+  expect(kept).toHaveLength(1);
+  expect(statSync(path.join(n.dir, 'keys', 'peers', kept[0]!)).uid).toBe(65534);
+  expect(statSync(n.config).uid).toBe(65534);
 });
