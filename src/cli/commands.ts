@@ -195,78 +195,16 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .command('route <address...>')
     .description('show which peer node mail for each address goes to, and by which rule (sendmail -bv); exit 65 bad syntax, 67 no route, 75 the peer\'s key is unusable (mail deferred)')
     .action(async (addresses: string[]) => {
-      const cfg = loadConfig(configFile());
-      const [{ createRouter, validateAddress }, { canonicalAddress }, { readKeyFile }, { keyProblem }] = await Promise.all([
-        import('../route/router.js'), import('../route/canonical.js'), import('../keys/load.js'), import('../keys/usability.js'),
-      ]);
-      const router = createRouter(cfg.peers);
-      // What the listener and sendmail check next: a peer whose key expired or was revoked defers (450 4.7.5 / 75).
-      const problems = new Map<string, Promise<string | undefined>>();
-      const problemOf = (fpr: string): Promise<string | undefined> => {
-        const peer = cfg.peers.find((p) => p.fingerprint === fpr)!;
-        if (!problems.has(fpr)) problems.set(fpr, readKeyFile(peer.key, 'key file').then((k) => keyProblem(k.isPrivate() ? k.toPublic() : k), (e: unknown) => `cannot be read: ${(e as Error).message}`));
-        return problems.get(fpr)!;
-      };
-      const worst = [SYSEXIT.DATAERR, SYSEXIT.NOUSER, SYSEXIT.TEMPFAIL, SYSEXIT.OK] as number[];
-      let status: number = SYSEXIT.OK;
-      const fail = (code: number) => {
-        if (worst.indexOf(code) < worst.indexOf(status)) status = code;
-      };
-      for (const a of addresses) {
-        let addr: string;
-        try {
-          addr = validateAddress(a);
-        } catch (err) {
-          process.stdout.write(`${(err as Error).message} (use user@domain)\n`);
-          fail(SYSEXIT.DATAERR);
-          continue;
-        }
-        const r = router.explain(addr);
-        if (!r) {
-          process.stdout.write(canonicalAddress(addr)
-            ? `<${addr}>: no route to a node (no peer's mail patterns match it and no peer is the default; see "ferrypost peer list")\n`
-            : `<${addr}>: no route to a node (its domain is not a valid domain name, so no pattern can match it)\n`);
-          fail(SYSEXIT.NOUSER);
-          continue;
-        }
-        const problem = await problemOf(r.target.fingerprint);
-        process.stdout.write(`<${addr}> -> ${r.target.name} (${r.target.fingerprint}) by ${r.via}${problem ? `, but deferred: its key ${problem}` : ''}\n`);
-        if (problem) fail(SYSEXIT.TEMPFAIL);
-      }
-      process.exitCode = status;
+      const r = await (await import('./route.js')).routeReport(loadConfig(configFile()), addresses);
+      process.stdout.write(r.lines.map((l) => `${l}\n`).join(''));
+      process.exitCode = r.status;
     });
 
   program
     .command('flush')
     .description('retry deferred incoming packets now, e.g. after the MTA is back (postqueue -f)')
     .action(async () => {
-      const cfg = loadConfig(configFile());
-      if (!existsSync(cfg.node.state_dir)) throw new FerryError('CONFIG', `node.state_dir ${cfg.node.state_dir} does not exist (run "ferrypost init" first)`);
-      const { requireNodeUser, requireWritableState } = await import('./context.js');
-      requireNodeUser(cfg.node.state_dir, cfg.node.tree);
-      requireWritableState(cfg.node.state_dir, ['', 'journal.sqlite']);
-      const journalFile = path.join(cfg.node.state_dir, 'journal.sqlite');
-      let deferred = 0;
-      if (existsSync(journalFile)) {
-        const [{ openJournal }, { loadIdentities }, { scanInbox }] = await Promise.all([
-          import('../store/journal.js'), import('../keys/identities.js'), import('../tree/scan.js'),
-        ]);
-        // Counted as `queue` shows them: a deferred record whose packet is gone is not waiting for anything.
-        const ids = await loadIdentities(cfg);
-        const present = new Set((await scanInbox(cfg.node.tree, ids.self.fingerprint, { blocking: true })).map((e) => e.hash.toString('hex')));
-        const journal = openJournal(journalFile);
-        try {
-          journal.retryNow();
-          deferred = journal.inState('deferred').filter((e) => present.has(e.hash)).length;
-        } finally {
-          journal.close();
-        }
-      }
-      const heard = await (await import('../receive/flush-request.js')).requestFlush(cfg.node.state_dir, 3000);
-      const what = `${deferred} deferred packet(s) due now`;
-      process.stdout.write(heard === 'taken'
-        ? `${what}; the daemon is retrying them\n`
-        : `${what}; no daemon took the request within 3 s (none is running, or it cannot watch ${cfg.node.state_dir}/control: its log says so): they are retried at its next rescan (receive.rescan_interval) or start\n`);
+      process.stdout.write(`${await (await import('./flush.js')).flushNode(loadConfig(configFile()))}\n`);
     });
 
   const q = program.command('quarantine').description('packets refused by the receiver');
