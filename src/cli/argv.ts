@@ -1,8 +1,10 @@
 /**
  * The global options before the subcommand, read the way commander reads them (--config FILE,
  * --config=FILE, -c FILE, -cFILE), for main.ts to hand `sendmail` to its own parser with the config
- * the admin gave. Pure: no I/O.
+ * the admin gave; and option values that need more than commander's checks. Pure: no I/O.
  */
+import { parseDuration } from '../config/duration.js';
+import { FerryError } from '../errors/index.js';
 
 export interface GlobalArgs {
   /** The last --config/-c given before the subcommand, if any. */
@@ -25,4 +27,22 @@ export function splitGlobalArgs(args: readonly string[]): GlobalArgs {
     else break;
   }
   return { ...(config !== undefined ? { config } : {}), rest: args.slice(i) };
+}
+
+/**
+ * `--older-than` of the irreversible deletes: a duration with its unit ("30d", "12h", "90m"), at least
+ * a minute. A bare number (seconds elsewhere in ferrypost) is refused: more likely a forgotten "d".
+ * Throws FerryError('USAGE') saying what to give.
+ */
+export function olderThanOption(value: string): number {
+  const v = value.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) throw new FerryError('USAGE', `--older-than ${v}: give a unit (e.g. ${v}d, ${v}h, ${v}m)`);
+  let ms: number;
+  try {
+    ms = parseDuration(v);
+  } catch {
+    throw new FerryError('USAGE', `--older-than ${JSON.stringify(value)} is not a duration (give e.g. 30d, 12h, 90m)`);
+  }
+  if (!(ms >= 60_000)) throw new FerryError('USAGE', `--older-than ${v}: must be at least 1m (e.g. 30d)`);
+  return ms;
 }

@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/load.js';
 import { FerryError, SYSEXIT } from '../errors/index.js';
 import type { Outbox } from '../queue/outbox.js';
 import type { DeliveryChoice } from './config-template.js';
+import { olderThanOption } from './argv.js';
 import { formatFingerprint } from './fingerprint.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -185,6 +185,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
           process.stdout.write(`deleted ${p.id ?? p.name} to ${p.peer} (${p.size} bytes${p.from !== undefined ? `, <${p.from}> -> ${(p.recipients ?? []).join(', ')}` : ''})\n`);
         }
         for (const p of r.vanished) process.stdout.write(`${p.id ?? p.name}: already taken by ${p.peer}\n`);
+        if (o.to !== undefined && !r.deleted.length && !r.vanished.length) process.stderr.write(`no outgoing packets to ${o.to} in the tree\n`);
         process.stdout.write(`-- ${r.deleted.length} packet(s) deleted here; a device that already carries a copy may still deliver it\n`);
       } finally {
         outbox.close();
@@ -245,7 +246,7 @@ export function registerCommands(program: Command, configFile: () => string): vo
       if ((names.length > 0) === (o.olderThan !== undefined)) {
         throw new FerryError('USAGE', 'give either packet names or --older-than DURATION (see "ferrypost quarantine list")');
       }
-      const selection = o.olderThan === undefined ? { names } : { olderThan: new Date(Date.now() - durationOption(o.olderThan)) };
+      const selection = o.olderThan === undefined ? { names } : { olderThan: new Date(Date.now() - olderThanOption(o.olderThan)) };
       const cfg = loadConfig(configFile());
       const { deleteQuarantined } = await import('../quarantine/delete.js');
       const r = await deleteQuarantined(cfg.node.state_dir, selection);
@@ -297,18 +298,4 @@ function emptyOutbox(): Outbox {
     throw new FerryError('INTERNAL', 'the empty outbox of a listing cannot record');
   };
   return { record: none, recordLater: none, byNames: () => new Map(), count: () => 0, forgetExcept: () => 0, close: () => undefined };
-}
-
-/** A duration option with its unit ("30d", "12h"), at least a minute; USAGE otherwise. */
-function durationOption(value: string): number {
-  let ms: number;
-  try {
-    ms = parseDuration(value);
-  } catch (err) {
-    throw new FerryError('USAGE', `--older-than ${(err as Error).message}`);
-  }
-  // Irreversible: a bare number (seconds elsewhere in ferrypost) is more likely a forgotten "d".
-  if (/^\s*\d+(\.\d+)?\s*$/.test(value)) throw new FerryError('USAGE', `--older-than ${value}: give a unit (e.g. ${value.trim()}d, ${value.trim()}h, ${value.trim()}m)`);
-  if (!(ms >= 60_000)) throw new FerryError('USAGE', `--older-than ${value}: must be at least 1m (e.g. 30d)`);
-  return ms;
 }

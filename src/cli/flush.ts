@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { FerryError } from '../errors/index.js';
 import { loadIdentities } from '../keys/identities.js';
-import { requestFlush } from '../receive/flush-request.js';
+import { controlDir, requestFlush } from '../receive/flush-request.js';
 import { openJournal } from '../store/journal.js';
 import { scanInbox } from '../tree/scan.js';
 import { requireNodeUser, requireWritableState } from './context.js';
@@ -23,21 +23,23 @@ export async function flushNode(cfg: Readonly<Config>): Promise<string> {
   requireWritableState(cfg.node.state_dir, ['', 'journal.sqlite']);
   const journalFile = path.join(cfg.node.state_dir, 'journal.sqlite');
   let deferred = 0;
+  let unreadable = 0;
   if (existsSync(journalFile)) {
-    // Counted as `queue` shows them: a deferred record whose packet is gone is not waiting for anything.
-    const ids = await loadIdentities(cfg);
-    const present = new Set((await scanInbox(cfg.node.tree, ids.self.fingerprint, { blocking: true })).map((e) => e.hash.toString('hex')));
     const journal = openJournal(journalFile);
     try {
-      journal.retryNow();
+      journal.retryNow(); // first: the part that matters, whatever the count below finds
+      // Counted as `queue` shows them: a deferred record whose packet is gone is not waiting for anything.
+      const ids = await loadIdentities(cfg);
+      const found = await scanInbox(cfg.node.tree, ids.self.fingerprint, { blocking: true, onError: () => void unreadable++ });
+      const present = new Set(found.map((e) => e.hash.toString('hex')));
       deferred = journal.inState('deferred').filter((e) => present.has(e.hash)).length;
     } finally {
       journal.close();
     }
   }
   const heard = await requestFlush(cfg.node.state_dir, HEARD_WITHIN_MS);
-  const what = `${deferred} deferred packet(s) due now`;
+  const what = `${deferred} deferred packet(s) due now${unreadable ? ` (and any in ${unreadable} part(s) of the inbox this user cannot read)` : ''}`;
   return heard === 'taken'
     ? `${what}; the daemon is retrying them`
-    : `${what}; no daemon took the request within ${HEARD_WITHIN_MS / 1000} s (none is running, or it cannot watch ${path.join(cfg.node.state_dir, 'control')}: its log says so): they are retried at its next rescan (receive.rescan_interval) or start`;
+    : `${what}; no daemon took the request within ${HEARD_WITHIN_MS / 1000} s (none is running, or it cannot watch ${controlDir(cfg.node.state_dir)}: its log says so): they are retried at its next rescan (receive.rescan_interval) or start`;
 }

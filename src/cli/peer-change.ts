@@ -13,6 +13,7 @@
  *   Refuses the node itself (the embedded default lists the node as its own peer, with its public key).
  * Fails: FerryError('USAGE') for an unknown peer or another node's key, ('CONFIG') for an unusable key.
  */
+import { existsSync } from 'node:fs';
 import { chown, link, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isSeq, parseDocument } from 'yaml';
@@ -115,7 +116,7 @@ export async function updatePeerKey(configFile: string, name: string, keyFile: s
   }
   // Merged into the installed key, never swapped for it: an older copy must not take back a
   // revocation or a later expiry the installed file already has.
-  const installed = await readKeyFile(peer.key, 'installed key file').catch(() => undefined);
+  const installed = existsSync(peer.key) ? await readKeyFile(peer.key, 'installed key file') : undefined;
   let key = given;
   if (installed) {
     if (await installed.isRevoked()) {

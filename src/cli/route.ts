@@ -35,7 +35,7 @@ export async function routeReport(cfg: Readonly<Config>, addresses: readonly str
     try {
       addr = validateAddress(a);
     } catch (err) {
-      lines.push(`${(err as Error).message} (use user@domain)`);
+      lines.push(`${(err as Error).message}; use user@domain`);
       fail(SYSEXIT.DATAERR);
       continue;
     }

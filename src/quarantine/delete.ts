@@ -14,7 +14,8 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../errors/index.js';
-import { errnoOf } from '../tree/fs.js';
+import { fsyncDir } from '../tree/durable.js';
+import { errnoOf, unlinkIfPresent } from '../tree/fs.js';
 import { listQuarantine, quarantineDir, REASON_SUFFIX, type QuarantineEntry } from './quarantine.js';
 
 export type DeleteSelection = { names: readonly string[] } | { olderThan: Date };
@@ -61,15 +62,12 @@ export async function deleteQuarantined(stateDir: string, selection: DeleteSelec
   const deleted: QuarantineEntry[] = [];
   const vanished: QuarantineEntry[] = [];
   for (const e of chosen) {
-    if (await unlinkIfThere(unlink, e.path)) deleted.push(e);
+    if (await unlinkIfPresent(e.path, unlink)) deleted.push(e);
     else vanished.push(e);
-    await unlinkIfThere(unlink, e.reasonPath);
+    await unlinkIfPresent(e.reasonPath, unlink);
   }
-  for (const n of orphans) await unlinkIfThere(unlink, join(quarantineDir(stateDir), n + REASON_SUFFIX));
-  if (chosen.length || orphans.length) {
-    const dir = await fsp.open(quarantineDir(stateDir), 'r');
-    await dir.sync().finally(() => dir.close());
-  }
+  for (const n of orphans) await unlinkIfPresent(join(quarantineDir(stateDir), n + REASON_SUFFIX), unlink);
+  if (chosen.length || orphans.length) await fsyncDir(quarantineDir(stateDir));
   return { deleted, vanished, undated, orphans };
 }
 
@@ -103,13 +101,3 @@ async function orphanReasons(stateDir: string): Promise<Map<string, number>> {
   return out;
 }
 
-/** unlink(2); false if the file was already gone. */
-async function unlinkIfThere(unlink: (path: string) => Promise<void>, path: string): Promise<boolean> {
-  try {
-    await unlink(path);
-    return true;
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return false;
-    throw err;
-  }
-}

@@ -8,7 +8,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FerryError } from '../errors/index.js';
 import { prepareDurable } from '../tree/durable.js';
-import { errnoOf, requireTree } from '../tree/fs.js';
+import { errnoOf, requireTree, unlinkIfPresent } from '../tree/fs.js';
 import { hashFromPacketName, inboxDir, isNodeId } from '../tree/layout.js';
 import { listQuarantine, type QuarantineEntry } from './quarantine.js';
 
@@ -38,8 +38,8 @@ export async function releaseQuarantined(stateDir: string, tree: string, self: s
   // The packet first: a reason file without its packet is not listed, while a packet without its
   // reason file would stay in the quarantine directory unseen by `quarantine list`.
   // A concurrent `quarantine delete` may have taken either already: the release itself is done.
-  await unlinkIfThere(unlink, entry.path);
-  await unlinkIfThere(unlink, entry.reasonPath);
+  await unlinkIfPresent(entry.path, unlink);
+  await unlinkIfPresent(entry.reasonPath, unlink);
   const q = await fsp.open(dirname(entry.path), 'r');
   await q.sync().finally(() => q.close());
   return target;
@@ -54,10 +54,4 @@ function targetFor(entry: QuarantineEntry, tree: string, self: string): string {
     throw new FerryError('USAGE', `${entry.name}: its reason file does not say where it came from; move it into the tree by hand`);
   }
   return join(inboxDir(tree, self), from, packetName);
-}
-
-async function unlinkIfThere(unlink: (path: string) => Promise<void>, file: string): Promise<void> {
-  await unlink(file).catch((err: unknown) => {
-    if (errnoOf(err) !== 'ENOENT') throw err;
-  });
 }

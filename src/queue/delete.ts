@@ -14,21 +14,11 @@ import { dirname } from 'node:path';
 import { FerryError } from '../errors/index.js';
 import type { Identities } from '../keys/identities.js';
 import { fsyncDir } from '../tree/durable.js';
-import { errnoOf, nodeTreeFs, requireTree, type TreeFs } from '../tree/fs.js';
-import { scanOutgoing } from '../tree/scan.js';
+import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
 import type { Outbox } from './outbox.js';
+import { outgoingPackets, type OutgoingPacket } from './report.js';
 
-export interface OutgoingPacket {
-  peer: string;
-  toNode: string;
-  name: string;
-  path: string;
-  size: number;
-  /** From the outbox index, when the packet was written by this node's daemon or sendmail. */
-  id?: string;
-  from?: string;
-  recipients?: string[];
-}
+export type { OutgoingPacket };
 
 export type OutgoingSelection = { ids: readonly string[] } | { toPeer: string };
 
@@ -39,13 +29,7 @@ export interface OutgoingDeleteResult {
 }
 
 export async function deleteOutgoing(tree: string, ids: Identities, outbox: Outbox, selection: OutgoingSelection, fs: TreeFs = nodeTreeFs): Promise<OutgoingDeleteResult> {
-  await requireTree(tree);
-  const entries = await scanOutgoing(tree, ids.self.fingerprint, { blocking: true });
-  const index = outbox.byNames(entries.map((e) => e.name));
-  const packets: OutgoingPacket[] = entries.map((e) => {
-    const r = index.get(e.name);
-    return { peer: ids.peers.get(e.to)?.name ?? e.to.slice(0, 16), toNode: e.to, name: e.name, path: e.path, size: e.size, ...(r ? { id: r.id, from: r.from, recipients: r.recipients } : {}) };
-  });
+  const packets = await outgoingPackets(tree, ids, outbox);
 
   let chosen: OutgoingPacket[];
   if ('toPeer' in selection) {

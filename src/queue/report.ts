@@ -16,22 +16,7 @@ export interface QueueReport { outgoing: OutgoingRow[]; incoming: IncomingRow[];
 export async function queueReport(tree: string, keyring: Identities, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
   const self = keyring.self.fingerprint;
   const peerName = (fpr: string) => keyring.peers.get(fpr)?.name ?? fpr.slice(0, 16);
-  // The scan reads a missing tree as empty: that would list nothing and forget every row.
-  await requireTree(tree);
-  // Rows the daemon records from now on may be for packets written after the scan read their directory:
-  // only rows created before it are known to be for packets that should have been seen. Both clocks are
-  // this host's; the daemon stamps a row after its packet is in the tree (recordingEnqueue).
-  const scanStart = Date.now();
-  const out = await scanOutgoing(tree, self, { blocking: true });
-  const index = outbox.byNames(out.map((e) => e.name));
-  // Rows for packets no longer in the tree (delivered): only then is a pass over the index needed.
-  if (outbox.count() > index.size) outbox.forgetExcept(new Set(out.map((e) => e.name)), scanStart);
-  const outgoing = out
-    .map((e): OutgoingRow => {
-      const r = index.get(e.name);
-      return { peer: peerName(e.to), toNode: e.to, name: e.name, ageMs: now - e.mtimeMs, size: e.size,
-        ...(r ? { id: r.id, from: r.from, recipients: r.recipients } : {}) };
-    })
+  const outgoing = (await outgoingPackets(tree, keyring, outbox)).map(({ path: _path, mtimeMs, ...row }): OutgoingRow => ({ ...row, ageMs: now - mtimeMs }))
     .sort((a, b) => a.peer.localeCompare(b.peer) || b.ageMs - a.ageMs);
   const inbox = await scanInbox(tree, self, { blocking: true });
   const byHash = new Map(inbox.map((e) => [e.hash.toString('hex'), e]));
@@ -44,6 +29,31 @@ export async function queueReport(tree: string, keyring: Identities, outbox: Out
   }
   const waiting = inbox.length - incoming.length;
   return { outgoing, incoming, waiting };
+}
+
+/** An outgoing packet in the tree, with what the outbox index knows of it (for `queue` and `queue delete`). */
+export interface OutgoingPacket { peer: string; toNode: string; name: string; path: string; mtimeMs: number; size: number; id?: string; from?: string; recipients?: string[] }
+
+/**
+ * This node's packets still in the tree, each with its index row if there is one; rows for packets no
+ * longer there (taken by their node) are forgotten on the way. CONFIG if the tree is missing.
+ */
+export async function outgoingPackets(tree: string, keyring: Identities, outbox: Outbox): Promise<OutgoingPacket[]> {
+  // The scan reads a missing tree as empty: that would list nothing and forget every row.
+  await requireTree(tree);
+  // Rows the daemon records from now on may be for packets written after the scan read their directory:
+  // only rows created before it are known to be for packets that should have been seen. Both clocks are
+  // this host's; the daemon stamps a row after its packet is in the tree (recordingEnqueue).
+  const scanStart = Date.now();
+  const out = await scanOutgoing(tree, keyring.self.fingerprint, { blocking: true });
+  const index = outbox.byNames(out.map((e) => e.name));
+  // Rows for packets no longer in the tree (delivered): only then is a pass over the index needed.
+  if (outbox.count() > index.size) outbox.forgetExcept(new Set(out.map((e) => e.name)), scanStart);
+  return out.map((e) => {
+    const r = index.get(e.name);
+    return { peer: keyring.peers.get(e.to)?.name ?? e.to.slice(0, 16), toNode: e.to, name: e.name, path: e.path, mtimeMs: e.mtimeMs, size: e.size,
+      ...(r ? { id: r.id, from: r.from, recipients: r.recipients } : {}) };
+  });
 }
 
 export function formatQueue(r: QueueReport): string {

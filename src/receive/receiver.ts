@@ -162,7 +162,9 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
     if (stopped) return;
     const due = deps.journal
       .inState('deferred')
-      .filter((e) => present.has(e.hash))
+      // In hand: handle() re-arms the timer if it is deferred again; until then its record stays
+      // deferred and due, and would set the timer to now after every scan.
+      .filter((e) => present.has(e.hash) && !inFlight.has(e.hash))
       .map((e) => e.nextAttempt ?? 0)
       .reduce((a, b) => Math.min(a, b), Infinity);
     if (retryTimer) clearTimeout(retryTimer);
@@ -217,7 +219,7 @@ export function createReceiver(receiverDeps: ReceiverDeps): Receiver {
       stopFlushWatch = watchFlushRequests(
         deps.stateDir,
         () => {
-          deps.log.info({ evt: 'rx.flush', deferred: deps.journal.dueForRetry(deps.now()).length }, 'flush requested: retrying deferred packets now');
+          deps.log.info({ evt: 'rx.flush' }, 'flush requested: retrying deferred packets now');
           trigger();
         },
         (err) => deps.log.warn({ evt: 'rx.flush-watch-error', err: (err as Error).message }, 'cannot watch for flush requests; deferred packets are retried on schedule'),

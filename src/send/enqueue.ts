@@ -86,7 +86,8 @@ function planDestinations(router: Router, from: string, rcpts: readonly string[]
 
 /** Mail for a peer whose key cannot be encrypted to is deferred, with what the admin has to do. */
 export function peerKeyError(peer: string, problem: string, recipients: readonly string[]): FerryError {
-  return new FerryError('PEER_KEY_UNUSABLE', `node ${peer}'s key ${problem}: mail for it waits until its renewed key is installed`, {
+  const until = /revoked/.test(problem) ? "that node's new key replaces it (a revocation is final)" : 'its renewed key is installed';
+  return new FerryError('PEER_KEY_UNUSABLE', `node ${peer}'s key ${problem}: mail for it waits until ${until}`, {
     detail: { peer, problem, recipients: recipients.length },
   });
 }

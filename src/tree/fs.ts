@@ -12,7 +12,7 @@
  */
 import { FerryError } from '../errors/index.js';
 import { closeSync, fsync, linkSync, lstatSync, mkdirSync, open, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { stat, unlink as fsUnlink } from 'node:fs/promises';
 
 export interface TreeFileHandle {
   /** Write `length` bytes of `buffer` from `offset`; may write fewer (the caller loops). */
@@ -69,6 +69,17 @@ export const nodeTreeFs: TreeFs = Object.freeze({
   lstat: async (path: string) => lstatSync(path),
   mkdirp: async (path: string) => mkdirSync(path, { recursive: true }),
 });
+
+/** unlink(2) through `unlink` (fs.promises' by default); false if the file was already gone. */
+export async function unlinkIfPresent(path: string, unlink: (path: string) => Promise<void> = fsUnlink): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
 
 /** The errno code of a thrown value, if any. */
 export function errnoOf(err: unknown): string | undefined {

@@ -2,16 +2,17 @@
  * `ferrypost peer remove` and `peer update` through the real CLI on nodes made by init: what each
  * writes (config, key files), what each refuses without writing, and what remove warns about.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cli, initNode, nodePair, tmpdir, type TestNode } from '../helpers/node.js';
 
 let base: string;
 let a: TestNode;
 let b: TestNode;
 
+afterEach(() => rmSync(base, { recursive: true, force: true }));
 beforeEach(() => {
   base = tmpdir('fp-peerchg-');
   ({ a, b } = nodePair(base, { offlineDomain: 'cabin.test' }));

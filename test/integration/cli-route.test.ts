@@ -2,18 +2,21 @@
  * `ferrypost route` (sendmail -bv): which peer each address goes to and by which rule, through the
  * real CLI on nodes made by init and peer add; 65 for bad syntax, 67 for no route.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cli, nodePair, tmpdir, type TestNode } from '../helpers/node.js';
 
 let a: TestNode;
 let b: TestNode;
 
-beforeAll(() => {
-  ({ a, b } = nodePair(path.join(tmpdir('fp-route-')), { offlineDomain: 'cabin.test' }));
+let base: string;
+beforeEach(() => {
+  base = tmpdir('fp-route-');
+  ({ a, b } = nodePair(base, { offlineDomain: 'cabin.test' }));
 });
+afterEach(() => rmSync(base, { recursive: true, force: true }));
 
 describe('ferrypost route', () => {
   it('names the peer, its fingerprint and the rule, for each address; exit 0 when all route', () => {
@@ -37,7 +40,7 @@ describe('ferrypost route', () => {
     expect(mixed.status).toBe(65);
     expect(mixed.stdout.split('\n')).toEqual([
       expect.stringMatching(/^<friend@example\.org>: no route/),
-      '<not an address>: bad address syntax (missing domain) (use user@domain)',
+      '<not an address>: bad address syntax (missing domain); use user@domain',
       expect.stringMatching(/^<kate@cabin\.test> -> a /),
       '',
     ]);

@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { packetNameForHash } from '../../src/tree/layout.js';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deleteQuarantined } from '../../src/quarantine/delete.js';
 import { listQuarantine, quarantineDir, quarantinePacket, REASON_SUFFIX } from '../../src/quarantine/quarantine.js';
 import { cli, initNode, tmpdir, type TestNode } from '../helpers/node.js';
@@ -37,6 +37,7 @@ beforeEach(() => {
   n = initNode(tmpdir('fp-qdel-'), 'qdel', ['--no-self-peer']);
   stateDir = path.join(n.dir, 'state');
 });
+afterEach(() => rmSync(n.dir, { recursive: true, force: true }));
 
 describe('quarantine delete', () => {
   it('by name: deletes the packet and its reason file, durably, and says what it freed', async () => {
@@ -86,7 +87,7 @@ describe('quarantine delete', () => {
     const cases: Array<[string[], RegExp]> = [
       [['quarantine', 'delete'], /give either packet names or --older-than DURATION/],
       [['quarantine', 'delete', e, '--older-than', '1d'], /give either packet names or --older-than DURATION/],
-      [['quarantine', 'delete', '--older-than', 'soon'], /--older-than "soon" is not a duration \(use e\.g\. 30s, 5m, 2h, 7d/],
+      [['quarantine', 'delete', '--older-than', 'soon'], /--older-than "soon" is not a duration \(give e\.g\. 30d, 12h, 90m\)/],
       [['quarantine', 'delete', '--older-than', '30'], /--older-than 30: give a unit \(e\.g\. 30d, 30h, 30m\)/],
       [['quarantine', 'delete', '--older-than', '0s'], /--older-than 0s: must be at least 1m/],
       [['quarantine', 'delete', '--older-than', '59s'], /--older-than 59s: must be at least 1m/],

@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { loadIdentities } from '../../src/keys/identities.js';
 import { deleteOutgoing } from '../../src/queue/delete.js';
@@ -30,8 +30,10 @@ function packetFile(r: Row): string {
   return path.join(tree, rel!);
 }
 
+let base: string;
+afterEach(() => rmSync(base, { recursive: true, force: true }));
 beforeEach(() => {
-  const base = tmpdir('fp-qdel-out-');
+  base = tmpdir('fp-qdel-out-');
   const pair = nodePair(base, { offlineDomain: 'cabin.test' });
   a = pair.a;
   tree = pair.tree;

@@ -16,17 +16,25 @@ const MSG = 'From: alice@offline.test\r\nTo: carol@home.test\r\nSubject: held wh
 
 let daemon: RunningNode | undefined;
 let postfix: PostfixInstance | undefined;
+const dirs: string[] = [];
 afterEach(async () => {
   await daemon?.stop();
   await postfix?.stop();
   daemon = undefined;
   postfix = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+/** A temp directory removed after the test. */
+function scratch(): string {
+  const d = tmpdir('fp-flush-');
+  dirs.push(d);
+  return d;
+}
 
 /** The embedded default (routes all mail to itself), delivering by SMTP to a port where nothing listens yet. */
 async function nodeWithMtaDown(): Promise<{ node: TestNode; mtaPort: number }> {
   const [mtaPort, listenPort] = [await freePort(), await freePort()];
-  const node = initNode(tmpdir('fp-flush-'), 'solo', ['--smtp', `127.0.0.1:${mtaPort}`]);
+  const node = initNode(scratch(), 'solo', ['--smtp', `127.0.0.1:${mtaPort}`]);
   node.edit((doc) => {
     doc.setIn(['smtp', 'listen'], [`127.0.0.1:${listenPort}`]);
     doc.setIn(['receive', 'retry_initial'], '1h');
@@ -92,7 +100,7 @@ describe('ferrypost flush', () => {
   });
 
   it('on a node that never received anything: nothing deferred, exit 0; on a missing state directory: 78 naming init', () => {
-    const node = initNode(tmpdir('fp-flush-'), 'solo');
+    const node = initNode(scratch(), 'solo');
     const r = cli(['flush'], { config: node.config });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^0 deferred packet\(s\) due now; no daemon took the request/);
