@@ -198,4 +198,24 @@ describe('receiver faults', () => {
     expect(scans - before).toBeLessThanOrEqual(2);
     expect(rx.journal.inState('deferred')).toHaveLength(1); // kept, in case the file comes back
   });
+
+  it('a due deferred packet being decoded again does not make the receiver rescan while it is in hand', async () => {
+    begin();
+    // ~3 MiB: tens of ms of decoding per attempt, the window in which its record is still deferred and due
+    const body = randomBytes(3 << 20).toString('base64').replace(/.{76}/g, '$&\r\n');
+    await send(Buffer.from(`From: a@offline.test\r\nTo: b@home.test\r\nSubject: big\r\n\r\n${body}\r\n`));
+    let scans = 0;
+    const down: Injector = { name: 'down', inject: async (req) => req.envelope.to.map((rcpt) => ({ rcpt, status: 'temp', code: 451, message: '451 down' })), close: async () => undefined };
+    rx = receivingNode(B, [A], tree, path.join(base, 'b'), { injector: down, retryInitialMs: 100, onScan: () => void scans++ });
+    await rx.receiver.start();
+    for (let i = 0; i < 200 && !rx.outcomes.length; i++) await new Promise((r) => setTimeout(r, 25));
+    const deferrals = () => rx!.outcomes.filter((o) => o.outcome === 'deferred').length;
+    const scansBefore = scans;
+    const attemptsBefore = deferrals();
+    await new Promise((r) => setTimeout(r, 1500)); // retries at +100, +200, +400, +800 ms (doubling)
+    const attempts = deferrals() - attemptsBefore;
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    // One scan per retry (the timer's), not one every few ms while each attempt decodes.
+    expect(scans - scansBefore).toBeLessThanOrEqual(attempts + 2);
+  });
 });
