@@ -146,16 +146,15 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const cfg = loadConfig(configFile());
-      const [{ loadIdentities }, { openOutbox }, { openJournal }, { formatQueue, queueReport }] = await Promise.all([
-        import('../keys/identities.js'), import('../queue/outbox.js'), import('../store/journal.js'), import('../queue/report.js'),
+      const [{ loadIdentities }, { openJournal }, { formatQueue, queueReport }] = await Promise.all([
+        import('../keys/identities.js'), import('../store/journal.js'), import('../queue/report.js'),
       ]);
       // Names and fingerprints only: listing the queue needs no unlocked secret key (mailq does not either).
       const ids = await loadIdentities(cfg);
       // A listing never creates the databases: run as root, it would leave root-owned files that stop
       // the daemon ("attempt to write a readonly database"). Missing means nothing recorded yet.
-      const outboxFile = path.join(cfg.node.state_dir, 'outbox.sqlite');
       const journalFile = path.join(cfg.node.state_dir, 'journal.sqlite');
-      const outbox = existsSync(outboxFile) ? openOutbox(cfg.node.state_dir) : emptyOutbox();
+      const outbox = await existingOutbox(cfg.node.state_dir);
       const journal = openJournal(existsSync(journalFile) ? journalFile : ':memory:');
       try {
         const r = await queueReport(cfg.node.tree, ids, outbox, journal);
@@ -173,12 +172,9 @@ export function registerCommands(program: Command, configFile: () => string): vo
     .action(async (sel: string[], o: { to?: string }) => {
       if ((sel.length > 0) === (o.to !== undefined)) throw new FerryError('USAGE', 'give either packet ids or --to PEER (see "ferrypost queue")');
       const cfg = loadConfig(configFile());
-      const [{ loadIdentities }, { openOutbox }, { deleteOutgoing }] = await Promise.all([
-        import('../keys/identities.js'), import('../queue/outbox.js'), import('../queue/delete.js'),
-      ]);
+      const [{ loadIdentities }, { deleteOutgoing }] = await Promise.all([import('../keys/identities.js'), import('../queue/delete.js')]);
       const ids = await loadIdentities(cfg);
-      const outboxFile = path.join(cfg.node.state_dir, 'outbox.sqlite');
-      const outbox = existsSync(outboxFile) ? openOutbox(cfg.node.state_dir) : emptyOutbox();
+      const outbox = await existingOutbox(cfg.node.state_dir);
       try {
         const r = await deleteOutgoing(cfg.node.tree, ids, outbox, o.to !== undefined ? { toPeer: o.to } : { ids: sel });
         for (const p of r.deleted) {
@@ -290,6 +286,15 @@ function deliveryChoice(o: { maildir?: string; smtp?: string; lmtp?: string; sen
   if (o.lmtp) return { method: 'lmtp', ...hp(o.lmtp, '--lmtp') };
   if (o.sendmail) return { method: 'sendmail', command: o.sendmail.split(/\s+/).filter(Boolean) };
   return { method: 'maildir', path: o.maildir ?? 'Maildir' };
+}
+
+/**
+ * The outbox index for `queue` and `queue delete`, never created by them (run as root, a new one would
+ * be root's and stop the daemon): one that keeps nothing when the node never queued anything.
+ */
+async function existingOutbox(stateDir: string): Promise<Outbox> {
+  if (!existsSync(path.join(stateDir, 'outbox.sqlite'))) return emptyOutbox();
+  return (await import('../queue/outbox.js')).openOutbox(stateDir);
 }
 
 /** The outbox index of a node that never queued anything: empty, and nothing written to disk. */

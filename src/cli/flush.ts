@@ -11,7 +11,7 @@ import { FerryError } from '../errors/index.js';
 import { loadIdentities } from '../keys/identities.js';
 import { controlDir, requestFlush } from '../receive/flush-request.js';
 import { openJournal } from '../store/journal.js';
-import { scanInbox } from '../tree/scan.js';
+import { incomingPackets } from '../queue/report.js';
 import { requireNodeUser, requireWritableState } from './context.js';
 
 /** How long the command waits for the daemon to take the request. */
@@ -29,10 +29,8 @@ export async function flushNode(cfg: Readonly<Config>): Promise<string> {
     try {
       journal.retryNow(); // first: the part that matters, whatever the count below finds
       // Counted as `queue` shows them: a deferred record whose packet is gone is not waiting for anything.
-      const ids = await loadIdentities(cfg);
-      const found = await scanInbox(cfg.node.tree, ids.self.fingerprint, { blocking: true, onError: () => void unreadable++ });
-      const present = new Set(found.map((e) => e.hash.toString('hex')));
-      deferred = journal.inState('deferred').filter((e) => present.has(e.hash)).length;
+      const { incoming } = await incomingPackets(cfg.node.tree, await loadIdentities(cfg), journal, Date.now(), () => void unreadable++);
+      deferred = incoming.filter((r) => r.state === 'deferred').length;
     } finally {
       journal.close();
     }

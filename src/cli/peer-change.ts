@@ -14,7 +14,7 @@
  * Fails: FerryError('USAGE') for an unknown peer or another node's key, ('CONFIG') for an unusable key.
  */
 import { existsSync } from 'node:fs';
-import { chown, link, readFile, stat, unlink } from 'node:fs/promises';
+import { link, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isSeq, parseDocument } from 'yaml';
 import { parseConfig } from '../config/load.js';
@@ -23,7 +23,7 @@ import { FerryError } from '../errors/index.js';
 import { fingerprintOf, readKeyFile } from '../keys/load.js';
 import { fsyncDir, replaceDurable } from '../tree/durable.js';
 import { scanInbox, scanOutgoing } from '../tree/scan.js';
-import { readPeerKeyFile, requirePeerKeyUsable, writeConfig } from './peer.js';
+import { keepOwner, readConfig, readPeerKeyFile, requirePeerKeyUsable, writeConfig } from './peer.js';
 
 export interface PeerRemoveResult {
   fingerprint: string;
@@ -129,16 +129,13 @@ export async function updatePeerKey(configFile: string, name: string, keyFile: s
   // A missing file is made as the directory's owner (root repairing a node another user owns).
   const owner = old ?? (await stat(path.dirname(peer.key)));
   await replaceDurable(peer.key, Buffer.from(key.armor()), { mode: old ? old.mode & 0o777 : 0o644 });
-  if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) await chown(peer.key, owner.uid, owner.gid);
+  await keepOwner(peer.key, owner);
   const expiry = await key.getExpirationTime();
   return { fingerprint, keyFile: peer.key, expires: expiry instanceof Date ? expiry : null, ...(warning ? { warning } : {}) };
 }
 
 async function configWithPeer(configFile: string, name: string): Promise<{ text: string; cfg: Readonly<Config>; peer: Config['peers'][number] }> {
-  const text = await readFile(configFile, 'utf8').catch((e: unknown) => {
-    throw new FerryError('CONFIG', `cannot read config ${configFile}: ${(e as Error).message}`);
-  });
-  const cfg = parseConfig(text, configFile);
+  const { text, cfg } = await readConfig(configFile);
   const peer = cfg.peers.find((p) => p.name === name);
   if (!peer) throw new FerryError('USAGE', `no peer named "${name}" in ${configFile} (see "ferrypost peer list")`);
   return { text, cfg, peer };

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type * as openpgp from 'openpgp';
 import { parseDocument } from 'yaml';
 import { parseConfig } from '../config/load.js';
-import { mailPattern, nodeName } from '../config/schema.js';
+import { mailPattern, nodeName, type Config } from '../config/schema.js';
 import { FerryError, isFerryError } from '../errors/index.js';
 import { fingerprintOf, readKeyFile } from '../keys/load.js';
 import { keyProblem } from '../keys/usability.js';
@@ -34,10 +34,7 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
     const r = mailPattern.safeParse(m);
     if (!r.success) throw new FerryError('USAGE', `--mail ${JSON.stringify(m)}: ${r.error.issues[0]?.message}`);
   }
-  const text = await readFile(configFile, 'utf8').catch((e: unknown) => {
-    throw new FerryError('CONFIG', `cannot read config ${configFile}: ${(e as Error).message}`);
-  });
-  const cfg = parseConfig(text, configFile);
+  const { text, cfg } = await readConfig(configFile);
 
   const { key, warning } = await readPeerKeyFile(keyFile);
   await requirePeerKeyUsable(key, keyFile);
@@ -83,9 +80,7 @@ export async function addPeer(configFile: string, keyFile: string, o: PeerAddOpt
     throw e;
   }
   try {
-    // Root adding a peer to a node another user owns: the key file is that user's, like its directory.
-    const dirOwner = await stat(peersDir);
-    if (process.getuid?.() === 0 && (dirOwner.uid !== 0 || dirOwner.gid !== 0)) await chown(dest, dirOwner.uid, dirOwner.gid);
+    await keepOwner(dest, await stat(peersDir)); // the key file is the node owner's, like its directory
     await writeConfig(configFile, out);
   } catch (e) {
     await removeDurable(dest).catch(() => undefined);
@@ -107,11 +102,27 @@ export async function readPeerKeyFile(keyFile: string): Promise<{ key: openpgp.P
   };
 }
 
+/** The config file's text and what it loads as; CONFIG if it cannot be read or is invalid. */
+export async function readConfig(configFile: string): Promise<{ text: string; cfg: Readonly<Config> }> {
+  const text = await readFile(configFile, 'utf8').catch((e: unknown) => {
+    throw new FerryError('CONFIG', `cannot read config ${configFile}: ${(e as Error).message}`);
+  });
+  return { text, cfg: parseConfig(text, configFile) };
+}
+
 /** The config replaced atomically, keeping its mode, owner and group (root editing a config the daemon's group reads). */
 export async function writeConfig(configFile: string, out: string): Promise<void> {
   const old = await stat(configFile);
   await replaceDurable(configFile, Buffer.from(out), { mode: old.mode & 0o777 });
-  if (process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) await chown(configFile, old.uid, old.gid);
+  await keepOwner(configFile, old);
+}
+
+/**
+ * A file root just wrote in a node another user owns goes to that user (`like`: the file it replaced,
+ * or its directory): root's files there would be unusable for the daemon and Syncthing.
+ */
+export async function keepOwner(file: string, like: { uid: number; gid: number }): Promise<void> {
+  if (process.getuid?.() === 0 && (like.uid !== 0 || like.gid !== 0)) await chown(file, like.uid, like.gid);
 }
 
 /** A peer key must verify the peer's packets and be encrypted to: not revoked, not expired, both subkeys usable. */

@@ -14,7 +14,7 @@ import { dirname } from 'node:path';
 import { FerryError } from '../errors/index.js';
 import type { Identities } from '../keys/identities.js';
 import { fsyncDir } from '../tree/durable.js';
-import { errnoOf, nodeTreeFs, type TreeFs } from '../tree/fs.js';
+import { nodeTreeFs, unlinkIfPresent, type TreeFs } from '../tree/fs.js';
 import type { Outbox } from './outbox.js';
 import { outgoingPackets, type OutgoingPacket } from './report.js';
 
@@ -65,14 +65,10 @@ export async function deleteOutgoing(tree: string, ids: Identities, outbox: Outb
   const vanished: OutgoingPacket[] = [];
   const dirs = new Set<string>();
   for (const p of chosen) {
-    try {
-      await fs.unlink(p.path);
+    if (await unlinkIfPresent(p.path, fs.unlink)) {
       deleted.push(p);
       dirs.add(dirname(p.path));
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') throw err;
-      vanished.push(p);
-    }
+    } else vanished.push(p);
   }
   for (const d of dirs) await fsyncDir(d, fs);
   return { deleted, vanished };

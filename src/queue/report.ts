@@ -14,11 +14,20 @@ export interface IncomingRow { fromPeer: string; name: string; id: string; ageMs
 export interface QueueReport { outgoing: OutgoingRow[]; incoming: IncomingRow[]; waiting: number }
 
 export async function queueReport(tree: string, keyring: Identities, outbox: Outbox, journal: Journal, now = Date.now()): Promise<QueueReport> {
-  const self = keyring.self.fingerprint;
-  const peerName = (fpr: string) => keyring.peers.get(fpr)?.name ?? fpr.slice(0, 16);
   const outgoing = (await outgoingPackets(tree, keyring, outbox)).map(({ path: _path, mtimeMs, ...row }): OutgoingRow => ({ ...row, ageMs: now - mtimeMs }))
     .sort((a, b) => a.peer.localeCompare(b.peer) || b.ageMs - a.ageMs);
-  const inbox = await scanInbox(tree, self, { blocking: true });
+  const { incoming, inInbox } = await incomingPackets(tree, keyring, journal, now);
+  return { outgoing, incoming, waiting: inInbox - incoming.length };
+}
+
+/**
+ * Incoming packets waiting for a retry (or caught in `injecting`): journal records whose packet is in
+ * the inbox (one whose file is gone waits for nothing), and how many packets the inbox holds in all.
+ * `onError`: a part of the inbox that cannot be read is skipped and reported there instead of failing.
+ */
+export async function incomingPackets(tree: string, keyring: Identities, journal: Journal, now = Date.now(), onError?: (path: string, err: unknown) => void): Promise<{ incoming: IncomingRow[]; inInbox: number }> {
+  const peerName = (fpr: string) => keyring.peers.get(fpr)?.name ?? fpr.slice(0, 16);
+  const inbox = await scanInbox(tree, keyring.self.fingerprint, { blocking: true, ...(onError ? { onError } : {}) });
   const byHash = new Map(inbox.map((e) => [e.hash.toString('hex'), e]));
   const incoming: IncomingRow[] = [];
   for (const j of [...journal.inState('deferred'), ...journal.inState('injecting')]) {
@@ -27,8 +36,7 @@ export async function queueReport(tree: string, keyring: Identities, outbox: Out
     incoming.push({ fromPeer: peerName(j.fromNode), name: e.name, id: j.id, ageMs: now - j.firstSeen, size: e.size, attempts: j.attempts,
       nextAttempt: j.nextAttempt, lastError: j.lastError, recipients: j.recipients.filter((r) => !j.doneRecipients.includes(r)), state: j.state });
   }
-  const waiting = inbox.length - incoming.length;
-  return { outgoing, incoming, waiting };
+  return { incoming, inInbox: inbox.length };
 }
 
 /** An outgoing packet in the tree, with what the outbox index knows of it (for `queue` and `queue delete`). */

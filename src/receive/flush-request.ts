@@ -11,8 +11,8 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, watch, writeFil
 import { join } from 'node:path';
 import { errnoOf } from '../tree/fs.js';
 
-export const CONTROL_DIR = 'control';
-export const FLUSH_REQUEST = 'flush';
+const CONTROL_DIR = 'control';
+const FLUSH_REQUEST = 'flush';
 
 export function controlDir(stateDir: string): string {
   return join(stateDir, CONTROL_DIR);

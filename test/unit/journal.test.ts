@@ -109,12 +109,15 @@ describe('journal', () => {
     expect(j.byHash(H2)).toBeUndefined();
   });
 
-  it('dueForRetry returns deferred entries whose time has come, earliest first', () => {
-    j.begin(pkt(H1, 'id1'));
-    j.begin(pkt(H2, 'id2'));
-    j.begin(pkt(H3, 'id3'));
+  /** H1, H2, H3 begun; H1 deferred to 5000, H2 to 3000. */
+  function twoDeferred(): void {
+    for (const [h, id] of [[H1, 'id1'], [H2, 'id2'], [H3, 'id3']] as const) j.begin(pkt(h, id));
     j.defer(H1, 'e', 5000);
     j.defer(H2, 'e', 3000);
+  }
+
+  it('dueForRetry returns deferred entries whose time has come, earliest first', () => {
+    twoDeferred();
     j.defer(H3, 'e', 9000);
     expect(j.dueForRetry(2999)).toEqual([]);
     expect(j.dueForRetry(5000).map((e) => e.hash)).toEqual([H2, H1]);
@@ -122,11 +125,7 @@ describe('journal', () => {
   });
 
   it('retryNow makes every deferred entry due (none later than now), keeps attempts, touches nothing else', () => {
-    j.begin(pkt(H1, 'id1'));
-    j.begin(pkt(H2, 'id2'));
-    j.begin(pkt(H3, 'id3'));
-    j.defer(H1, 'e', 5000);
-    j.defer(H2, 'e', 3000);
+    twoDeferred();
     j.delivered(H3);
     expect(j.retryNow(4000)).toBe(2);
     expect(j.dueForRetry(4000).map((e) => [e.hash, e.nextAttempt, e.attempts])).toEqual([[H2, 3000, 1], [H1, 4000, 1]]);
